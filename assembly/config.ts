@@ -1,0 +1,61 @@
+// Core configuration, written by the host into the config block before
+// init(). Every size is fixed at init: the core allocates nothing after.
+//
+//  config block (u32 words):
+//   0 maxSessions   1 maxLanes     2 windowMsgs (pow2)  3 windowBytes (pow2)
+//   4 maxRequests   5 keepaliveMs  6 resumeMs           7 helloTimeoutMs
+//   8 backoffMinMs  9 backoffMaxMs 10 seedLo            11 seedHi
+//  12 eventCap
+
+export const CONFIG_WORDS: i32 = 16;
+export const configBlock: usize = memory.data(CONFIG_WORDS * 4);
+
+export let maxSessions: u32 = 0;
+export let maxLanes: u32 = 0;
+export let windowMsgs: u32 = 0;
+export let windowBytes: u32 = 0;
+export let maxRequests: u32 = 0;
+export let keepaliveUs: u64 = 0;
+export let resumeUs: u64 = 0;
+export let helloTimeoutUs: u64 = 0;
+export let backoffMinUs: u64 = 0;
+export let backoffMaxUs: u64 = 0;
+export let seedLo: u32 = 0;
+export let seedHi: u32 = 0;
+export let eventCap: u32 = 0;
+
+export const LANES_PER_SESSION: i32 = 8;
+
+@inline function word(i: i32): u32 {
+  return load<u32>(configBlock + (<usize>i << 2));
+}
+
+@inline function isPow2(x: u32): bool {
+  return x != 0 && (x & (x - 1)) == 0;
+}
+
+/** Reads and checks the config block. Returns false if it is unusable. */
+export function readConfig(): bool {
+  maxSessions = word(0);
+  maxLanes = word(1);
+  windowMsgs = word(2);
+  windowBytes = word(3);
+  maxRequests = word(4);
+  keepaliveUs = <u64>word(5) * 1000;
+  resumeUs = <u64>word(6) * 1000;
+  helloTimeoutUs = <u64>word(7) * 1000;
+  backoffMinUs = <u64>word(8) * 1000;
+  backoffMaxUs = <u64>word(9) * 1000;
+  seedLo = word(10);
+  seedHi = word(11);
+  eventCap = word(12);
+  if (maxSessions < 1 || maxSessions > 16384) return false;
+  if (maxLanes < 1 || maxLanes > 65535) return false;
+  if (!isPow2(windowMsgs) || windowMsgs < 16 || windowMsgs > 65536) return false;
+  if (!isPow2(windowBytes) || windowBytes < 32768 || windowBytes > (1 << 26)) return false;
+  if (maxRequests < 1 || maxRequests > 65535) return false;
+  if (keepaliveUs == 0 || helloTimeoutUs == 0) return false;
+  if (backoffMinUs == 0 || backoffMaxUs < backoffMinUs) return false;
+  if (eventCap < 64 || eventCap > 65536) return false;
+  return true;
+}

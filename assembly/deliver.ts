@@ -1,0 +1,407 @@
+// Reliability: sequence numbers, in-order exactly-once delivery through the
+// receive window, acks that return credits, receipts, the request tables
+// (requests we sent, requests we received), cancel, close.
+//
+// Exactly once: a message is delivered when its sequence number equals
+// rxNext; anything below rxNext, or already in the window, is a duplicate and
+// its bytes are never written. The sender keeps every message (responses
+// included) until the ack covers it, so after a lane is lost it can send it
+// again on another lane and the receiver drops what it already has.
+
+import * as cfg from "./config";
+import {
+  Session, lane, session, sessionHandle, laneHandle, txEntry, rxEntry, pendEntry, inbEntry,
+  L_OPEN, RX_EMPTY, RX_RECEIVING, RX_PRESENT, P_FREE, P_WAITING, P_CANCEL_UNSENT, P_CANCELLED,
+  SF_ACK, SF_BACKPRESSURED, S_CLOSING, S_DRAINING, S_OPEN, SF_CLOSE_QUEUED,
+} from "./state";
+import {
+  push, setSeq, setTag, setHdr, setData, setExt, EV_REQUEST, EV_MESSAGE, EV_RESPONSE,
+  EV_RECEIPT, EV_EXT_RX, EV_EXT_RELEASE, EV_DRAIN, EV_CANCEL, EV_SESSION_CLOSED,
+  EV_REQUEST_FAILED,
+} from "./events";
+import { markSession, enqueue, hasCredit, requeueAll } from "./tx";
+import { protocolError, endSession } from "./lanes";
+import {
+  MSG_HEADER, MAX_APP_HEADER, INLINE_MAX, T_REQUEST, T_RESPONSE, T_ONEWAY, T_CANCEL, T_CLOSE,
+  F_EXT, F_RECEIPT, F_KNOWN_MSG, F_RESEND,
+} from "./wire";
+import {
+  E_MALFORMED, E_BAD_STATE, E_WINDOW, E_LIMIT, E_FRAME_TOO_LARGE, E_BACKPRESSURE,
+} from "./errors";
+
+let extCounter: u32 = 0;
+
+/**
+ * A message frame header (32 bytes at h) arrived on lane li. Checks it and
+ * prepares the lane to receive the body: into the receive ring, or skipped
+ * when it is a duplicate. Returns false if the lane was closed.
+ */
+export function onMessageHeader(li: i32, h: usize, now: u64): bool {
+  let l = lane(li);
+  let si = l.session;
+  if (si < 0 || l.state != L_OPEN) { protocolError(li, E_BAD_STATE, now); return false; }
+  let s = session(si);
+  let type = load<u8>(h);
+  let flags = load<u8>(h, 1);
+  let hdrLen = <u32>load<u16>(h, 2);
+  let frameLen = load<u32>(h, 4);
+  let seq = load<u64>(h, 8);
+  let slot = load<u32>(h, 16);
+  let dataLen = load<u32>(h, 20);
+  let tag = load<u32>(h, 24);
+  let ext = (flags & F_EXT) != 0;
+  if ((flags & ~F_KNOWN_MSG) != 0 || load<u32>(h, 28) != 0) { protocolError(li, E_MALFORMED, now); return false; }
+  if (hdrLen > MAX_APP_HEADER) { protocolError(li, E_FRAME_TOO_LARGE, now); return false; }
+  if (ext) {
+    if (dataLen == 0 || frameLen != MSG_HEADER + hdrLen) { protocolError(li, E_MALFORMED, now); return false; }
+  } else {
+    if (hdrLen + dataLen > INLINE_MAX) { protocolError(li, E_FRAME_TOO_LARGE, now); return false; }
+    if (frameLen != MSG_HEADER + hdrLen + dataLen) { protocolError(li, E_MALFORMED, now); return false; }
+  }
+  if (type == T_REQUEST || type == T_CANCEL) {
+    if ((tag & 0xffff) >= s.R || (tag >> 16) == 0) { protocolError(li, E_LIMIT, now); return false; }
+  }
+  if ((type == T_CANCEL || type == T_CLOSE) && (hdrLen | dataLen | <u32>flags) != 0) {
+    protocolError(li, E_MALFORMED, now);
+    return false;
+  }
+  let pos = slot & (cfg.windowBytes - 1);
+  if (pos + frameLen > cfg.windowBytes) { protocolError(li, E_WINDOW, now); return false; }
+  if (seq >= s.rxNext + <u64>s.M) { protocolError(li, E_WINDOW, now); return false; }
+  l.bodySeq = seq;
+  l.bodyLeft = frameLen - MSG_HEADER;
+  let e = rxEntry(s, seq);
+  if (seq < s.rxNext || load<u8>(e) != RX_EMPTY) {
+    // Duplicate: already delivered, or already arriving on another lane.
+    l.bodySkip = 1;
+    if (seq < s.rxNext) { s.flags |= SF_ACK; markSession(si); }
+  } else {
+    l.bodySkip = 0;
+    let dst = s.rxRing + <usize>pos;
+    memory.copy(dst, h, MSG_HEADER);
+    l.bodyDst = dst + MSG_HEADER;
+    store<u8>(e, RX_RECEIVING);
+    store<i32>(e, li, 4);
+    store<u32>(e, pos, 8);
+    store<u32>(e, 0, 12);
+  }
+  return true;
+}
+
+/** The body of lane li's current message has arrived. Returns false if the lane was closed. */
+export function onMessageBody(li: i32, now: u64): bool {
+  let l = lane(li);
+  let si = l.session;
+  let s = session(si);
+  let e = rxEntry(s, l.bodySeq);
+  let skip = l.bodySkip != 0;
+  let p: usize = skip ? 0 : s.rxRing + <usize>load<u32>(e, 8);
+  if (!skip && (load<u8>(p, 1) & F_EXT)) {
+    let id = ++extCounter;
+    if (id == 0) id = ++extCounter;
+    store<u32>(e, id, 12);
+    l.extWait = 1;
+    let ev = push(EV_EXT_RX, sessionHandle(si), laneHandle(li), 0);
+    setSeq(ev, l.bodySeq);
+    setExt(ev, id);
+    setData(ev, 0, load<u32>(p, 20));
+    return true;
+  }
+  if (skip) {
+    // A duplicate's EXT payload still follows on the stream: the host drops it.
+    let h = l.rxBuf;
+    if (load<u8>(h, 1) & F_EXT) {
+      l.extWait = 1;
+      let ev = push(EV_EXT_RX, sessionHandle(si), laneHandle(li), 0);
+      setSeq(ev, l.bodySeq);
+      setTag(ev, 0, 1);
+      setData(ev, 0, load<u32>(h, 20));
+    }
+    return true;
+  }
+  store<u8>(e, RX_PRESENT);
+  return deliver(si, li, now);
+}
+
+/** The host has taken lane li's ext payload off the stream. */
+export function extDone(li: i32, now: u64): bool {
+  let l = lane(li);
+  l.extWait = 0;
+  let si = l.session;
+  if (si < 0 || l.bodySkip) return true;
+  let s = session(si);
+  let e = rxEntry(s, l.bodySeq);
+  if (load<u8>(e) != RX_RECEIVING || load<i32>(e, 4) != li) return true;
+  store<u8>(e, RX_PRESENT);
+  return deliver(si, li, now);
+}
+
+/** Delivers every message that is now in order. Returns false if lane li was closed. */
+function deliver(si: i32, li: i32, now: u64): bool {
+  let s = session(si);
+  let sh = sessionHandle(si);
+  while (true) {
+    let e = rxEntry(s, s.rxNext);
+    if (load<u8>(e) != RX_PRESENT) break;
+    let p = s.rxRing + <usize>load<u32>(e, 8);
+    let type = load<u8>(p);
+    let flags = load<u8>(p, 1);
+    let hdrLen = <u32>load<u16>(p, 2);
+    let seq = load<u64>(p, 8);
+    let dataLen = load<u32>(p, 20);
+    let tag = load<u32>(p, 24);
+    let ext = load<u32>(e, 12);
+    store<u8>(e, RX_EMPTY);
+    s.rxNext = seq + 1;
+    s.flags |= SF_ACK;
+    if (type == T_REQUEST) {
+      let ib = inbEntry(s, tag & 0xffff);
+      if (load<u8>(ib) != P_FREE) { protocolError(li, E_LIMIT, now); return false; }
+      store<u8>(ib, P_WAITING);
+      store<u32>(ib, tag, 4);
+      store<u64>(ib, seq, 8);
+      let ev = push(EV_REQUEST, sh, laneHandle(li), 0);
+      setSeq(ev, seq);
+      setTag(ev, tag, flags);
+      setHdr(ev, p + MSG_HEADER, hdrLen);
+      setData(ev, (flags & F_EXT) ? 0 : p + MSG_HEADER + hdrLen, dataLen);
+      setExt(ev, ext);
+    } else if (type == T_ONEWAY) {
+      let ev = push(EV_MESSAGE, sh, laneHandle(li), 0);
+      setSeq(ev, seq);
+      setTag(ev, 0, flags);
+      setHdr(ev, p + MSG_HEADER, hdrLen);
+      setData(ev, (flags & F_EXT) ? 0 : p + MSG_HEADER + hdrLen, dataLen);
+      setExt(ev, ext);
+    } else if (type == T_RESPONSE) {
+      let pe = pendEntry(s, tag & 0xffff);
+      let st = load<u8>(pe);
+      if ((tag & 0xffff) < s.R && st != P_FREE && <u32>load<u16>(pe, 2) == tag >> 16) {
+        if (st == P_WAITING) {
+          store<u8>(pe, P_FREE);
+          let ev = push(EV_RESPONSE, sh, laneHandle(li), 0);
+          setSeq(ev, seq);
+          setTag(ev, tag, flags);
+          setHdr(ev, p + MSG_HEADER, hdrLen);
+          setData(ev, (flags & F_EXT) ? 0 : p + MSG_HEADER + hdrLen, dataLen);
+          setExt(ev, ext);
+        } else if (ext) {
+          // Cancelled: no response is delivered, but its payload must be dropped.
+          let ev = push(EV_EXT_RELEASE, sh, 0, 0);
+          setExt(ev, ext);
+          store<u32>(ev, 1, 28);
+        }
+      } else if (ext) {
+        let ev = push(EV_EXT_RELEASE, sh, 0, 0);
+        setExt(ev, ext);
+        store<u32>(ev, 1, 28);
+      }
+    } else if (type == T_CANCEL) {
+      let ib = inbEntry(s, tag & 0xffff);
+      if (load<u8>(ib) == P_WAITING && load<u32>(ib, 4) == tag) {
+        store<u8>(ib, P_FREE);
+        let ev = push(EV_CANCEL, sh, laneHandle(li), 0);
+        setSeq(ev, load<u64>(ib, 8));
+        setTag(ev, tag, 0);
+      }
+    } else if (type == T_CLOSE) {
+      if (s.state != S_CLOSING) {
+        s.state = S_DRAINING;
+        push(EV_SESSION_CLOSED, sh, 0, 16 /* E_CLOSED */);
+      }
+    }
+    if ((flags & F_RECEIPT) && s.receiptCount < cfg.windowMsgs) {
+      store<u64>(s.receipts + (<usize>s.receiptCount << 3), seq);
+      s.receiptCount++;
+    }
+  }
+  markSession(si);
+  maybeDrain(si);
+  return true;
+}
+
+/** Tells the host once credits are back after it was refused for lack of them. */
+function maybeDrain(si: i32): void {
+  let s = session(si);
+  if (!(s.flags & SF_BACKPRESSURED) || !hasCredit(s, MSG_HEADER + INLINE_MAX)) return;
+  for (let i: u32 = 0; i < s.R; i++) {
+    if (load<u8>(pendEntry(s, i)) == P_FREE) {
+      s.flags &= ~SF_BACKPRESSURED;
+      push(EV_DRAIN, sessionHandle(si), 0, 0);
+      return;
+    }
+  }
+}
+
+/** The peer's ack: every message below ackSeq was delivered. Returns false if lane li was closed. */
+export function processAck(si: i32, ackSeq: u64, li: i32, now: u64): bool {
+  let s = session(si);
+  if (ackSeq > s.txNextSend && ackSeq > s.txNextSeq) { protocolError(li, E_WINDOW, now); return false; }
+  if (ackSeq > s.txNextSeq) { protocolError(li, E_WINDOW, now); return false; }
+  if (ackSeq <= s.txAcked) return true;
+  let sh = sessionHandle(si);
+  let closed = false;
+  for (let q = s.txAcked; q < ackSeq; q++) {
+    let e = txEntry(s, q);
+    let flags = load<u8>(e, 17);
+    let type = load<u8>(e, 16);
+    if ((flags & F_RECEIPT) && !load<u8>(e, 18)) {
+      let ev = push(EV_RECEIPT, sh, 0, 0);
+      setSeq(ev, q);
+    }
+    if (flags & F_EXT) {
+      let ev = push(EV_EXT_RELEASE, sh, 0, 0);
+      setExt(ev, load<u32>(e, 12));
+    }
+    if (type == T_CANCEL) {
+      let tag = load<u32>(e, 20);
+      let pe = pendEntry(s, tag & 0xffff);
+      if (load<u8>(pe) == P_CANCELLED && <u32>load<u16>(pe, 2) == tag >> 16) store<u8>(pe, P_FREE);
+    } else if (type == T_CLOSE) {
+      closed = true;
+    }
+  }
+  s.txAcked = ackSeq;
+  if (s.txNextSend < ackSeq) s.txNextSend = ackSeq;
+  if (s.rtxFrom < ackSeq) s.rtxFrom = ackSeq;
+  s.txTail = ackSeq < s.txNextSeq ? load<u32>(txEntry(s, ackSeq)) : s.txHead;
+  if (closed) {
+    endSession(si, 0, now);
+    return false;
+  }
+  if (s.cancelsUnsent > 0) flushCancels(si);
+  if (s.flags & SF_CLOSE_QUEUED) queueClose(si);
+  maybeDrain(si);
+  return true;
+}
+
+/** The peer's RECEIPT for message seq. */
+export function onReceipt(si: i32, seq: u64): void {
+  let s = session(si);
+  if (seq < s.txAcked || seq >= s.txNextSend) return;
+  let e = txEntry(s, seq);
+  if ((load<u8>(e, 17) & F_RECEIPT) && !load<u8>(e, 18)) {
+    store<u8>(e, 1, 18);
+    let ev = push(EV_RECEIPT, sessionHandle(si), 0, 0);
+    setSeq(ev, seq);
+  }
+}
+
+/** An ACK frame, with F_RESEND when the peer lost a message mid-lane. */
+export function onAck(si: i32, li: i32, flags: u8, ackSeq: u64, now: u64): bool {
+  if (!processAck(si, ackSeq, li, now)) return false;
+  if (flags & F_RESEND) requeueAll(si);
+  return true;
+}
+
+// ---- requests we send ----
+
+let tagCursor: u32 = 0;
+
+/** Sends a request; returns its tag (> 0) or -error. */
+export function request(si: i32, src: usize, hdrLen: u32, dataLen: u32, flags: u8, timeoutUs: u64, ext: u32, now: u64): i64 {
+  let s = session(si);
+  let idx: u32 = 0xffffffff;
+  for (let k: u32 = 0; k < s.R; k++) {
+    let i = (tagCursor + k) % s.R;
+    if (load<u8>(pendEntry(s, i)) == P_FREE) { idx = i; break; }
+  }
+  if (idx == 0xffffffff) {
+    s.flags |= SF_BACKPRESSURED;
+    return -E_BACKPRESSURE;
+  }
+  let pe = pendEntry(s, idx);
+  let gen = load<u16>(pe, 2) + 1;
+  if (gen == 0) gen = 1;
+  let tag = (<u32>gen << 16) | idx;
+  let r = enqueue(si, T_REQUEST, flags, src, hdrLen, dataLen, tag, ext);
+  if (r < 0) return r;
+  tagCursor = idx + 1;
+  store<u8>(pe, P_WAITING);
+  store<u16>(pe, gen, 2);
+  let deadline = timeoutUs ? now + timeoutUs : 0;
+  store<u64>(pe, deadline, 8);
+  if (deadline && (s.reqDeadline == 0 || deadline < s.reqDeadline)) s.reqDeadline = deadline;
+  return <i64>tag;
+}
+
+/** Gives up on request tag: it will get no response; the responder is told. */
+export function cancelRequest(si: i32, tag: u32): bool {
+  let s = session(si);
+  let idx = tag & 0xffff;
+  if (idx >= s.R) return false;
+  let pe = pendEntry(s, idx);
+  if (load<u8>(pe) != P_WAITING || <u32>load<u16>(pe, 2) != tag >> 16) return false;
+  if (enqueue(si, T_CANCEL, 0, 0, 0, 0, tag, 0) >= 0) {
+    store<u8>(pe, P_CANCELLED);
+  } else {
+    store<u8>(pe, P_CANCEL_UNSENT);
+    s.cancelsUnsent++;
+  }
+  return true;
+}
+
+function flushCancels(si: i32): void {
+  let s = session(si);
+  for (let i: u32 = 0; i < s.R && s.cancelsUnsent > 0; i++) {
+    let pe = pendEntry(s, i);
+    if (load<u8>(pe) != P_CANCEL_UNSENT) continue;
+    let tag = (<u32>load<u16>(pe, 2) << 16) | i;
+    if (enqueue(si, T_CANCEL, 0, 0, 0, 0, tag, 0) < 0) return;
+    store<u8>(pe, P_CANCELLED);
+    s.cancelsUnsent--;
+  }
+}
+
+/** Fails requests whose deadline passed. Stops early when the event queue is short of room. */
+export function expireRequests(si: i32, now: u64, room: u32): void {
+  let s = session(si);
+  if (s.reqDeadline == 0 || s.reqDeadline > now) return;
+  let next: u64 = 0;
+  let sh = sessionHandle(si);
+  for (let i: u32 = 0; i < s.R; i++) {
+    let pe = pendEntry(s, i);
+    if (load<u8>(pe) != P_WAITING) continue;
+    let d = load<u64>(pe, 8);
+    if (d == 0) continue;
+    if (d <= now && room > 0) {
+      room--;
+      let tag = (<u32>load<u16>(pe, 2) << 16) | i;
+      let ev = push(EV_REQUEST_FAILED, sh, 0, 9 /* E_TIMEOUT */);
+      setTag(ev, tag, 0);
+      cancelRequest(si, tag);
+    } else if (next == 0 || d < next) {
+      next = d;
+    }
+  }
+  s.reqDeadline = next;
+}
+
+// ---- requests we received ----
+
+/** Answers the request with tag; returns 0 or -error. */
+export function respond(si: i32, tag: u32, src: usize, hdrLen: u32, dataLen: u32, flags: u8, ext: u32): i32 {
+  let s = session(si);
+  let idx = tag & 0xffff;
+  if (idx >= s.R) return -17;
+  let ib = inbEntry(s, idx);
+  if (load<u8>(ib) != P_WAITING || load<u32>(ib, 4) != tag) return -17; // E_BAD_HANDLE: answered or cancelled
+  let r = enqueue(si, T_RESPONSE, flags, src, hdrLen, dataLen, tag, ext);
+  if (r < 0) return <i32>r;
+  store<u8>(ib, P_FREE);
+  return 0;
+}
+
+// ---- close ----
+
+export function queueClose(si: i32): void {
+  let s = session(si);
+  let r = enqueue(si, T_CLOSE, 0, 0, 0, 0, 0, 0);
+  if (r >= 0) {
+    s.closeSeq = <u64>r;
+    s.flags &= ~SF_CLOSE_QUEUED;
+  } else {
+    s.flags |= SF_CLOSE_QUEUED;
+  }
+}
+

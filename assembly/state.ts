@@ -1,0 +1,348 @@
+// Lanes and sessions: fixed tables of structs indexed by handle, allocated
+// once at init. Handles given to the host are (generation << 16) | index, so
+// a stale handle never reaches a reused slot.
+//
+//  Lane (one connection)                    Session
+//  +----------------------------+           +-----------------------------+
+//  | state role pos extWait     |           | state role desired rr       |
+//  | gen inDirty session        |           | gen flags id version        |
+//  | rx assembly: asmLen need   |           | windows: M W R               |
+//  |   body: left skip dst seq  |           | tx: nextSeq acked nextSend  |
+//  |   batchLeft                |           |     head tail rtxFrom        |
+//  | ctlLen err clocks          |           | rx: next                     |
+//  | peer's HELLO parameters    |           | timers, receipts, portals    |
+//  | rxBuf ctlBuf (4 KiB each)  |           | arenas: txIdx rxIdx pend inb |
+//  +----------------------------+           |   txRing rxRing lanes ...    |
+//                                           +-----------------------------+
+
+import * as cfg from "./config";
+import { MAX_CONTROL_FRAME, MAX_PORTALS_BYTES } from "./wire";
+
+// Lane states.
+export const L_FREE: u8 = 0;
+export const L_CONNECTING: u8 = 1;     // client: host is opening the connection
+export const L_HELLO_SENT: u8 = 2;     // client: waiting for ACCEPT / REJECT / REDIRECT
+export const L_AWAIT_HELLO: u8 = 3;    // server: connection accepted, no HELLO yet
+export const L_PENDING_ACCEPT: u8 = 4; // server: the host decides accept / reject / redirect
+export const L_OPEN: u8 = 5;           // attached to a session, carrying traffic
+export const L_CLOSING: u8 = 6;        // closed by the core; ignoring input until lane_down
+
+export const ROLE_CLIENT: u8 = 1;
+export const ROLE_SERVER: u8 = 2;
+
+// Session states.
+export const S_FREE: u8 = 0;
+export const S_CONNECTING: u8 = 1; // client: first HELLO in flight
+export const S_OPEN: u8 = 2;
+export const S_RESUMING: u8 = 3;   // every lane lost; waiting up to resumeMs
+export const S_CLOSING: u8 = 4;    // local close: CLOSE sent, waiting for its ack
+export const S_DRAINING: u8 = 5;   // peer closed: acking, then gone
+
+// Session flags.
+export const SF_ACK: u8 = 0x01;
+export const SF_RTX: u8 = 0x02;
+export const SF_BACKPRESSURED: u8 = 0x04;
+export const SF_CLOSE_QUEUED: u8 = 0x08;
+export const SF_RESEND: u8 = 0x10;
+
+@unmanaged export class Lane {
+  state: u8;
+  role: u8;
+  pos: u8;
+  extWait: u8;
+  gen: u16;
+  inDirty: u8;
+  inBatch: u8;
+  session: i32;
+  asmLen: u32;
+  need: u32;
+  bodyLeft: u32;
+  bodySkip: u32;
+  bodyDst: usize;
+  bodySeq: u64;
+  batchLeft: u32;
+  ctlLen: u32;
+  ctlFrames: u32;
+  err: i32;
+  peerMsgs: u32;
+  peerBytes: u32;
+  peerRequests: u32;
+  peerKeepaliveMs: u32;
+  version: u32;
+  lastRx: u64;
+  lastTx: u64;
+  opened: u64;
+  rxBuf: usize;
+  ctlBuf: usize;
+}
+
+@unmanaged export class Session {
+  state: u8;
+  role: u8;
+  desired: u8;
+  rr: u8;
+  gen: u16;
+  inDirty: u8;
+  flags: u8;
+  id: u64;
+  version: u32;
+  M: u32;
+  W: u32;
+  R: u32;
+  peerKeepaliveUs: u64;
+  txNextSeq: u64;
+  txAcked: u64;
+  txNextSend: u64;
+  rtxFrom: u64;
+  txHead: u32;
+  txTail: u32;
+  rxNext: u64;
+  resumeAt: u64;
+  reqDeadline: u64;
+  closeSeq: u64;
+  cancelsUnsent: u32;
+  receiptCount: u32;
+  portalsLen: u32;
+  redirects: u32;
+  nextPortal: u32;
+  // arenas
+  lanes: usize;       // LANES_PER_SESSION x i32 lane index (-1 none)
+  reconnectAt: usize; // LANES_PER_SESSION x u64 (0 none)
+  attempts: usize;    // LANES_PER_SESSION x u32
+  txIdx: usize;       // windowMsgs x TxEntry
+  rxIdx: usize;       // windowMsgs x RxEntry
+  pend: usize;        // maxRequests x PendEntry (requests we sent)
+  inb: usize;         // maxRequests x InbEntry (requests we received)
+  receipts: usize;    // windowMsgs x u64
+  txRing: usize;      // windowBytes
+  rxRing: usize;      // windowBytes
+  portals: usize;     // MAX_PORTALS_BYTES
+}
+
+// TxEntry, 24 bytes: one message we sent and the peer has not acked.
+//   0 u32 off (stream offset) | 4 u32 len | 8 i32 lane (-1: to (re)send)
+//  12 u32 ext | 16 u8 type | 17 u8 flags | 18 u8 receipted | 20 u32 tag
+export const TX_ENTRY: u32 = 24;
+// RxEntry, 16 bytes: one message slot of the receive window.
+//   0 u8 state | 4 i32 owner lane | 8 u32 off | 12 u32 ext
+export const RX_ENTRY: u32 = 16;
+export const RX_EMPTY: u8 = 0;
+export const RX_RECEIVING: u8 = 1;
+export const RX_PRESENT: u8 = 2;
+// PendEntry, 16 bytes: 0 u8 state | 2 u16 gen | 8 u64 deadline (0 none)
+export const PEND_ENTRY: u32 = 16;
+export const P_FREE: u8 = 0;
+export const P_WAITING: u8 = 1;
+export const P_CANCEL_UNSENT: u8 = 2; // given up; CANCEL not yet queued
+export const P_CANCELLED: u8 = 3;     // CANCEL queued; freed when it is acked
+// InbEntry, 16 bytes: 0 u8 state | 4 u32 tag | 8 u64 seq
+export const INB_ENTRY: u32 = 16;
+
+export let lanesBase: usize = 0;
+export let sessionsBase: usize = 0;
+let laneCursor: u32 = 0;
+let sessionCursor: u32 = 0;
+
+@inline export function lane(i: i32): Lane {
+  return changetype<Lane>(lanesBase + <usize>i * offsetof<Lane>());
+}
+@inline export function session(i: i32): Session {
+  return changetype<Session>(sessionsBase + <usize>i * offsetof<Session>());
+}
+@inline export function laneHandle(i: i32): u32 {
+  return (<u32>lane(i).gen << 16) | <u32>i;
+}
+@inline export function sessionHandle(i: i32): u32 {
+  return (<u32>session(i).gen << 16) | <u32>i;
+}
+
+/** Index of the live lane named by handle h, or -1. */
+export function laneFromHandle(h: u32): i32 {
+  let i = h & 0xffff;
+  if (i >= cfg.maxLanes) return -1;
+  let l = lane(i);
+  if (l.state == L_FREE || <u32>l.gen != h >> 16) return -1;
+  return <i32>i;
+}
+
+export function sessionFromHandle(h: u32): i32 {
+  let i = h & 0xffff;
+  if (i >= cfg.maxSessions) return -1;
+  let s = session(i);
+  if (s.state == S_FREE || <u32>s.gen != h >> 16) return -1;
+  return <i32>i;
+}
+
+@inline function bumpGen(g: u16): u16 {
+  g++;
+  return g == 0 ? 1 : g;
+}
+
+function take(bytes: usize): usize {
+  let p = heap.alloc(bytes);
+  memory.fill(p, 0, bytes);
+  return p;
+}
+
+export function allocTables(): void {
+  lanesBase = take(<usize>cfg.maxLanes * offsetof<Lane>());
+  for (let i: u32 = 0; i < cfg.maxLanes; i++) {
+    let l = lane(i);
+    l.rxBuf = take(MAX_CONTROL_FRAME);
+    l.ctlBuf = take(MAX_CONTROL_FRAME);
+    l.session = -1;
+    l.gen = 1;
+  }
+  sessionsBase = take(<usize>cfg.maxSessions * offsetof<Session>());
+  for (let i: u32 = 0; i < cfg.maxSessions; i++) {
+    let s = session(i);
+    s.gen = 1;
+    s.lanes = take(cfg.LANES_PER_SESSION * 4);
+    s.reconnectAt = take(cfg.LANES_PER_SESSION * 8);
+    s.attempts = take(cfg.LANES_PER_SESSION * 4);
+    s.txIdx = take(<usize>cfg.windowMsgs * TX_ENTRY);
+    s.rxIdx = take(<usize>cfg.windowMsgs * RX_ENTRY);
+    s.pend = take(<usize>cfg.maxRequests * PEND_ENTRY);
+    s.inb = take(<usize>cfg.maxRequests * INB_ENTRY);
+    s.receipts = take(<usize>cfg.windowMsgs * 8);
+    s.txRing = take(cfg.windowBytes);
+    s.rxRing = take(cfg.windowBytes);
+    s.portals = take(MAX_PORTALS_BYTES);
+  }
+}
+
+/** A free lane, reset, or -1 when the table is full. */
+export function allocLane(role: u8, state: u8, now: u64): i32 {
+  for (let k: u32 = 0; k < cfg.maxLanes; k++) {
+    let i = (laneCursor + k) % cfg.maxLanes;
+    let l = lane(i);
+    if (l.state != L_FREE) continue;
+    laneCursor = (i + 1) % cfg.maxLanes;
+    l.state = state;
+    l.role = role;
+    l.pos = 0;
+    l.extWait = 0;
+    l.inDirty = 0;
+    l.inBatch = 0;
+    l.session = -1;
+    l.asmLen = 0;
+    l.need = 8;
+    l.bodyLeft = 0;
+    l.bodySkip = 0;
+    l.bodyDst = 0;
+    l.bodySeq = 0;
+    l.batchLeft = 0;
+    l.ctlLen = 0;
+    l.ctlFrames = 0;
+    l.err = 0;
+    l.version = 0;
+    l.lastRx = now;
+    l.lastTx = now;
+    l.opened = now;
+    return <i32>i;
+  }
+  return -1;
+}
+
+export function freeLane(i: i32): void {
+  let l = lane(i);
+  l.state = L_FREE;
+  l.session = -1;
+  l.gen = bumpGen(l.gen);
+}
+
+export function allocSession(role: u8, state: u8): i32 {
+  for (let k: u32 = 0; k < cfg.maxSessions; k++) {
+    let i = (sessionCursor + k) % cfg.maxSessions;
+    let s = session(i);
+    if (s.state != S_FREE) continue;
+    sessionCursor = (i + 1) % cfg.maxSessions;
+    s.state = state;
+    s.role = role;
+    s.desired = 1;
+    s.rr = 0;
+    s.inDirty = 0;
+    s.flags = 0;
+    s.id = 0;
+    s.version = 0;
+    s.M = cfg.windowMsgs;
+    s.W = cfg.windowBytes;
+    s.R = cfg.maxRequests;
+    s.peerKeepaliveUs = cfg.keepaliveUs;
+    s.txNextSeq = 0;
+    s.txAcked = 0;
+    s.txNextSend = 0;
+    s.rtxFrom = 0;
+    s.txHead = 0;
+    s.txTail = 0;
+    s.rxNext = 0;
+    s.resumeAt = 0;
+    s.reqDeadline = 0;
+    s.closeSeq = 0;
+    s.cancelsUnsent = 0;
+    s.receiptCount = 0;
+    s.portalsLen = 0;
+    s.redirects = 0;
+    s.nextPortal = 0;
+    for (let p = 0; p < cfg.LANES_PER_SESSION; p++) {
+      store<i32>(s.lanes + (<usize>p << 2), -1);
+      store<u64>(s.reconnectAt + (<usize>p << 3), 0);
+      store<u32>(s.attempts + (<usize>p << 2), 0);
+    }
+    memory.fill(s.rxIdx, 0, <usize>cfg.windowMsgs * RX_ENTRY);
+    memory.fill(s.pend, 0, <usize>cfg.maxRequests * PEND_ENTRY);
+    memory.fill(s.inb, 0, <usize>cfg.maxRequests * INB_ENTRY);
+    return <i32>i;
+  }
+  return -1;
+}
+
+export function freeSession(i: i32): void {
+  let s = session(i);
+  s.state = S_FREE;
+  s.gen = bumpGen(s.gen);
+}
+
+// Lane positions of a session.
+@inline export function posLane(s: Session, p: i32): i32 {
+  return load<i32>(s.lanes + (<usize>p << 2));
+}
+@inline export function setPosLane(s: Session, p: i32, l: i32): void {
+  store<i32>(s.lanes + (<usize>p << 2), l);
+}
+@inline export function reconnectAt(s: Session, p: i32): u64 {
+  return load<u64>(s.reconnectAt + (<usize>p << 3));
+}
+@inline export function setReconnectAt(s: Session, p: i32, t: u64): void {
+  store<u64>(s.reconnectAt + (<usize>p << 3), t);
+}
+@inline export function attempts(s: Session, p: i32): u32 {
+  return load<u32>(s.attempts + (<usize>p << 2));
+}
+@inline export function setAttempts(s: Session, p: i32, n: u32): void {
+  store<u32>(s.attempts + (<usize>p << 2), n);
+}
+
+/** Number of OPEN lanes in a session. */
+export function openLanes(s: Session): i32 {
+  let n = 0;
+  for (let p = 0; p < cfg.LANES_PER_SESSION; p++) {
+    let li = posLane(s, p);
+    if (li >= 0 && lane(li).state == L_OPEN) n++;
+  }
+  return n;
+}
+
+// Entry addresses.
+@inline export function txEntry(s: Session, seq: u64): usize {
+  return s.txIdx + <usize>(<u32>seq & (cfg.windowMsgs - 1)) * TX_ENTRY;
+}
+@inline export function rxEntry(s: Session, seq: u64): usize {
+  return s.rxIdx + <usize>(<u32>seq & (cfg.windowMsgs - 1)) * RX_ENTRY;
+}
+@inline export function pendEntry(s: Session, idx: u32): usize {
+  return s.pend + <usize>idx * PEND_ENTRY;
+}
+@inline export function inbEntry(s: Session, idx: u32): usize {
+  return s.inb + <usize>idx * INB_ENTRY;
+}

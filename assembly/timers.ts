@@ -1,0 +1,83 @@
+// Timers: the core reads no clock. Every input carries nowUs; timeout(nowUs)
+// fires what is due and nextDeadline() tells the host when to call again.
+
+import * as cfg from "./config";
+import {
+  lane, session, posLane, reconnectAt, L_FREE, L_CLOSING, L_OPEN, ROLE_CLIENT,
+  S_FREE, S_RESUMING, S_CONNECTING,
+} from "./state";
+import { evRoom } from "./events";
+import { closeLane, endSession, reconnectDue } from "./lanes";
+import { expireRequests } from "./deliver";
+import { ctlReserve } from "./tx";
+import { putHeader, T_KEEPALIVE, KEEPALIVE_SIZE } from "./wire";
+import { E_TIMEOUT, E_LANE_DEAD, E_SESSION_LOST } from "./errors";
+
+@inline function deadAfter(li: i32): u64 {
+  let l = lane(li);
+  let ka = l.session >= 0 ? session(l.session).peerKeepaliveUs : cfg.keepaliveUs;
+  return ka * 3;
+}
+
+export function timeout(now: u64): void {
+  for (let i: u32 = 0; i < cfg.maxLanes; i++) {
+    let li = <i32>i;
+    let l = lane(li);
+    if (l.state == L_FREE || l.state == L_CLOSING) continue;
+    if (l.state != L_OPEN) {
+      if (now - l.opened >= cfg.helloTimeoutUs) closeLane(li, E_TIMEOUT, now);
+      continue;
+    }
+    if (now - l.lastRx >= deadAfter(li)) {
+      closeLane(li, E_LANE_DEAD, now);
+    } else if (now - l.lastTx >= cfg.keepaliveUs && l.ctlLen == 0) {
+      let p = ctlReserve(li, KEEPALIVE_SIZE);
+      if (p) putHeader(p, T_KEEPALIVE, 0, 0, KEEPALIVE_SIZE);
+      l.lastTx = now;
+    }
+  }
+  for (let i: u32 = 0; i < cfg.maxSessions; i++) {
+    let si = <i32>i;
+    let s = session(si);
+    if (s.state == S_FREE) continue;
+    if (evRoom() < s.R + 32) return;
+    if (s.resumeAt != 0 && now >= s.resumeAt && (s.state == S_RESUMING || s.state == S_CONNECTING)) {
+      endSession(si, s.state == S_RESUMING ? E_SESSION_LOST : E_TIMEOUT, now);
+      continue;
+    }
+    if (s.role == ROLE_CLIENT) reconnectDue(si, now);
+    expireRequests(si, now, evRoom() - 32);
+  }
+}
+
+@inline function earlier(a: u64, b: u64): u64 {
+  return a == 0 ? b : (b == 0 ? a : (a < b ? a : b));
+}
+
+/** The earliest time timeout() has work, in µs; 0 when nothing is armed. */
+export function nextDeadline(): u64 {
+  let d: u64 = 0;
+  for (let i: u32 = 0; i < cfg.maxLanes; i++) {
+    let li = <i32>i;
+    let l = lane(li);
+    if (l.state == L_FREE || l.state == L_CLOSING) continue;
+    if (l.state != L_OPEN) {
+      d = earlier(d, l.opened + cfg.helloTimeoutUs);
+      continue;
+    }
+    d = earlier(d, l.lastRx + deadAfter(li));
+    d = earlier(d, l.lastTx + cfg.keepaliveUs);
+  }
+  for (let i: u32 = 0; i < cfg.maxSessions; i++) {
+    let s = session(<i32>i);
+    if (s.state == S_FREE) continue;
+    if (s.state == S_RESUMING || s.state == S_CONNECTING) d = earlier(d, s.resumeAt);
+    d = earlier(d, s.reqDeadline);
+    if (s.role == ROLE_CLIENT) {
+      for (let p = 0; p < <i32>s.desired; p++) {
+        if (posLane(s, p) < 0) d = earlier(d, reconnectAt(s, p));
+      }
+    }
+  }
+  return d;
+}
