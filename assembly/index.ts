@@ -27,7 +27,7 @@ import { openPosition, sendHello, laneDown as onLaneDown, endSession } from "./l
 import * as hs from "./handshake";
 import * as dl from "./deliver";
 import * as timers from "./timers";
-import { MAX_APP_HEADER, INLINE_MAX, MAX_PORTALS_BYTES, MAX_BATCH, F_RECEIPT, F_EXT, F_APP_ERROR } from "./wire";
+import { MAX_APP_HEADER, INLINE_MAX, MAX_PORTALS_BYTES, MAX_BATCH, HELLO_SIZE, MAX_CONTROL_FRAME, F_RECEIPT, F_EXT, F_APP_ERROR } from "./wire";
 import {
   E_BAD_HANDLE, E_BAD_ARGUMENT, E_NOT_OPEN, E_LIMIT, E_CLOSED, E_FRAME_TOO_LARGE,
 } from "./errors";
@@ -69,17 +69,24 @@ export function eventOverflow(): u32 { return ev.evOverflow; }
 
 // ---- lanes ----
 
-/** Client: opens a session to the URI in staging[0, uriLen) over `lanes` lanes. */
-export function connect(uriLen: u32, lanes: u32, nowUs: f64): i32 {
+/**
+ * Client: opens a session over `lanes` lanes. Staging holds the portal URI,
+ * then the resource and the attrs the HELLO carries to the server.
+ */
+export function connect(uriLen: u32, resourceLen: u32, attrsLen: u32, lanes: u32, nowUs: f64): i32 {
   ev.beginInput();
   let now = us(nowUs);
   if (uriLen == 0 || uriLen > MAX_PORTALS_BYTES || lanes < 1 || lanes > <u32>cfg.LANES_PER_SESSION) return -E_BAD_ARGUMENT;
+  if (resourceLen > 0xffff || attrsLen > 0xffff || HELLO_SIZE + resourceLen + attrsLen > MAX_CONTROL_FRAME) return -E_BAD_ARGUMENT;
   let si = allocSession(ROLE_CLIENT, S_CONNECTING);
   if (si < 0) return -E_LIMIT;
   let s = session(si);
   s.desired = <u8>lanes;
   memory.copy(s.portals, staging, uriLen);
   s.portalsLen = uriLen;
+  memory.copy(s.hello, staging + uriLen, resourceLen + attrsLen);
+  s.resourceLen = resourceLen;
+  s.helloLen = resourceLen + attrsLen;
   s.resumeAt = now + cfg.resumeUs;
   if (!openPosition(si, 0, now)) {
     endSession(si, -1, now);

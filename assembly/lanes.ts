@@ -74,13 +74,16 @@ export function openPosition(si: i32, p: i32, now: u64): bool {
 export function sendHello(li: i32, now: u64): void {
   let l = lane(li);
   let s = session(l.session);
-  let p = ctlReserve(li, HELLO_SIZE);
+  // Resource and attrs matter only to a new session; a join or resume names its id.
+  let extra = s.id == 0 ? s.helloLen : 0;
+  let p = ctlReserve(li, HELLO_SIZE + extra);
   if (!p) return;
-  putHeader(p, T_HELLO, 0, 0, HELLO_SIZE);
+  putHeader(p, T_HELLO, 0, 0, HELLO_SIZE + extra);
   store<u16>(p, PROTOCOL_MIN, 8);
   store<u16>(p, PROTOCOL_MAX, 10);
-  store<u16>(p, 0, 12);
-  store<u16>(p, 0, 14);
+  store<u16>(p, <u16>(extra ? s.resourceLen : 0), 12);
+  store<u16>(p, <u16>(extra ? s.helloLen - s.resourceLen : 0), 14);
+  memory.copy(p + HELLO_SIZE, s.hello, extra);
   store<u64>(p, s.id, 16);
   store<u64>(p, s.rxNext, 24);
   store<u32>(p, cfg.windowMsgs, 32);

@@ -117,6 +117,9 @@ export const SF_RESEND: u8 = 0x10;
   txRing: usize;      // windowBytes
   rxRing: usize;      // windowBytes
   portals: usize;     // MAX_PORTALS_BYTES
+  hello: usize;       // client: resource then attrs for HELLO
+  helloLen: u32;
+  resourceLen: u32;
 }
 
 // TxEntry, 24 bytes: one message we sent and the peer has not acked.
@@ -208,6 +211,7 @@ export function allocTables(): void {
     s.txRing = take(cfg.windowBytes);
     s.rxRing = take(cfg.windowBytes);
     s.portals = take(MAX_PORTALS_BYTES);
+    s.hello = take(MAX_CONTROL_FRAME);
   }
 }
 
@@ -284,6 +288,8 @@ export function allocSession(role: u8, state: u8): i32 {
     s.portalsLen = 0;
     s.redirects = 0;
     s.nextPortal = 0;
+    s.helloLen = 0;
+    s.resourceLen = 0;
     for (let p = 0; p < cfg.LANES_PER_SESSION; p++) {
       store<i32>(s.lanes + (<usize>p << 2), -1);
       store<u64>(s.reconnectAt + (<usize>p << 3), 0);

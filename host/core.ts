@@ -1,0 +1,519 @@
+// The host side of the protocol core: compiles the WebAssembly module once
+// per process, makes one instance per context, and drives it. Views over the
+// core's memory are cached and refreshed only when memory grows (a grown
+// memory detaches the old buffer, so byteLength 0 is the signal).
+//
+// Drive the core in batches: feed a whole read chunk with rx(), then drain
+// pollEvents() and pollTransmit() once per event-loop turn, not per message.
+
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { CoreTrapError, InvalidArgumentError } from './errors';
+import type { Recorder } from './record';
+
+export interface CoreConfig {
+  maxSessions: number;
+  maxLanes: number;
+  /** Messages in flight per session and direction (power of two). */
+  windowMsgs: number;
+  /** Bytes in flight per session and direction (power of two, >= 32 KiB). */
+  windowBytes: number;
+  /** Outstanding requests per session. */
+  maxRequests: number;
+  keepaliveMs: number;
+  /** How long a session with no lane waits to resume before it fails. */
+  resumeMs: number;
+  helloTimeoutMs: number;
+  backoffMinMs: number;
+  backoffMaxMs: number;
+  /** Seed for session ids and reconnect jitter. */
+  seed: number;
+  eventCap: number;
+}
+
+export const defaultConfig: CoreConfig = {
+  maxSessions: 64,
+  maxLanes: 256,
+  windowMsgs: 256,
+  windowBytes: 256 * 1024,
+  maxRequests: 256,
+  keepaliveMs: 1000,
+  resumeMs: 10000,
+  helloTimeoutMs: 5000,
+  backoffMinMs: 20,
+  backoffMaxMs: 1000,
+  seed: 1,
+  eventCap: 4096,
+};
+
+const configOrder: (keyof CoreConfig)[] = [
+  'maxSessions', 'maxLanes', 'windowMsgs', 'windowBytes', 'maxRequests', 'keepaliveMs',
+  'resumeMs', 'helloTimeoutMs', 'backoffMinMs', 'backoffMaxMs', 'seed', 'seed', 'eventCap',
+];
+
+/** The config as the 16 u32 words of the core's config block. */
+export function configWords(c: CoreConfig): Uint32Array {
+  const w = new Uint32Array(16);
+  configOrder.forEach((k, i) => { w[i] = Number(c[k]) >>> 0; });
+  w[10] = c.seed >>> 0;
+  w[11] = Math.floor(c.seed / 2 ** 32) >>> 0;
+  return w;
+}
+
+export const enum Ev {
+  OPEN_LANE = 1, CLOSE_LANE = 2, SESSION_REQUEST = 3, SESSION_OPEN = 4, SESSION_RESUMED = 5,
+  SESSION_REJECTED = 6, SESSION_LOST = 7, SESSION_CLOSED = 8, LANE_UP = 9, LANE_DOWN = 10,
+  PROTOCOL_ERROR = 11, REQUEST = 12, MESSAGE = 13, RESPONSE = 14, RECEIPT = 15,
+  REQUEST_FAILED = 16, CANCEL = 17, EXT_RX = 18, EXT_RELEASE = 19, DRAIN = 20,
+}
+
+export const eventNames: Record<number, string> = {
+  1: 'open-lane', 2: 'close-lane', 3: 'session-request', 4: 'session-open', 5: 'session-resumed',
+  6: 'session-rejected', 7: 'session-lost', 8: 'session-closed', 9: 'lane-up', 10: 'lane-down',
+  11: 'protocol-error', 12: 'request', 13: 'message', 14: 'response', 15: 'receipt',
+  16: 'request-failed', 17: 'cancel', 18: 'ext-rx', 19: 'ext-release', 20: 'drain',
+};
+
+/** Message flags (wire.ts). */
+export const FLAG_RECEIPT = 0x01;
+export const FLAG_EXT = 0x02;
+export const FLAG_APP_ERROR = 0x04;
+/** Above this many bytes of header + data a payload bypasses WASM memory. */
+export const INLINE_MAX = 8192;
+export const MAX_APP_HEADER = 4096;
+export const EVENT_SIZE = 64;
+
+/** One event, decoded into a reused object: no allocation per event. */
+export class CoreEvent {
+  type = 0; session = 0; lane = 0; code = 0; seq = 0; tag = 0; flags = 0;
+  hdrPtr = 0; hdrLen = 0; dataPtr = 0; dataLen = 0; ext = 0; aux = 0; aux64 = 0;
+}
+
+/** Input operations, as numbered in record files. */
+export const enum Op {
+  CONNECT = 1, LANE_ACCEPTED = 2, LANE_UP = 3, LANE_DOWN = 4, RX = 5, EXT_DONE = 6, ACCEPT = 7,
+  REJECT = 8, REDIRECT = 9, REQUEST = 10, SEND = 11, RESPOND = 12, CANCEL = 13, CLOSE = 14,
+  DESTROY = 15, TIMEOUT = 16,
+}
+
+interface Exports {
+  memory: WebAssembly.Memory;
+  configPtr(): number; init(): number; stagingPtr(): number; eventsPtr(): number;
+  eventCapacity(): number; eventOverflow(): number;
+  connect(uriLen: number, resourceLen: number, attrsLen: number, lanes: number, now: number): number;
+  laneAccepted(now: number): number;
+  laneUp(h: number, now: number): number;
+  laneDown(h: number, code: number, now: number): number;
+  rx(h: number, len: number, now: number): number;
+  extDone(h: number, now: number): number;
+  accept(h: number, portalsLen: number, attrsLen: number, now: number): number;
+  reject(h: number, reason: number, msgLen: number, now: number): number;
+  redirect(h: number, portalsLen: number, now: number): number;
+  request(h: number, hdrLen: number, dataLen: number, flags: number, timeoutMs: number, ext: number, now: number): number;
+  send(h: number, hdrLen: number, dataLen: number, flags: number, ext: number, now: number): number;
+  respond(h: number, tag: number, hdrLen: number, dataLen: number, flags: number, ext: number, now: number): number;
+  cancel(h: number, tag: number, now: number): number;
+  close(h: number, now: number): number;
+  destroy(h: number, now: number): number;
+  timeout(now: number): void;
+  nextDeadline(): number;
+  pollEvents(): number;
+  pollTransmit(now: number): number;
+  txPtr(): number; txLen(): number; txExt(): number; txExtLen(): number;
+  sessionInfo(h: number): number;
+}
+
+const modules = new Map<string, WebAssembly.Module>();
+
+/** The compiled core, once per process (release or debug build). */
+export function coreModule(debug = false): WebAssembly.Module {
+  const file = path.join(__dirname, '..', '..', 'build', debug ? 'core.debug.wasm' : 'core.wasm');
+  let m = modules.get(file);
+  if (!m) {
+    m = new WebAssembly.Module(readFileSync(file));
+    modules.set(file, m);
+  }
+  return m;
+}
+
+let wasiReady: Promise<typeof import('@wasmer/wasi')> | undefined;
+
+export interface CoreOptions {
+  /** Record every input and output for replay. */
+  recorder?: Recorder;
+}
+
+export class Core {
+  readonly config: CoreConfig;
+  readonly debug: boolean;
+  readonly stagingCap = 65536;
+  /** Set once the core trapped; every later call throws. */
+  trapped: CoreTrapError | undefined;
+  #x: Exports;
+  #u8: Uint8Array;
+  #dv: DataView;
+  #staging: number;
+  #events: number;
+  #rec: Recorder | undefined;
+  #wasi: { getStdoutString(): string } | undefined;
+
+  /** A release core: no imports, nothing outside its own memory. */
+  constructor(config: Partial<CoreConfig> = {}, options: CoreOptions = {}) {
+    this.config = { ...defaultConfig, ...config };
+    this.debug = false;
+    const inst = new WebAssembly.Instance(coreModule(false), {});
+    this.#x = inst.exports as unknown as Exports;
+    this.#u8 = new Uint8Array(0);
+    this.#dv = new DataView(new ArrayBuffer(0));
+    this.#staging = 0;
+    this.#events = 0;
+    this.#start(options);
+  }
+
+  /** A debug core: the same protocol, plus a trace written through WASI stdout (captured). */
+  static async debugCore(config: Partial<CoreConfig> = {}, options: CoreOptions = {}): Promise<Core> {
+    wasiReady ??= import('@wasmer/wasi').then(async (w) => { await w.init(); return w; });
+    const w = await wasiReady;
+    const wasi = new w.WASI({ args: [], env: {} });
+    const mod = coreModule(true);
+    const inst = wasi.instantiate(mod, {}) as WebAssembly.Instance;
+    const core = Object.create(Core.prototype) as Core;
+    core.#init(config, inst, wasi, options);
+    return core;
+  }
+
+  #init(config: Partial<CoreConfig>, inst: WebAssembly.Instance, wasi: { getStdoutString(): string }, options: CoreOptions): void {
+    (this as { config: CoreConfig }).config = { ...defaultConfig, ...config };
+    (this as { debug: boolean }).debug = true;
+    (this as { stagingCap: number }).stagingCap = 65536;
+    this.trapped = undefined;
+    this.#x = inst.exports as unknown as Exports;
+    this.#wasi = wasi;
+    this.#u8 = new Uint8Array(0);
+    this.#dv = new DataView(new ArrayBuffer(0));
+    this.#start(options);
+  }
+
+  #start(options: CoreOptions): void {
+    const x = this.#x;
+    const words = configWords(this.config);
+    new Uint32Array(x.memory.buffer, x.configPtr(), 16).set(words);
+    const r = x.init();
+    if (r < 0) throw new InvalidArgumentError(`core config rejected: ${JSON.stringify(this.config)}`);
+    this.#staging = x.stagingPtr();
+    this.#events = x.eventsPtr();
+    this.#refresh();
+    this.#rec = options.recorder;
+    this.#rec?.begin(words, this.debug);
+  }
+
+  #refresh(): void {
+    const buf = this.#x.memory.buffer;
+    this.#u8 = new Uint8Array(buf);
+    this.#dv = new DataView(buf);
+  }
+
+  /** The core's memory as bytes (refreshed after growth). */
+  get memory(): Uint8Array {
+    if (this.#u8.byteLength === 0) this.#refresh();
+    return this.#u8;
+  }
+
+  get memoryBytes(): number {
+    return this.#x.memory.buffer.byteLength;
+  }
+
+  get recorder(): Recorder | undefined {
+    return this.#rec;
+  }
+
+  /** Trace lines written by the debug core since the last call. */
+  takeTrace(): string {
+    return this.#wasi ? this.#wasi.getStdoutString() : '';
+  }
+
+  #trap(e: unknown): never {
+    if (e instanceof WebAssembly.RuntimeError) {
+      this.trapped = new CoreTrapError(e);
+      throw this.trapped;
+    }
+    throw e;
+  }
+
+  #stage(bytes: Uint8Array | undefined, extra?: Uint8Array): void {
+    if (this.trapped) throw this.trapped;
+    const m = this.memory;
+    let n = 0;
+    if (bytes) {
+      if (bytes.length > this.stagingCap) throw new InvalidArgumentError(`input of ${bytes.length} bytes exceeds the staging area`);
+      m.set(bytes, this.#staging);
+      n = bytes.length;
+    }
+    if (extra) {
+      if (n + extra.length > this.stagingCap) throw new InvalidArgumentError('input exceeds the staging area');
+      m.set(extra, this.#staging + n);
+    }
+  }
+
+  #input(op: Op, args: number[], bytes: Uint8Array | undefined, extra: Uint8Array | undefined, r: number): number {
+    this.#rec?.input(op, args, bytes, extra, r);
+    return r;
+  }
+
+  #call<T>(f: () => T): T {
+    if (this.trapped) throw this.trapped;
+    try {
+      return f();
+    } catch (e) {
+      return this.#trap(e);
+    }
+  }
+
+  // ---- inputs ----
+
+  /** Opens a client session to portal `uri`; the server sees `resource` and `attrs` in its session request. */
+  connect(uri: string, resource: string, attrs: Uint8Array, lanes: number, now: number): number {
+    const b = Buffer.concat([Buffer.from(uri), Buffer.from(resource)]);
+    const u = Buffer.byteLength(uri);
+    this.#stage(b, attrs);
+    const r = this.#call(() => this.#x.connect(u, b.length - u, attrs.length, lanes, now));
+    return this.#rec ? this.#input(Op.CONNECT, [u, b.length - u, attrs.length, lanes, now], b, attrs, r) : r;
+  }
+
+  laneAccepted(now: number): number {
+    const r = this.#call(() => this.#x.laneAccepted(now));
+    return this.#rec ? this.#input(Op.LANE_ACCEPTED, [now], undefined, undefined, r) : r;
+  }
+
+  laneUp(lane: number, now: number): number {
+    const r = this.#call(() => this.#x.laneUp(lane, now));
+    return this.#rec ? this.#input(Op.LANE_UP, [lane, now], undefined, undefined, r) : r;
+  }
+
+  laneDown(lane: number, code: number, now: number): number {
+    const r = this.#call(() => this.#x.laneDown(lane, code, now));
+    return this.#rec ? this.#input(Op.LANE_DOWN, [lane, code, now], undefined, undefined, r) : r;
+  }
+
+  /** Feeds up to stagingCap bytes; returns how many the core consumed (see rx in assembly/index.ts). */
+  rx(lane: number, chunk: Uint8Array, now: number): number {
+    const n = Math.min(chunk.length, this.stagingCap);
+    const piece = n === chunk.length ? chunk : chunk.subarray(0, n);
+    this.#stage(piece);
+    let r: number;
+    try {
+      r = this.#x.rx(lane, n, now);
+    } catch (e) {
+      this.#trap(e);
+    }
+    return this.#rec ? this.#input(Op.RX, [lane, n, now], piece, undefined, r) : r;
+  }
+
+  extDone(lane: number, now: number): number {
+    const r = this.#call(() => this.#x.extDone(lane, now));
+    return this.#rec ? this.#input(Op.EXT_DONE, [lane, now], undefined, undefined, r) : r;
+  }
+
+  accept(lane: number, portals: string[], attrs: Uint8Array, now: number): number {
+    const p = Buffer.from(portals.join('\n'));
+    this.#stage(p, attrs);
+    const r = this.#call(() => this.#x.accept(lane, p.length, attrs.length, now));
+    return this.#rec ? this.#input(Op.ACCEPT, [lane, p.length, attrs.length, now], p, attrs, r) : r;
+  }
+
+  reject(lane: number, reason: number, message: string, now: number): number {
+    const m = Buffer.from(message);
+    this.#stage(m);
+    const r = this.#call(() => this.#x.reject(lane, reason, m.length, now));
+    return this.#rec ? this.#input(Op.REJECT, [lane, reason, m.length, now], m, undefined, r) : r;
+  }
+
+  redirect(lane: number, portals: string[], now: number): number {
+    const p = Buffer.from(portals.join('\n'));
+    this.#stage(p);
+    const r = this.#call(() => this.#x.redirect(lane, p.length, now));
+    return this.#rec ? this.#input(Op.REDIRECT, [lane, p.length, now], p, undefined, r) : r;
+  }
+
+  /**
+   * Sends a request. With FLAG_EXT, `data` is not copied: only its length
+   * travels in the frame, and the host writes the bytes after the batch that
+   * pollTransmit reports with this ext id. Returns the tag (> 0) or -code.
+   */
+  request(session: number, hdr: Uint8Array, data: Uint8Array | number, flags: number, timeoutMs: number, ext: number, now: number): number {
+    const ext_ = (flags & FLAG_EXT) !== 0;
+    const dataLen = typeof data === 'number' ? data : data.length;
+    this.#stage(hdr, ext_ || typeof data === 'number' ? undefined : data);
+    let r: number;
+    try {
+      r = this.#x.request(session, hdr.length, dataLen, flags, timeoutMs, ext, now);
+    } catch (e) {
+      this.#trap(e);
+    }
+    return this.#rec ? this.#input(Op.REQUEST, [session, hdr.length, dataLen, flags, timeoutMs, ext, now], hdr,
+      ext_ || typeof data === 'number' ? undefined : data, r) : r;
+  }
+
+  send(session: number, hdr: Uint8Array, data: Uint8Array | number, flags: number, ext: number, now: number): number {
+    const ext_ = (flags & FLAG_EXT) !== 0;
+    const dataLen = typeof data === 'number' ? data : data.length;
+    this.#stage(hdr, ext_ || typeof data === 'number' ? undefined : data);
+    let r: number;
+    try {
+      r = this.#x.send(session, hdr.length, dataLen, flags, ext, now);
+    } catch (e) {
+      this.#trap(e);
+    }
+    return this.#rec ? this.#input(Op.SEND, [session, hdr.length, dataLen, flags, ext, now], hdr,
+      ext_ || typeof data === 'number' ? undefined : data, r) : r;
+  }
+
+  respond(session: number, tag: number, hdr: Uint8Array, data: Uint8Array | number, flags: number, ext: number, now: number): number {
+    const ext_ = (flags & FLAG_EXT) !== 0;
+    const dataLen = typeof data === 'number' ? data : data.length;
+    this.#stage(hdr, ext_ || typeof data === 'number' ? undefined : data);
+    let r: number;
+    try {
+      r = this.#x.respond(session, tag, hdr.length, dataLen, flags, ext, now);
+    } catch (e) {
+      this.#trap(e);
+    }
+    return this.#rec ? this.#input(Op.RESPOND, [session, tag, hdr.length, dataLen, flags, ext, now], hdr,
+      ext_ || typeof data === 'number' ? undefined : data, r) : r;
+  }
+
+  cancel(session: number, tag: number, now: number): number {
+    const r = this.#call(() => this.#x.cancel(session, tag, now));
+    return this.#rec ? this.#input(Op.CANCEL, [session, tag, now], undefined, undefined, r) : r;
+  }
+
+  close(session: number, now: number): number {
+    const r = this.#call(() => this.#x.close(session, now));
+    return this.#rec ? this.#input(Op.CLOSE, [session, now], undefined, undefined, r) : r;
+  }
+
+  destroy(session: number, now: number): number {
+    const r = this.#call(() => this.#x.destroy(session, now));
+    return this.#rec ? this.#input(Op.DESTROY, [session, now], undefined, undefined, r) : r;
+  }
+
+  timeout(now: number): void {
+    this.#call(() => this.#x.timeout(now));
+    if (this.#rec) this.#input(Op.TIMEOUT, [now], undefined, undefined, 0);
+  }
+
+  /** Replays one recorded input; returns the core's result. */
+  apply(op: Op, a: number[], bytes: Uint8Array, extra: Uint8Array): number {
+    this.#stage(bytes.length ? bytes : undefined, extra.length ? extra : undefined);
+    const x = this.#x;
+    return this.#call(() => {
+      switch (op) {
+        case Op.CONNECT: return x.connect(a[0], a[1], a[2], a[3], a[4]);
+        case Op.LANE_ACCEPTED: return x.laneAccepted(a[0]);
+        case Op.LANE_UP: return x.laneUp(a[0], a[1]);
+        case Op.LANE_DOWN: return x.laneDown(a[0], a[1], a[2]);
+        case Op.RX: return x.rx(a[0], a[1], a[2]);
+        case Op.EXT_DONE: return x.extDone(a[0], a[1]);
+        case Op.ACCEPT: return x.accept(a[0], a[1], a[2], a[3]);
+        case Op.REJECT: return x.reject(a[0], a[1], a[2], a[3]);
+        case Op.REDIRECT: return x.redirect(a[0], a[1], a[2]);
+        case Op.REQUEST: return x.request(a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+        case Op.SEND: return x.send(a[0], a[1], a[2], a[3], a[4], a[5]);
+        case Op.RESPOND: return x.respond(a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
+        case Op.CANCEL: return x.cancel(a[0], a[1], a[2]);
+        case Op.CLOSE: return x.close(a[0], a[1]);
+        case Op.DESTROY: return x.destroy(a[0], a[1]);
+        case Op.TIMEOUT: x.timeout(a[0]); return 0;
+      }
+      throw new InvalidArgumentError(`unknown op ${op}`);
+    });
+  }
+
+  // ---- outputs ----
+
+  /** When to call timeout() next (µs), or -1 when no timer is armed. */
+  nextDeadline(): number {
+    const d = this.#call(() => this.#x.nextDeadline());
+    this.#rec?.deadline(d);
+    return d;
+  }
+
+  /** Number of events ready; read them with event(i, out). Valid until the next input. */
+  pollEvents(): number {
+    const n = this.#call(() => this.#x.pollEvents());
+    if (this.#rec && n > 0) this.#rec.events(this, n);
+    return n;
+  }
+
+  /** Byte offset of event i in memory (for raw access). */
+  eventOffset(i: number): number {
+    return this.#events + i * EVENT_SIZE;
+  }
+
+  event(i: number, out: CoreEvent): CoreEvent {
+    if (this.#u8.byteLength === 0) this.#refresh();
+    const dv = this.#dv;
+    const p = this.#events + i * EVENT_SIZE;
+    out.type = dv.getUint32(p, true);
+    out.session = dv.getUint32(p + 4, true);
+    out.lane = dv.getUint32(p + 8, true);
+    out.code = dv.getInt32(p + 12, true);
+    out.seq = dv.getUint32(p + 16, true) + dv.getUint32(p + 20, true) * 4294967296;
+    out.tag = dv.getUint32(p + 24, true);
+    out.flags = dv.getUint32(p + 28, true);
+    out.hdrPtr = dv.getUint32(p + 32, true);
+    out.hdrLen = dv.getUint32(p + 36, true);
+    out.dataPtr = dv.getUint32(p + 40, true);
+    out.dataLen = dv.getUint32(p + 44, true);
+    out.ext = dv.getUint32(p + 48, true);
+    out.aux = dv.getUint32(p + 52, true);
+    out.aux64 = dv.getUint32(p + 56, true) + dv.getUint32(p + 60, true) * 4294967296;
+    return out;
+  }
+
+  /** A copy of core memory [ptr, ptr+len): a fresh Buffer the caller owns. */
+  copy(ptr: number, len: number): Buffer {
+    const b = Buffer.allocUnsafe(len);
+    b.set(this.memory.subarray(ptr, ptr + len));
+    return b;
+  }
+
+  /** A view of core memory: valid only until the next input to this core. */
+  view(ptr: number, len: number): Uint8Array {
+    return this.memory.subarray(ptr, ptr + len);
+  }
+
+  /**
+   * The next coalesced batch: returns its lane handle (0 when idle). Read it
+   * with txView() before the next call; txExt()/txExtLen() name an ext
+   * payload to write right after it.
+   */
+  pollTransmit(now: number): number {
+    const lane = this.#call(() => this.#x.pollTransmit(now));
+    if (this.#rec && lane !== 0) this.#rec.transmit(lane, this.txView(), this.#x.txExt(), this.#x.txExtLen());
+    return lane;
+  }
+
+  txView(): Uint8Array {
+    const p = this.#x.txPtr();
+    return this.memory.subarray(p, p + this.#x.txLen());
+  }
+
+  txExt(): number { return this.#x.txExt(); }
+  txExtLen(): number { return this.#x.txExtLen(); }
+
+  /** Events the core could not queue: a core bug if ever non-zero. */
+  eventOverflow(): number { return this.#x.eventOverflow(); }
+
+  /** Session counters: [state, txNextSeq, txAcked, rxNext, id, windowMsgs, windowBytes, maxRequests]. */
+  sessionInfo(session: number): number[] | undefined {
+    const n = this.#call(() => this.#x.sessionInfo(session));
+    if (n < 0) return undefined;
+    const dv = this.#dv;
+    const out: number[] = [];
+    for (let i = 0; i < n; i++) {
+      out.push(dv.getUint32(this.#staging + i * 8, true) + dv.getUint32(this.#staging + i * 8 + 4, true) * 4294967296);
+    }
+    return out;
+  }
+}
