@@ -156,6 +156,8 @@ export class Core {
   #events: number;
   #rec: Recorder | undefined;
   #wasi: { getStdoutString(): string } | undefined;
+  /** An input ran since the last pollEvents(): only then are there new events. */
+  #fresh = false;
 
   /** A release core: no imports, nothing outside its own memory. */
   constructor(config: Partial<CoreConfig> = {}, options: CoreOptions = {}) {
@@ -273,6 +275,7 @@ export class Core {
 
   /** Opens a client session to portal `uri`; the server sees `resource` and `attrs` in its session request. */
   connect(uri: string, resource: string, attrs: Uint8Array, lanes: number, now: number): number {
+    this.#fresh = true;
     const b = Buffer.concat([Buffer.from(uri), Buffer.from(resource)]);
     const u = Buffer.byteLength(uri);
     this.#stage(b, attrs);
@@ -281,22 +284,26 @@ export class Core {
   }
 
   laneAccepted(now: number): number {
+    this.#fresh = true;
     const r = this.#call(() => this.#x.laneAccepted(now));
     return this.#rec ? this.#input(Op.LANE_ACCEPTED, [now], undefined, undefined, r) : r;
   }
 
   laneUp(lane: number, now: number): number {
+    this.#fresh = true;
     const r = this.#call(() => this.#x.laneUp(lane, now));
     return this.#rec ? this.#input(Op.LANE_UP, [lane, now], undefined, undefined, r) : r;
   }
 
   laneDown(lane: number, code: number, now: number): number {
+    this.#fresh = true;
     const r = this.#call(() => this.#x.laneDown(lane, code, now));
     return this.#rec ? this.#input(Op.LANE_DOWN, [lane, code, now], undefined, undefined, r) : r;
   }
 
   /** Feeds up to stagingCap bytes; returns how many the core consumed (see rx in assembly/index.ts). */
   rx(lane: number, chunk: Uint8Array, now: number): number {
+    this.#fresh = true;
     const n = Math.min(chunk.length, this.stagingCap);
     const piece = n === chunk.length ? chunk : chunk.subarray(0, n);
     this.#stage(piece);
@@ -310,11 +317,13 @@ export class Core {
   }
 
   extDone(lane: number, now: number): number {
+    this.#fresh = true;
     const r = this.#call(() => this.#x.extDone(lane, now));
     return this.#rec ? this.#input(Op.EXT_DONE, [lane, now], undefined, undefined, r) : r;
   }
 
   accept(lane: number, portals: string[], attrs: Uint8Array, now: number): number {
+    this.#fresh = true;
     const p = Buffer.from(portals.join('\n'));
     this.#stage(p, attrs);
     const r = this.#call(() => this.#x.accept(lane, p.length, attrs.length, now));
@@ -322,6 +331,7 @@ export class Core {
   }
 
   reject(lane: number, reason: number, message: string, now: number): number {
+    this.#fresh = true;
     const m = Buffer.from(message);
     this.#stage(m);
     const r = this.#call(() => this.#x.reject(lane, reason, m.length, now));
@@ -329,6 +339,7 @@ export class Core {
   }
 
   redirect(lane: number, portals: string[], now: number): number {
+    this.#fresh = true;
     const p = Buffer.from(portals.join('\n'));
     this.#stage(p);
     const r = this.#call(() => this.#x.redirect(lane, p.length, now));
@@ -341,6 +352,7 @@ export class Core {
    * pollTransmit reports with this ext id. Returns the tag (> 0) or -code.
    */
   request(session: number, hdr: Uint8Array, data: Uint8Array | number, flags: number, timeoutMs: number, ext: number, now: number): number {
+    this.#fresh = true;
     const ext_ = (flags & FLAG_EXT) !== 0;
     const dataLen = typeof data === 'number' ? data : data.length;
     this.#stage(hdr, ext_ || typeof data === 'number' ? undefined : data);
@@ -355,6 +367,7 @@ export class Core {
   }
 
   send(session: number, hdr: Uint8Array, data: Uint8Array | number, flags: number, ext: number, now: number): number {
+    this.#fresh = true;
     const ext_ = (flags & FLAG_EXT) !== 0;
     const dataLen = typeof data === 'number' ? data : data.length;
     this.#stage(hdr, ext_ || typeof data === 'number' ? undefined : data);
@@ -369,6 +382,7 @@ export class Core {
   }
 
   respond(session: number, tag: number, hdr: Uint8Array, data: Uint8Array | number, flags: number, ext: number, now: number): number {
+    this.#fresh = true;
     const ext_ = (flags & FLAG_EXT) !== 0;
     const dataLen = typeof data === 'number' ? data : data.length;
     this.#stage(hdr, ext_ || typeof data === 'number' ? undefined : data);
@@ -383,27 +397,32 @@ export class Core {
   }
 
   cancel(session: number, tag: number, now: number): number {
+    this.#fresh = true;
     const r = this.#call(() => this.#x.cancel(session, tag, now));
     return this.#rec ? this.#input(Op.CANCEL, [session, tag, now], undefined, undefined, r) : r;
   }
 
   close(session: number, now: number): number {
+    this.#fresh = true;
     const r = this.#call(() => this.#x.close(session, now));
     return this.#rec ? this.#input(Op.CLOSE, [session, now], undefined, undefined, r) : r;
   }
 
   destroy(session: number, now: number): number {
+    this.#fresh = true;
     const r = this.#call(() => this.#x.destroy(session, now));
     return this.#rec ? this.#input(Op.DESTROY, [session, now], undefined, undefined, r) : r;
   }
 
   timeout(now: number): void {
+    this.#fresh = true;
     this.#call(() => this.#x.timeout(now));
     if (this.#rec) this.#input(Op.TIMEOUT, [now], undefined, undefined, 0);
   }
 
   /** Replays one recorded input; returns the core's result. */
   apply(op: Op, a: number[], bytes: Uint8Array, extra: Uint8Array): number {
+    this.#fresh = true;
     this.#stage(bytes.length ? bytes : undefined, extra.length ? extra : undefined);
     const x = this.#x;
     return this.#call(() => {
@@ -440,6 +459,8 @@ export class Core {
 
   /** Number of events ready; read them with event(i, out). Valid until the next input. */
   pollEvents(): number {
+    if (!this.#fresh) return 0;
+    this.#fresh = false;
     const n = this.#call(() => this.#x.pollEvents());
     if (this.#rec && n > 0) this.#rec.events(this, n);
     return n;

@@ -1,0 +1,439 @@
+// A Context owns one core instance, its lanes (transport connections) and
+// its one timer. One per thread; contexts share nothing but the compiled
+// WebAssembly.Module.
+//
+// The loop: an input (bytes from a lane, an application call, the timer)
+// goes to the core; its events are drained at once, in two phases — first
+// read and copied out with no application code running (the records are
+// only valid until the next input), then dispatched. Transmission happens
+// once per turn (a microtask after the inputs of a callback), so everything
+// queued in one turn leaves as one batch per lane.
+
+import { Core, CoreConfig, CoreEvent, Ev } from './core';
+import { Recorder } from './record';
+import { Transport, Lane, LaneSink, Listener } from './transports/transport';
+import { tcp } from './transports/tcp';
+import { InvalidArgumentError, NexioError, Code } from './errors';
+import { channels } from './diagnostics';
+
+const transports = new Map<string, Transport>([['tcp', tcp]]);
+
+/** Makes a transport available under its scheme (rdma, shm, a test transport). */
+export function registerTransport(t: Transport): void {
+  transports.set(t.scheme, t);
+}
+
+export function transportFor(uri: URL): Transport {
+  const t = transports.get(uri.protocol.replace(/:$/, ''));
+  if (!t) throw new InvalidArgumentError(`no transport for ${uri.protocol}// (have: ${[...transports.keys()].join(', ')})`);
+  return t;
+}
+
+/** What a context tells a session (client or server side) about its traffic. */
+export interface SessionPeer {
+  readonly handle: number;
+  onOpen(lane: number, attrs: Buffer, id: bigint): void;
+  onRequest(tag: number, header: Buffer, data: Buffer, flags: number): void;
+  onMessage(seq: number, header: Buffer, data: Buffer, flags: number): void;
+  onResponse(tag: number, header: Buffer, data: Buffer, flags: number): void;
+  onRequestFailed(tag: number, code: number): void;
+  onCancel(tag: number): void;
+  onReceipt(seq: number): void;
+  onDrain(): void;
+  onLane(up: boolean, lane: number, code: number): void;
+  onResumed(): void;
+  onRejected(code: number, message: string): void;
+  onLost(code: number, unacked: number): void;
+  onClosed(code: number): void;
+  onProtocolError(lane: number, code: number): void;
+}
+
+export interface SessionRequestInfo {
+  resource: string;
+  attrs: Buffer;
+  version: number;
+  remote: string;
+  portal: string;
+}
+
+export type SessionDecision =
+  | { accept: true; attrs?: Uint8Array }
+  | { reject: number; message?: string }
+  | { redirect: string[] };
+
+/** Decides a new session on a server context; may answer later (Promise). */
+export type SessionPolicy = (info: SessionRequestInfo) => SessionDecision | Promise<SessionDecision>;
+
+interface LaneState {
+  io: Lane | undefined;
+  uri: string;
+  closing: boolean;
+  /** Incoming ext payload being diverted from this lane's stream. */
+  ext: { buf: Buffer; off: number; id: number; discard: boolean } | undefined;
+}
+
+type Pending =
+  | { kind: 1; ev: number; session: number; lane: number; code: number; seq: number; tag: number; flags: number; h: Buffer; d: Buffer; aux64: bigint; aux: number };
+
+export interface ContextOptions {
+  core?: Partial<CoreConfig>;
+  recorder?: Recorder;
+  /** Give received payloads as views valid only during the callback (zero-copy). */
+  views?: boolean;
+}
+
+export class Context {
+  readonly core: Core;
+  #lanes = new Map<number, LaneState>();
+  #sessions = new Map<number, SessionPeer>();
+  #ext = new Map<number, Uint8Array>();       // outgoing ext payloads by id, until acked
+  #extIn = new Map<number, Buffer>();         // received ext payloads by id, until delivered
+  #extNext = 1;
+  #ev = new CoreEvent();
+  #pending: Pending[] = [];
+  #flushQueued = false;
+  #timer: NodeJS.Timeout | undefined;
+  #timerAt = -1;
+  #listeners: Listener[] = [];
+  #policy: SessionPolicy | undefined;
+  #onAccepted: ((session: number, lane: number) => void) | undefined;
+  #portals: string[] = [];
+  #closed = false;
+  #t0 = performance.now();
+
+  constructor(options: ContextOptions = {}) {
+    this.core = new Core(options.core, { recorder: options.recorder });
+  }
+
+  /** Monotonic µs since the context began (the core's clock). */
+  now(): number {
+    return Math.floor((performance.now() - this.#t0) * 1000);
+  }
+
+  // ---- server side ----
+
+  /** The URIs this context's listeners are reachable at (what ACCEPT advertises). */
+  get portals(): string[] {
+    return this.#portals;
+  }
+
+  setPolicy(policy: SessionPolicy, onAccepted: (session: number, lane: number) => void): void {
+    this.#policy = policy;
+    this.#onAccepted = onAccepted;
+  }
+
+  /** Binds a portal. `advertise` is the URI peers are told to use (proxies, NAT). */
+  async listen(uri: string, advertise?: string): Promise<string> {
+    const u = new URL(uri);
+    const t = transportFor(u);
+    const l = await t.listen(u, (bind, io) => {
+      if (this.#closed) { io.destroy(); return; }
+      const lane = this.core.laneAccepted(this.now());
+      if (lane < 0) { io.destroy(); return; }
+      const st: LaneState = { io, uri: l.uri, closing: false, ext: undefined };
+      this.#lanes.set(lane, st);
+      bind(this.#sink(lane));
+      this.#afterInput();
+    });
+    this.#listeners.push(l);
+    const pub = advertise ?? l.uri;
+    this.#portals.push(pub);
+    return pub;
+  }
+
+  /** Registers a session object for events of this handle. */
+  attach(peer: SessionPeer): void {
+    this.#sessions.set(peer.handle, peer);
+  }
+
+  detach(handle: number): void {
+    this.#sessions.delete(handle);
+  }
+
+  // ---- client side ----
+
+  /** Opens a client session; the core asks for lanes through OPEN_LANE events. */
+  connect(uri: string, resource: string, attrs: Uint8Array, lanes: number): number {
+    const h = this.core.connect(uri, resource, attrs, lanes, this.now());
+    this.#afterInput();
+    return h;
+  }
+
+  // ---- application operations (each is one core input) ----
+
+  /** Keeps an ext payload until the core releases it; returns its id. */
+  holdExt(data: Uint8Array): number {
+    const id = this.#extNext++;
+    if (this.#extNext > 0xfffffff0) this.#extNext = 1;
+    this.#ext.set(id, data);
+    return id;
+  }
+
+  dropExt(id: number): void {
+    this.#ext.delete(id);
+  }
+
+  /** Runs an application input and schedules the turn's transmission. */
+  afterInput(): void {
+    this.#afterInput();
+  }
+
+  // ---- the loop ----
+
+  #sink(lane: number): LaneSink {
+    return {
+      connected: () => {
+        if (this.#closed) return;
+        this.core.laneUp(lane, this.now());
+        this.#afterInput();
+      },
+      data: (chunk) => this.#data(lane, chunk),
+      closed: (err) => {
+        const st = this.#lanes.get(lane);
+        if (!st) return;
+        this.#lanes.delete(lane);
+        if (this.#closed || this.core.trapped) return;
+        this.core.laneDown(lane, err ? Code.TRANSPORT : Code.CLOSED, this.now());
+        channels.lane.publish({ event: 'closed', lane, uri: st.uri, error: err });
+        this.#afterInput();
+      },
+    };
+  }
+
+  #data(lane: number, chunk: Uint8Array): void {
+    const core = this.core;
+    if (core.trapped) return;
+    let off = 0;
+    let stalls = 0;
+    while (off < chunk.length) {
+      const st = this.#lanes.get(lane);
+      if (!st) return;
+      const x = st.ext;
+      if (x) {
+        const n = Math.min(chunk.length - off, x.buf.length - x.off);
+        if (!x.discard) x.buf.set(chunk.subarray(off, off + n), x.off);
+        x.off += n;
+        off += n;
+        if (x.off === x.buf.length) {
+          st.ext = undefined;
+          if (!x.discard) this.#extIn.set(x.id, x.buf);
+          core.extDone(lane, this.now());
+          this.#drain();
+        }
+        continue;
+      }
+      const n = core.rx(lane, off === 0 ? chunk : chunk.subarray(off), this.now());
+      if (n < 0) break;
+      off += n;
+      this.#drain();
+      if (n === 0 && !st.ext && ++stalls > 2) break;
+    }
+    this.#afterInput();
+  }
+
+  #afterInput(): void {
+    this.#drain();
+    if (!this.#flushQueued) {
+      this.#flushQueued = true;
+      queueMicrotask(() => this.#flush());
+    }
+  }
+
+  /** Phase 1: read the core's events with no application code running. Phase 2: dispatch. */
+  #drain(): void {
+    const core = this.core;
+    for (;;) {
+      const n = core.pollEvents();
+      if (n === 0) break;
+      const start = this.#pending.length;
+      const ev = this.#ev;
+      for (let i = 0; i < n; i++) {
+        core.event(i, ev);
+        this.#read(ev);
+      }
+      if (this.#pending.length === start) continue;
+      const batch = this.#pending.splice(0);
+      for (const p of batch) this.#dispatch(p);
+    }
+  }
+
+  #read(e: CoreEvent): void {
+    const core = this.core;
+    switch (e.type) {
+      case Ev.OPEN_LANE: {
+        const uri = core.copy(e.hdrPtr, e.hdrLen).toString();
+        this.#openLane(e.lane, uri);
+        return;
+      }
+      case Ev.CLOSE_LANE: {
+        const st = this.#lanes.get(e.lane);
+        if (st) st.closing = true;
+        return;
+      }
+      case Ev.EXT_RX: {
+        const st = this.#lanes.get(e.lane);
+        if (st) st.ext = { buf: Buffer.allocUnsafe(e.dataLen), off: 0, id: e.ext, discard: (e.flags & 1) !== 0 };
+        return;
+      }
+      case Ev.EXT_RELEASE:
+        if (e.flags & 1) this.#extIn.delete(e.ext);
+        else this.#ext.delete(e.ext);
+        return;
+    }
+    let h: Buffer = EMPTY, d: Buffer = EMPTY;
+    if (e.hdrLen && e.hdrPtr) h = core.copy(e.hdrPtr, e.hdrLen);
+    if (e.ext) {
+      d = this.#extIn.get(e.ext) ?? EMPTY;
+      this.#extIn.delete(e.ext);
+    } else if (e.dataLen && e.dataPtr) {
+      d = core.copy(e.dataPtr, e.dataLen);
+    }
+    this.#pending.push({
+      kind: 1, ev: e.type, session: e.session, lane: e.lane, code: e.code, seq: e.seq, tag: e.tag,
+      flags: e.flags, h, d, aux64: BigInt(e.aux64), aux: e.aux,
+    });
+  }
+
+  #dispatch(p: Pending): void {
+    if (p.ev === Ev.SESSION_REQUEST) {
+      this.#decide(p);
+      return;
+    }
+    const s = this.#sessions.get(p.session);
+    if (p.ev === Ev.SESSION_OPEN && !s && this.#onAccepted) {
+      this.#onAccepted(p.session, p.lane);
+    }
+    const peer = this.#sessions.get(p.session);
+    if (!peer) {
+      if (p.ev === Ev.PROTOCOL_ERROR) channels.lane.publish({ event: 'protocol-error', lane: p.lane, code: p.code });
+      return;
+    }
+    switch (p.ev) {
+      case Ev.SESSION_OPEN: peer.onOpen(p.lane, p.d, p.aux64); break;
+      case Ev.SESSION_RESUMED: peer.onResumed(); break;
+      case Ev.SESSION_REJECTED: peer.onRejected(p.code, p.h.toString()); break;
+      case Ev.SESSION_LOST: peer.onLost(p.code, p.aux); break;
+      case Ev.SESSION_CLOSED: peer.onClosed(p.code); break;
+      case Ev.LANE_UP: peer.onLane(true, p.lane, 0); break;
+      case Ev.LANE_DOWN: peer.onLane(false, p.lane, p.code); break;
+      case Ev.PROTOCOL_ERROR: peer.onProtocolError(p.lane, p.code); break;
+      case Ev.REQUEST: peer.onRequest(p.tag, p.h, p.d, p.flags); break;
+      case Ev.MESSAGE: peer.onMessage(p.seq, p.h, p.d, p.flags); break;
+      case Ev.RESPONSE: peer.onResponse(p.tag, p.h, p.d, p.flags); break;
+      case Ev.RECEIPT: peer.onReceipt(p.seq); break;
+      case Ev.REQUEST_FAILED: peer.onRequestFailed(p.tag, p.code); break;
+      case Ev.CANCEL: peer.onCancel(p.tag); break;
+      case Ev.DRAIN: peer.onDrain(); break;
+    }
+  }
+
+  #decide(p: Pending): void {
+    const st = this.#lanes.get(p.lane);
+    const info: SessionRequestInfo = {
+      resource: p.h.toString(), attrs: p.d, version: p.aux, remote: st?.io?.remote ?? '', portal: st?.uri ?? '',
+    };
+    const apply = (d: SessionDecision) => {
+      if (this.#closed || this.core.trapped) return;
+      const now = this.now();
+      if ('redirect' in d) this.core.redirect(p.lane, d.redirect, now);
+      else if ('reject' in d) this.core.reject(p.lane, d.reject || Code.REJECTED, d.message ?? '', now);
+      else this.core.accept(p.lane, this.#portals, d.attrs ?? EMPTY, now);
+      this.#afterInput();
+    };
+    if (!this.#policy) { apply({ reject: Code.REJECTED, message: 'this context accepts no sessions' }); return; }
+    let d: SessionDecision | Promise<SessionDecision>;
+    try {
+      d = this.#policy(info);
+    } catch (e) {
+      apply({ reject: Code.REJECTED, message: String((e as Error)?.message ?? e) });
+      return;
+    }
+    if (d instanceof Promise) d.then(apply, (e) => apply({ reject: Code.REJECTED, message: String(e?.message ?? e) }));
+    else apply(d);
+  }
+
+  #openLane(lane: number, uri: string): void {
+    let u: URL;
+    let t: Transport;
+    const st: LaneState = { io: undefined, uri, closing: false, ext: undefined };
+    this.#lanes.set(lane, st);
+    try {
+      u = new URL(uri);
+      t = transportFor(u);
+      st.io = t.connect(u, this.#sink(lane));
+    } catch (e) {
+      // Report the failure as the lane going down, after this drain.
+      queueMicrotask(() => this.#sink(lane).closed(e as Error));
+      return;
+    }
+    channels.lane.publish({ event: 'open', lane, uri });
+  }
+
+  #flush(): void {
+    this.#flushQueued = false;
+    const core = this.core;
+    if (core.trapped) return;
+    const now = this.now();
+    for (;;) {
+      const lane = core.pollTransmit(now);
+      if (lane === 0) break;
+      const st = this.#lanes.get(lane);
+      if (!st?.io) continue;
+      const bytes = Buffer.from(core.txView());
+      const ext = core.txExt();
+      st.io.write(bytes, ext ? this.#ext.get(ext) : undefined);
+    }
+    for (const [lane, st] of this.#lanes) {
+      if (st.closing) {
+        st.closing = false;
+        if (st.io) st.io.end();
+        else this.#lanes.delete(lane);
+      }
+    }
+    this.#arm();
+  }
+
+  #arm(): void {
+    if (this.#closed) return;
+    const d = this.core.nextDeadline();
+    if (d < 0) {
+      if (this.#timer) clearTimeout(this.#timer);
+      this.#timer = undefined;
+      this.#timerAt = -1;
+      return;
+    }
+    if (this.#timer && this.#timerAt === d) return;
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timerAt = d;
+    const ms = Math.max(0, (d - this.now()) / 1000);
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      this.#timerAt = -1;
+      if (this.#closed || this.core.trapped) return;
+      this.core.timeout(this.now());
+      this.#afterInput();
+    }, Math.ceil(ms));
+    this.#timer.unref?.();
+  }
+
+  /** Keeps the process alive while sessions are open (timers are unref'd otherwise). */
+  ref(on: boolean): void {
+    if (this.#timer) (on ? this.#timer.ref() : this.#timer.unref());
+  }
+
+  /** Stops listening and drops every lane. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    if (this.#timer) clearTimeout(this.#timer);
+    await Promise.all(this.#listeners.map((l) => l.close()));
+    for (const st of this.#lanes.values()) st.io?.destroy();
+    this.#lanes.clear();
+  }
+}
+
+const EMPTY: Buffer = Buffer.alloc(0);
+
+export function isNexioError(e: unknown): e is NexioError {
+  return e instanceof NexioError;
+}

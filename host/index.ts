@@ -1,0 +1,67 @@
+// nexio's public API.
+import { Context, ContextOptions, registerTransport } from './context';
+import { Session } from './session';
+import { InvalidArgumentError } from './errors';
+import type { CoreConfig } from './core';
+
+export { createServer, Server } from './server';
+export type { ServerOptions, Decision, Balance } from './server';
+export { Session, RemoteError } from './session';
+export type { Reply, RequestOptions, SendOptions, IncomingRequest, Handler, HandlerResult, SessionStats, Bytes } from './session';
+export { Context, registerTransport } from './context';
+export type { SessionRequestInfo } from './context';
+export * from './errors';
+export { Recorder, replay } from './record';
+
+export interface ConnectOptions {
+  /** Lanes (connections) the session keeps, 1..8; default 2. */
+  lanes?: number;
+  /** Milliseconds to establish the session before NEXIO_ERR_TIMEOUT; default 10000. */
+  timeout?: number;
+  /** Milliseconds the session waits for a lane to come back before NEXIO_ERR_SESSION_LOST; default 10000. */
+  resumeTimeout?: number;
+  /** Credits: messages and bytes in flight per direction, and outstanding requests. */
+  credits?: { messages?: number; bytes?: number; requests?: number };
+  /** Resource named in the HELLO (default: the URI's path). */
+  resource?: string;
+  /** Opaque bytes for the server's onSession. */
+  attrs?: Uint8Array;
+  /** Operations allowed to wait for credit in request()/send() before NEXIO_ERR_BACKPRESSURE. */
+  maxQueued?: number;
+  /** Run on this context (default: a context per thread, shared by its sessions). */
+  context?: Context;
+  keepaliveMs?: number;
+  core?: Partial<CoreConfig>;
+}
+
+const pow2 = (n: number) => 2 ** Math.round(Math.log2(n));
+let shared: Context | undefined;
+
+/** Opens a session to a portal; resolves once the server accepted it. */
+export async function connect(uri: string, options: ConnectOptions = {}): Promise<Session> {
+  const u = new URL(uri);
+  const lanes = options.lanes ?? 2;
+  if (!Number.isInteger(lanes) || lanes < 1 || lanes > 8) throw new InvalidArgumentError('lanes must be 1..8');
+  let ctx = options.context;
+  const custom = options.credits || options.resumeTimeout || options.timeout || options.keepaliveMs || options.core;
+  if (!ctx && custom) {
+    const c: ContextOptions = {
+      core: {
+        ...options.core,
+        ...(options.credits?.messages ? { windowMsgs: pow2(options.credits.messages) } : {}),
+        ...(options.credits?.bytes ? { windowBytes: pow2(options.credits.bytes) } : {}),
+        ...(options.credits?.requests ? { maxRequests: options.credits.requests } : {}),
+        ...(options.resumeTimeout ? { resumeMs: options.resumeTimeout } : {}),
+        ...(options.timeout ? { helloTimeoutMs: options.timeout } : {}),
+        ...(options.keepaliveMs ? { keepaliveMs: options.keepaliveMs } : {}),
+      },
+    };
+    ctx = new Context(c);
+  }
+  ctx ??= shared ??= new Context();
+  const h = ctx.connect(u.href, options.resource ?? decodeURIComponent(u.pathname), options.attrs ?? new Uint8Array(0), lanes);
+  if (h < 0) throw new InvalidArgumentError(`cannot open a session (${-h})`);
+  const s = new Session(ctx, h, { maxQueued: options.maxQueued });
+  await s.whenOpen();
+  return s;
+}

@@ -1,0 +1,524 @@
+// Session: the application's side of one nexio session, client or server.
+//
+// Two ways to use it:
+//  - ordinary: request() and send() return Promises, take an AbortSignal and
+//    a timeout, and wait (in a bounded queue) when credits are short;
+//  - hot path: trySend() / tryRequest() return false when credits are short
+//    and the session emits 'drain' when they are back: nothing is queued and
+//    nothing is allocated per message beyond the payload the core copies.
+
+import { EventEmitter } from 'node:events';
+import type { Context, SessionPeer } from './context';
+import { FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT, INLINE_MAX } from './core';
+import {
+  AbortedError, BackpressureError, ClosedError, Code, fromCode, NexioError, ProtocolError,
+  RejectedError, SessionLostError, TimeoutError, InvalidArgumentError,
+} from './errors';
+import { channels } from './diagnostics';
+
+export type Bytes = Uint8Array | string;
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+  /** Milliseconds until the request fails with NEXIO_ERR_TIMEOUT (0: none). */
+  timeout?: number;
+  /** Also resolve `receipt` when the peer application got the request. */
+  receipt?: boolean;
+}
+
+export interface SendOptions {
+  /** Resolve only when the peer application got the message (a delivery receipt). */
+  receipt?: boolean;
+}
+
+export interface Reply {
+  header: Buffer;
+  data: Buffer;
+}
+
+/** A request the server's handler answers. */
+export interface IncomingRequest {
+  readonly session: Session;
+  readonly header: Buffer;
+  readonly data: Buffer;
+  /** Aborted when the requester cancels or times out. */
+  readonly signal: AbortSignal;
+}
+
+export type HandlerResult = Reply | Partial<Reply> | Bytes | undefined | void;
+export type Handler = (req: IncomingRequest) => HandlerResult | Promise<HandlerResult>;
+
+/** The error a requester gets when the responder's handler threw. */
+export class RemoteError extends NexioError {
+  readonly remoteCode: string;
+  constructor(message: string, remoteCode: string) {
+    super('NEXIO_ERR_REMOTE', message);
+    this.remoteCode = remoteCode;
+  }
+}
+
+export interface SessionStats {
+  state: string;
+  id: string;
+  requests: number;
+  responses: number;
+  messagesSent: number;
+  messagesReceived: number;
+  bytesSent: number;
+  bytesReceived: number;
+  failovers: number;
+  lanesUp: number;
+  resumes: number;
+  protocolErrors: number;
+  rtt: { count: number; meanUs: number; minUs: number; maxUs: number };
+  core?: { txNextSeq: number; txAcked: number; rxNext: number; windowMsgs: number; windowBytes: number; maxRequests: number };
+}
+
+type HotCallback = (err: Error | null, header: Buffer, data: Buffer, tag: number) => void;
+
+interface Slot {
+  resolve?: (r: Reply) => void;
+  reject?: (e: Error) => void;
+  hot?: HotCallback;
+  signal?: AbortSignal;
+  onAbort?: () => void;
+  t0: number;
+}
+
+const EMPTY: Buffer = Buffer.alloc(0);
+
+export function toBytes(b: Bytes | undefined | null): Uint8Array {
+  if (b === undefined || b === null) return EMPTY;
+  if (typeof b === 'string') return Buffer.from(b);
+  if (b instanceof Uint8Array) return b;
+  throw new InvalidArgumentError('header and data must be a Uint8Array (Buffer) or a string');
+}
+
+export class Session extends EventEmitter implements SessionPeer {
+  #ctx: Context;
+  #handle: number;
+  #state: 'connecting' | 'open' | 'resuming' | 'closing' | 'closed' = 'connecting';
+  #id = 0n;
+  #slots = new Map<number, Slot>();
+  #queue: { run: () => boolean; fail: (e: Error) => void }[] = [];
+  #maxQueued: number;
+  #receipts = new Map<number, () => void>();
+  #inbound = new Map<number, AbortController>();
+  #handler: Handler | undefined;
+  #opened: { resolve: (s: Session) => void; reject: (e: Error) => void } | undefined;
+  #closing: Promise<void> | undefined;
+  #closedResolve: (() => void) | undefined;
+  #closeError: Error | undefined;
+  #lanesUp = 0;
+  #st = {
+    requests: 0, responses: 0, messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0,
+    failovers: 0, resumes: 0, protocolErrors: 0, rttCount: 0, rttSum: 0, rttMin: Infinity, rttMax: 0,
+  };
+
+  /** @internal Sessions come from connect() or a server; not constructed by applications. */
+  constructor(ctx: Context, handle: number, options: { maxQueued?: number; handler?: Handler; open?: boolean } = {}) {
+    super();
+    this.#ctx = ctx;
+    this.#handle = handle;
+    this.#maxQueued = options.maxQueued ?? 4096;
+    this.#handler = options.handler;
+    if (options.open) {
+      this.#state = 'open';
+      this.#lanesUp = 1;
+    }
+    ctx.attach(this);
+  }
+
+  get handle(): number { return this.#handle; }
+  get state(): string { return this.#state; }
+  /** The session id the server assigned (what a resume names). */
+  get id(): bigint { return this.#id; }
+
+  /** @internal */
+  whenOpen(): Promise<Session> {
+    if (this.#state !== 'connecting') return Promise.resolve(this);
+    return new Promise((resolve, reject) => { this.#opened = { resolve, reject }; });
+  }
+
+  // ---- ordinary API ----
+
+  request(header?: Bytes, data?: Bytes, options: RequestOptions = {}): Promise<Reply> {
+    return new Promise<Reply>((resolve, reject) => {
+      const early = this.#refuse(options.signal);
+      if (early) { reject(early); return; }
+      const hdr = toBytes(header), dat = toBytes(data);
+      const timeout = options.timeout ?? 0;
+      const slot: Slot = { resolve, reject, signal: options.signal, t0: 0 };
+      let timer: NodeJS.Timeout | undefined;
+      let queued = false;
+      const run = (): boolean => {
+        if (timer) clearTimeout(timer);
+        const left = timeout > 0 ? Math.max(1, Math.ceil(timeout - (performance.now() - started))) : 0;
+        const tag = this.#issue(hdr, dat, options.receipt ? FLAG_RECEIPT : 0, left, slot);
+        if (tag === 0) {
+          if (timeout > 0) timer = setTimeout(expire, Math.max(1, timeout - (performance.now() - started)));
+          return false;
+        }
+        if (tag < 0) reject(fromCode(-tag));
+        return true;
+      };
+      const fail = (e: Error) => { if (timer) clearTimeout(timer); reject(e); };
+      const started = performance.now();
+      const expire = () => {
+        const i = this.#queue.findIndex((q) => q.run === run);
+        if (i >= 0) this.#queue.splice(i, 1);
+        reject(new TimeoutError());
+      };
+      if (options.signal) {
+        slot.onAbort = () => {
+          if (queued) {
+            const i = this.#queue.findIndex((q) => q.run === run);
+            if (i >= 0) { this.#queue.splice(i, 1); if (timer) clearTimeout(timer); reject(new AbortedError(undefined, { cause: options.signal!.reason })); }
+          }
+        };
+        options.signal.addEventListener('abort', slot.onAbort, { once: true });
+      }
+      if (this.#state === 'open' && this.#queue.length === 0 && run()) return;
+      if (this.#queue.length >= this.#maxQueued) { fail(new BackpressureError(`more than ${this.#maxQueued} operations waiting for credit`)); return; }
+      queued = true;
+      this.#queue.push({ run, fail });
+    });
+  }
+
+  /** One-way message. Resolves when the core took it (or, with receipt, when the peer application got it). */
+  send(header?: Bytes, data?: Bytes, options: SendOptions = {}): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const early = this.#refuse(undefined);
+      if (early) { reject(early); return; }
+      const hdr = toBytes(header), dat = toBytes(data);
+      const run = (): boolean => {
+        const seq = this.#oneway(hdr, dat, options.receipt ? FLAG_RECEIPT : 0);
+        if (seq === -Code.BACKPRESSURE) return false;
+        if (seq < 0) { reject(fromCode(-seq)); return true; }
+        if (options.receipt) this.#receipts.set(seq, resolve);
+        else resolve();
+        return true;
+      };
+      if (this.#state === 'open' && this.#queue.length === 0 && run()) return;
+      if (this.#queue.length >= this.#maxQueued) { reject(new BackpressureError(`more than ${this.#maxQueued} operations waiting for credit`)); return; }
+      this.#queue.push({ run, fail: reject });
+    });
+  }
+
+  // ---- hot path ----
+
+  /** One-way message without a Promise: false means no credit — wait for 'drain'. Throws on a closed session. */
+  trySend(header: Uint8Array, data: Uint8Array): boolean {
+    if (this.#state !== 'open' && this.#state !== 'resuming') throw this.#refuse(undefined) ?? new ClosedError();
+    const seq = this.#oneway(header, data, 0);
+    if (seq === -Code.BACKPRESSURE) return false;
+    if (seq < 0) throw fromCode(-seq);
+    return true;
+  }
+
+  /**
+   * Request without a Promise: `done` (one function, reused) gets the reply.
+   * Returns false when there is no credit — wait for 'drain'.
+   */
+  tryRequest(header: Uint8Array, data: Uint8Array, done: HotCallback, timeoutMs = 0): boolean {
+    if (this.#state !== 'open' && this.#state !== 'resuming') throw this.#refuse(undefined) ?? new ClosedError();
+    const tag = this.#issue(header, data, 0, timeoutMs, { hot: done, t0: 0 });
+    if (tag === 0) return false;
+    if (tag < 0) throw fromCode(-tag);
+    return true;
+  }
+
+  // ---- lifecycle ----
+
+  /** Graceful: waits for outstanding requests, then closes the session with the peer. Idempotent. */
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    this.#closing = (async () => {
+      if (this.#state === 'connecting') await this.whenOpen().catch(() => undefined);
+      while ((this.#slots.size > 0 || this.#queue.length > 0) && this.#state !== 'closed') {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      if (this.#state === 'closed') return;
+      this.#state = 'closing';
+      const done = new Promise<void>((r) => { this.#closedResolve = r; });
+      this.#ctx.core.close(this.#handle, this.#ctx.now());
+      this.#ctx.afterInput();
+      await done;
+    })();
+    return this.#closing;
+  }
+
+  /** Abrupt: drops the session now; outstanding operations fail with NEXIO_ERR_CLOSED. Idempotent. */
+  destroy(): Promise<void> {
+    if (this.#state !== 'closed') {
+      this.#ctx.core.destroy(this.#handle, this.#ctx.now());
+      this.#ctx.afterInput();
+      this.#end(new ClosedError('session destroyed'), 'destroyed');
+    }
+    return Promise.resolve();
+  }
+
+  stats(): SessionStats {
+    const s = this.#st;
+    const info = this.#ctx.core.sessionInfo(this.#handle);
+    return {
+      state: this.#state, id: this.#id.toString(16), requests: s.requests, responses: s.responses,
+      messagesSent: s.messagesSent, messagesReceived: s.messagesReceived, bytesSent: s.bytesSent,
+      bytesReceived: s.bytesReceived, failovers: s.failovers, lanesUp: this.#lanesUp, resumes: s.resumes,
+      protocolErrors: s.protocolErrors,
+      rtt: { count: s.rttCount, meanUs: s.rttCount ? s.rttSum / s.rttCount : 0, minUs: s.rttCount ? s.rttMin : 0, maxUs: s.rttMax },
+      core: info && { txNextSeq: info[1], txAcked: info[2], rxNext: info[3], windowMsgs: info[5], windowBytes: info[6], maxRequests: info[7] },
+    };
+  }
+
+  // ---- internals ----
+
+  #refuse(signal: AbortSignal | undefined): Error | undefined {
+    if (this.#state === 'closed' || this.#state === 'closing') return this.#closeError ?? new ClosedError();
+    if (this.#closing) return new ClosedError('session is closing');
+    if (signal?.aborted) return new AbortedError(undefined, { cause: signal.reason });
+    return undefined;
+  }
+
+  /** Issues a request to the core: tag > 0, 0 for no credit, or -code. */
+  #issue(hdr: Uint8Array, dat: Uint8Array, flags: number, timeoutMs: number, slot: Slot): number {
+    const ctx = this.#ctx;
+    const ext = hdr.length + dat.length > INLINE_MAX;
+    const id = ext ? ctx.holdExt(dat) : 0;
+    const tag = ctx.core.request(this.#handle, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), timeoutMs, id, ctx.now());
+    if (tag < 0) {
+      if (ext) ctx.dropExt(id);
+      return tag === -Code.BACKPRESSURE ? 0 : tag;
+    }
+    slot.t0 = performance.now();
+    this.#slots.set(tag, slot);
+    this.#st.requests++;
+    this.#st.bytesSent += hdr.length + dat.length;
+    if (slot.signal) {
+      const signal = slot.signal;
+      if (slot.onAbort) signal.removeEventListener('abort', slot.onAbort);
+      slot.onAbort = () => {
+        if (this.#slots.get(tag) !== slot) return;
+        this.#slots.delete(tag);
+        ctx.core.cancel(this.#handle, tag, ctx.now());
+        ctx.afterInput();
+        slot.reject?.(new AbortedError(undefined, { cause: signal.reason }));
+      };
+      signal.addEventListener('abort', slot.onAbort, { once: true });
+    }
+    ctx.afterInput();
+    return tag;
+  }
+
+  #oneway(hdr: Uint8Array, dat: Uint8Array, flags: number): number {
+    const ctx = this.#ctx;
+    const ext = hdr.length + dat.length > INLINE_MAX;
+    const id = ext ? ctx.holdExt(dat) : 0;
+    const seq = ctx.core.send(this.#handle, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), id, ctx.now());
+    if (seq < 0) {
+      if (ext) ctx.dropExt(id);
+      return seq;
+    }
+    this.#st.messagesSent++;
+    this.#st.bytesSent += hdr.length + dat.length;
+    ctx.afterInput();
+    return seq;
+  }
+
+  #respond(tag: number, r: HandlerResult | Error): void {
+    const ctx = this.#ctx;
+    let hdr: Uint8Array = EMPTY, dat: Uint8Array = EMPTY, flags = 0;
+    if (r instanceof Error) {
+      flags = FLAG_APP_ERROR;
+      dat = Buffer.from(JSON.stringify({ message: r.message, code: (r as NexioError).code ?? 'ERR_HANDLER' }));
+    } else if (typeof r === 'string' || r instanceof Uint8Array) {
+      dat = toBytes(r);
+    } else if (r && typeof r === 'object') {
+      hdr = toBytes(r.header);
+      dat = toBytes(r.data);
+    }
+    const run = (): boolean => {
+      if (this.#state === 'closed') return true;
+      const ext = hdr.length + dat.length > INLINE_MAX;
+      const id = ext ? ctx.holdExt(dat) : 0;
+      const res = ctx.core.respond(this.#handle, tag, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), id, ctx.now());
+      if (res < 0 && ext) ctx.dropExt(id);
+      if (res === -Code.BACKPRESSURE) return false;
+      // -BAD_HANDLE: the request was cancelled meanwhile; nothing to deliver.
+      if (res === 0) { this.#st.responses++; this.#st.bytesSent += hdr.length + dat.length; }
+      ctx.afterInput();
+      return true;
+    };
+    if (this.#queue.length > 0 || !run()) this.#queue.push({ run, fail: () => undefined });
+  }
+
+  #pump(): void {
+    while (this.#queue.length > 0 && (this.#state === 'open')) {
+      if (!this.#queue[0].run()) return;
+      this.#queue.shift();
+    }
+  }
+
+  #end(err: Error | undefined, why: string): void {
+    if (this.#state === 'closed') return;
+    this.#state = 'closed';
+    this.#closeError = err;
+    this.#ctx.detach(this.#handle);
+    const e = err ?? new ClosedError();
+    for (const [tag, slot] of this.#slots) {
+      this.#slots.delete(tag);
+      if (slot.signal && slot.onAbort) slot.signal.removeEventListener('abort', slot.onAbort);
+      slot.reject?.(e);
+      slot.hot?.(e, EMPTY, EMPTY, tag);
+    }
+    for (const q of this.#queue.splice(0)) q.fail(e);
+    for (const c of this.#inbound.values()) c.abort(e);
+    this.#inbound.clear();
+    this.#receipts.clear();
+    this.#opened?.reject(e);
+    this.#opened = undefined;
+    this.#closedResolve?.();
+    channels.session.publish({ event: why, session: this.#handle, id: this.#id, error: err });
+    if (err && why !== 'destroyed' && this.listenerCount('error') > 0) this.emit('error', err);
+    this.emit('close', err);
+  }
+
+  // ---- SessionPeer: events from the context ----
+
+  onOpen(_lane: number, attrs: Buffer, id: bigint): void {
+    this.#id = id;
+    this.#state = 'open';
+    this.#lanesUp = 1;
+    channels.session.publish({ event: 'open', session: this.#handle, id });
+    this.#opened?.resolve(this);
+    this.#opened = undefined;
+    this.emit('open', attrs);
+    this.#pump();
+  }
+
+  onRequest(tag: number, header: Buffer, data: Buffer, _flags: number): void {
+    this.#st.bytesReceived += header.length + data.length;
+    const handler = this.#handler;
+    if (!handler) {
+      this.#respond(tag, new NexioError('NEXIO_ERR_NO_HANDLER', 'no request handler on this side of the session'));
+      return;
+    }
+    const ctl = new AbortController();
+    this.#inbound.set(tag, ctl);
+    const req: IncomingRequest = { session: this, header, data, signal: ctl.signal };
+    let r: HandlerResult | Promise<HandlerResult>;
+    try {
+      r = handler(req);
+    } catch (e) {
+      this.#inbound.delete(tag);
+      this.#respond(tag, e instanceof Error ? e : new Error(String(e)));
+      return;
+    }
+    if (r instanceof Promise) {
+      r.then((v) => { if (this.#inbound.delete(tag)) this.#respond(tag, v); },
+        (e) => { if (this.#inbound.delete(tag)) this.#respond(tag, e instanceof Error ? e : new Error(String(e))); });
+    } else {
+      this.#inbound.delete(tag);
+      this.#respond(tag, r);
+    }
+  }
+
+  onMessage(_seq: number, header: Buffer, data: Buffer, _flags: number): void {
+    this.#st.messagesReceived++;
+    this.#st.bytesReceived += header.length + data.length;
+    this.emit('message', header, data);
+  }
+
+  onResponse(tag: number, header: Buffer, data: Buffer, flags: number): void {
+    const slot = this.#slots.get(tag);
+    if (!slot) return;
+    this.#slots.delete(tag);
+    const st = this.#st;
+    st.responses++;
+    st.bytesReceived += header.length + data.length;
+    const us = (performance.now() - slot.t0) * 1000;
+    st.rttCount++;
+    st.rttSum += us;
+    if (us < st.rttMin) st.rttMin = us;
+    if (us > st.rttMax) st.rttMax = us;
+    if (slot.signal && slot.onAbort) slot.signal.removeEventListener('abort', slot.onAbort);
+    if (flags & FLAG_APP_ERROR) {
+      let msg = 'remote handler failed', code = 'ERR_HANDLER';
+      try { ({ message: msg, code } = JSON.parse(data.toString())); } catch { /* keep defaults */ }
+      const e = new RemoteError(msg, code);
+      slot.reject?.(e);
+      slot.hot?.(e, header, data, tag);
+      return;
+    }
+    if (slot.resolve) slot.resolve({ header, data });
+    else slot.hot?.(null, header, data, tag);
+  }
+
+  onRequestFailed(tag: number, code: number): void {
+    const slot = this.#slots.get(tag);
+    if (!slot) return;
+    this.#slots.delete(tag);
+    if (slot.signal && slot.onAbort) slot.signal.removeEventListener('abort', slot.onAbort);
+    const e = fromCode(code);
+    slot.reject?.(e);
+    slot.hot?.(e, EMPTY, EMPTY, tag);
+  }
+
+  onCancel(tag: number): void {
+    const c = this.#inbound.get(tag);
+    if (!c) return;
+    this.#inbound.delete(tag);
+    c.abort(new AbortedError('the requester cancelled'));
+  }
+
+  onReceipt(seq: number): void {
+    const r = this.#receipts.get(seq);
+    if (r) { this.#receipts.delete(seq); r(); }
+    this.emit('receipt', seq);
+  }
+
+  onDrain(): void {
+    this.#pump();
+    if (this.#queue.length === 0) this.emit('drain');
+  }
+
+  onLane(up: boolean, lane: number, code: number): void {
+    if (up) this.#lanesUp++;
+    else {
+      this.#lanesUp = Math.max(0, this.#lanesUp - 1);
+      this.#st.failovers++;
+    }
+    channels.lane.publish({ event: up ? 'up' : 'down', session: this.#handle, lane, code });
+    this.emit(up ? 'lane-up' : 'lane-down', lane, code);
+    if (!up && this.#lanesUp === 0 && this.#state === 'open') this.#state = 'resuming';
+  }
+
+  onResumed(): void {
+    this.#state = 'open';
+    this.#st.resumes++;
+    channels.session.publish({ event: 'resumed', session: this.#handle, id: this.#id });
+    this.emit('resumed');
+    this.#pump();
+  }
+
+  onRejected(code: number, message: string): void {
+    this.#end(new RejectedError(code, message || undefined), 'rejected');
+  }
+
+  onLost(code: number, unacked: number): void {
+    const e = code === Code.TIMEOUT
+      ? new TimeoutError('session could not be established in time')
+      : new SessionLostError(code, `session lost (${code === Code.UNKNOWN_SESSION ? 'the server no longer knows it' : 'no lane came back in time'}); ${unacked} messages unacknowledged`);
+    this.#end(e, 'lost');
+  }
+
+  onClosed(code: number): void {
+    this.#end(code === Code.CLOSED ? new ClosedError('the peer closed the session') : undefined, 'closed');
+  }
+
+  onProtocolError(lane: number, code: number): void {
+    this.#st.protocolErrors++;
+    channels.lane.publish({ event: 'protocol-error', session: this.#handle, lane, code });
+    this.emit('protocol-error', new ProtocolError(code), lane);
+  }
+}

@@ -1,0 +1,96 @@
+// tcp://host:port/resource — one TCP connection per lane. Nagle is off
+// (setNoDelay): the core already coalesces, so a batch should leave now.
+// Writes of one flush are corked so a batch and its ext payload go out in
+// one writev, the payload straight from the caller's Buffer.
+
+import * as net from 'node:net';
+import type { Transport, Lane, LaneSink, Listener } from './transport';
+import { InvalidArgumentError, NexioError } from '../errors';
+
+class TcpLane implements Lane {
+  #sock: net.Socket;
+  #corked = false;
+  readonly remote: string;
+
+  constructor(sock: net.Socket, sink: LaneSink | undefined, remote: string) {
+    this.#sock = sock;
+    this.remote = remote;
+    sock.setNoDelay(true);
+    if (sink) this.bind(sink);
+  }
+
+  bind(sink: LaneSink): void {
+    const sock = this.#sock;
+    sock.on('data', (chunk: Buffer) => sink.data(chunk));
+    let done = false;
+    const closed = (err?: Error) => {
+      if (done) return;
+      done = true;
+      sink.closed(err);
+    };
+    sock.on('error', (err) => closed(new NexioError('NEXIO_ERR_TRANSPORT', `tcp ${this.remote}: ${err.message}`, 20, { cause: err })));
+    sock.on('close', () => closed());
+    sock.on('connect', () => sink.connected());
+  }
+
+  write(bytes: Uint8Array, ext?: Uint8Array): void {
+    const sock = this.#sock;
+    if (sock.destroyed) return;
+    if (!this.#corked) {
+      this.#corked = true;
+      sock.cork();
+      process.nextTick(() => { this.#corked = false; sock.uncork(); });
+    }
+    sock.write(bytes);
+    if (ext) sock.write(ext);
+  }
+
+  end(): void {
+    if (!this.#sock.destroyed) this.#sock.end();
+  }
+
+  destroy(): void {
+    this.#sock.destroy();
+  }
+}
+
+function hostPort(uri: URL): { host: string; port: number } {
+  const port = Number(uri.port);
+  if (!uri.hostname || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidArgumentError(`tcp portal needs host and port: ${uri.href}`);
+  }
+  return { host: uri.hostname.replace(/^\[|\]$/g, ''), port };
+}
+
+export const tcp: Transport = {
+  scheme: 'tcp',
+  caps: { stream: true, rendezvous: false },
+
+  connect(uri: URL, sink: LaneSink): Lane {
+    const { host, port } = hostPort(uri);
+    const sock = net.connect({ host, port });
+    return new TcpLane(sock, sink, `${host}:${port}`);
+  },
+
+  listen(uri: URL, accept: (bind: (sink: LaneSink) => void, lane: Lane) => void): Promise<Listener> {
+    const { host, port } = hostPort(uri);
+    return new Promise((resolve, reject) => {
+      const server = net.createServer((sock) => {
+        const lane = new TcpLane(sock, undefined, `${sock.remoteAddress}:${sock.remotePort}`);
+        accept((sink) => lane.bind(sink), lane);
+      });
+      server.once('error', reject);
+      server.listen(port, host, () => {
+        server.off('error', reject);
+        const addr = server.address() as net.AddressInfo;
+        const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+        const bound = new URL(uri.href);
+        bound.host = `${h}:${addr.port}`;
+        resolve({
+          uri: bound.href,
+          close: () => new Promise<void>((res) => server.close(() => res())),
+        });
+      });
+    });
+  },
+};
