@@ -488,24 +488,26 @@ function decodeControl(b: Buffer): Frame {
   }
 }
 
-/** Decodes the frame at buf[off]; batchLeft is set inside a BATCH. */
+/**
+ * Decodes the frame at buf[off]. Inside a BATCH, batchLeft is what the
+ * batch has left; like the core, a frame's 8-byte header is read from the
+ * stream before its length is checked against the batch.
+ */
 function readFrame(buf: Buffer, off: number, limits: DecodeLimits, batchLeft?: number): Frame {
   if (buf.length - off < FRAME_HEADER) fail(Code.MALFORMED, 'truncated frame header');
   const t = buf[off];
   const len = buf.readUInt32LE(off + 4);
   checkHeader(t, len, batchLeft, (buf[off + 1] & F_EXT) !== 0);
-  if (buf.length - off < len) fail(Code.MALFORMED, `truncated frame: ${buf.length - off} of ${len} bytes`);
-  const b = buf.subarray(off, off + len);
   if (t === T_BATCH) {
     const frames: Frame[] = [];
-    let p = BATCH_SIZE;
-    while (p < len) {
-      const f = readFrame(b, p, limits, len - p);
-      frames.push(f);
-      p += b.readUInt32LE(p + 4);
+    const end = off + len;
+    for (let p = off + BATCH_SIZE; p < end; p += buf.readUInt32LE(p + 4)) {
+      frames.push(readFrame(buf, p, limits, end - p));
     }
-    return { type: 'batch', flags: b[1], count: b.readUInt16LE(2), frames };
+    return { type: 'batch', flags: buf[off + 1], count: buf.readUInt16LE(off + 2), frames };
   }
+  if (buf.length - off < len) fail(Code.MALFORMED, `truncated frame: ${buf.length - off} of ${len} bytes`);
+  const b = buf.subarray(off, off + len);
   return isMessage(t) ? decodeMessage(b, limits) : decodeControl(b);
 }
 

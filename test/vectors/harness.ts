@@ -1,0 +1,188 @@
+// Two real cores (host/core.ts over build/core.wasm) driven by hand, for the
+// vector tests: every event and every transmitted batch is captured, and
+// nothing moves between the cores unless a test moves it. The config and
+// the seeds are fixed, so the session id (from the server's seed) and every
+// byte the cores emit are the same on every run.
+
+import { Core, CoreConfig, CoreEvent, eventNames } from '../../host/core';
+
+/** The config both cores run with. Explicit: the vectors depend on it. */
+export const vectorConfig: Partial<CoreConfig> = {
+  maxSessions: 4,
+  maxLanes: 16,
+  windowMsgs: 64,
+  windowBytes: 65536,
+  maxRequests: 32,
+  keepaliveMs: 1000,
+  resumeMs: 10000,
+  helloTimeoutMs: 5000,
+  backoffMinMs: 20,
+  backoffMaxMs: 1000,
+  eventCap: 4096,
+};
+export const CLIENT_SEED = 1;
+export const SERVER_SEED = 2;
+export const PORTAL = 'tcp://127.0.0.1:7000/echo';
+export const RESOURCE = '/echo';
+export const ATTRS = Buffer.from('k=v');
+/** The first input's time (µs). */
+export const T0 = 1_000_000;
+
+/** An event with its header and data copied out of core memory. */
+export interface Ev {
+  type: number; name: string; session: number; lane: number; code: number;
+  seq: number; tag: number; flags: number; hdr: Buffer; data: Buffer;
+  dataLen: number; ext: number; aux: number; aux64: number;
+}
+export interface Tx { lane: number; bytes: Buffer; ext: number; extLen: number }
+
+export class Peer {
+  readonly core: Core;
+  readonly #ev = new CoreEvent();
+  constructor(readonly name: string, seed: number, config: Partial<CoreConfig> = {}) {
+    this.core = new Core({ ...vectorConfig, ...config, seed });
+  }
+
+  /** Every event queued since the last input. */
+  events(): Ev[] {
+    const n = this.core.pollEvents();
+    const out: Ev[] = [];
+    for (let i = 0; i < n; i++) {
+      const e = this.core.event(i, this.#ev);
+      out.push({
+        type: e.type, name: eventNames[e.type], session: e.session, lane: e.lane, code: e.code,
+        seq: e.seq, tag: e.tag, flags: e.flags,
+        hdr: this.core.copy(e.hdrPtr, e.hdrLen),
+        data: e.dataPtr ? this.core.copy(e.dataPtr, e.dataLen) : Buffer.alloc(0),
+        dataLen: e.dataLen, ext: e.ext, aux: e.aux, aux64: e.aux64,
+      });
+    }
+    return out;
+  }
+
+  /** Every batch the core has to send now. */
+  transmit(now: number): Tx[] {
+    const out: Tx[] = [];
+    let lane: number;
+    while ((lane = this.core.pollTransmit(now)) !== 0) {
+      out.push({ lane, bytes: Buffer.from(this.core.txView()), ext: this.core.txExt(), extLen: this.core.txExtLen() });
+    }
+    return out;
+  }
+}
+
+/**
+ * A client and a server core with a session between them. Lanes are
+ * numbered by position: cliLanes[i] and srvLanes[i] are the two ends of
+ * one connection.
+ */
+export class Pair {
+  readonly cli: Peer;
+  readonly srv: Peer;
+  now = T0;
+  cliSession = 0;
+  srvSession = 0;
+  cliLanes: number[] = [];
+  srvLanes: number[] = [];
+  /** Events seen by the last step, per side. */
+  cliEvents: Ev[] = [];
+  srvEvents: Ev[] = [];
+
+  constructor(config: Partial<CoreConfig> = {}) {
+    this.cli = new Peer('client', CLIENT_SEED, config);
+    this.srv = new Peer('server', SERVER_SEED, config);
+  }
+
+  /** The server lane at the other end of client lane h, and the reverse. */
+  peerLane(side: 'cli' | 'srv', h: number): number {
+    const i = (side === 'cli' ? this.cliLanes : this.srvLanes).indexOf(h);
+    if (i < 0) throw new Error(`${side} lane ${h} unknown`);
+    return (side === 'cli' ? this.srvLanes : this.cliLanes)[i];
+  }
+
+  /** Feeds bytes to one side's lane; an EXT payload of extLen bytes is taken off the stream. */
+  feed(side: 'cli' | 'srv', lane: number, bytes: Buffer, extLen = 0): Ev[] {
+    const peer = side === 'cli' ? this.cli : this.srv;
+    const all = Buffer.concat([bytes, Buffer.alloc(extLen)]);
+    let off = 0;
+    const evs: Ev[] = [];
+    while (off < all.length) {
+      const r = peer.core.rx(lane, all.subarray(off), this.now);
+      if (r < 0) throw new Error(`rx returned ${r}`);
+      off += r;
+      const got = peer.events();
+      evs.push(...got);
+      const ext = got.find((e) => e.name === 'ext-rx');
+      if (ext) {
+        off += ext.dataLen;
+        peer.core.extDone(lane, this.now);
+        evs.push(...peer.events());
+      } else if (r === 0) {
+        break;
+      }
+    }
+    if (side === 'cli') this.cliEvents = evs; else this.srvEvents = evs;
+    return evs;
+  }
+
+  /** Delivers everything both sides have to send until both are quiet. */
+  flush(): void {
+    for (let round = 0; round < 100; round++) {
+      const a = this.cli.transmit(this.now);
+      for (const t of a) this.feed('srv', this.peerLane('cli', t.lane), t.bytes, t.extLen);
+      const b = this.srv.transmit(this.now);
+      for (const t of b) this.feed('cli', this.peerLane('srv', t.lane), t.bytes, t.extLen);
+      if (a.length === 0 && b.length === 0) return;
+    }
+    throw new Error('pair did not go quiet');
+  }
+
+  /** Client: connect with `lanes` lanes; returns the OPEN_LANE events. */
+  connect(lanes: number, resource = RESOURCE, attrs = ATTRS): Ev[] {
+    const s = this.cli.core.connect(PORTAL, resource, attrs, lanes, this.now);
+    if (s < 0) throw new Error(`connect: ${s}`);
+    this.cliSession = s;
+    return this.cli.events();
+  }
+
+  /** The transport of client lane h is up: the server accepts a lane for it, the client says HELLO. */
+  laneUp(h: number): Tx[] {
+    const sl = this.srv.core.laneAccepted(this.now);
+    if (sl < 0) throw new Error(`laneAccepted: ${sl}`);
+    this.cliLanes.push(h);
+    this.srvLanes.push(sl);
+    this.srv.events();
+    const r = this.cli.core.laneUp(h, this.now);
+    if (r < 0) throw new Error(`laneUp: ${r}`);
+    this.cli.events();
+    return this.cli.transmit(this.now);
+  }
+
+  /**
+   * A session over `lanes` lanes, every handshake frame delivered and the
+   * pair quiet. The server accepts with `portals` and `attrs`.
+   */
+  static open(lanes = 1, portals: string[] = [], attrs = Buffer.from('srv'), config: Partial<CoreConfig> = {}): Pair {
+    const p = new Pair(config);
+    const first = p.connect(lanes);
+    const hello = p.laneUp(first[0].lane);
+    const req = p.feed('srv', p.srvLanes[0], hello[0].bytes).find((e) => e.name === 'session-request');
+    if (!req) throw new Error('no session-request');
+    p.srvSession = p.srv.core.accept(req.lane, portals, attrs, p.now);
+    if (p.srvSession < 0) throw new Error(`accept: ${p.srvSession}`);
+    p.srv.events();
+    const acc = p.srv.transmit(p.now);
+    const evs = p.feed('cli', p.cliLanes[0], acc[0].bytes);
+    for (const e of evs) if (e.name === 'open-lane') p.openExtra(e.lane);
+    p.flush();
+    return p;
+  }
+
+  /** Brings up an extra client lane the core asked for and delivers its HELLO. */
+  openExtra(h: number): void {
+    const hello = this.laneUp(h);
+    this.feed('srv', this.peerLane('cli', h), hello[0].bytes);
+  }
+}
+
+export const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
