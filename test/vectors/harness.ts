@@ -159,21 +159,26 @@ export class Pair {
   }
 
   /**
-   * A session over `lanes` lanes, every handshake frame delivered and the
-   * pair quiet. The server accepts with `portals` and `attrs`.
+   * Connects with `lanes` lanes and delivers HELLO and the server's ACCEPT
+   * (with `portals` and `attrs`) on the first; returns the client's events
+   * after the ACCEPT (session-open, then open-lane for each further lane).
    */
-  static open(lanes = 1, portals: string[] = [], attrs = Buffer.from('srv'), config: Partial<CoreConfig> = {}): Pair {
-    const p = new Pair(config);
-    const first = p.connect(lanes);
-    const hello = p.laneUp(first[0].lane);
-    const req = p.feed('srv', p.srvLanes[0], hello[0].bytes).find((e) => e.name === 'session-request');
+  handshake(lanes = 1, portals: string[] = [], attrs = Buffer.from('srv')): Ev[] {
+    const first = this.connect(lanes);
+    const hello = this.laneUp(first[0].lane);
+    const req = this.feed('srv', this.srvLanes[0], hello[0].bytes).find((e) => e.name === 'session-request');
     if (!req) throw new Error('no session-request');
-    p.srvSession = p.srv.core.accept(req.lane, portals, attrs, p.now);
-    if (p.srvSession < 0) throw new Error(`accept: ${p.srvSession}`);
-    p.srv.events();
-    const acc = p.srv.transmit(p.now);
-    const evs = p.feed('cli', p.cliLanes[0], acc[0].bytes);
-    for (const e of evs) if (e.name === 'open-lane') p.openExtra(e.lane);
+    this.srvSession = this.srv.core.accept(req.lane, portals, attrs, this.now);
+    if (this.srvSession < 0) throw new Error(`accept: ${this.srvSession}`);
+    this.srv.events();
+    const acc = this.srv.transmit(this.now);
+    return this.feed('cli', this.cliLanes[0], acc[0].bytes);
+  }
+
+  /** A session over `lanes` lanes, every handshake frame delivered and the pair quiet. */
+  static open(lanes = 1, config: Partial<CoreConfig> = {}): Pair {
+    const p = new Pair(config);
+    for (const e of p.handshake(lanes)) if (e.name === 'open-lane') p.openExtra(e.lane);
     p.flush();
     return p;
   }
