@@ -1,0 +1,201 @@
+// Hand-built wire frames for the fuzzer, straight from the layouts in
+// assembly/wire.ts (the codec in host/ is not a dependency on purpose: the
+// fuzzer must be able to build frames the codec would refuse to build).
+// All integers little-endian.
+
+export const T = {
+  HELLO: 0x01, ACCEPT: 0x02, REJECT: 0x03, REDIRECT: 0x04,
+  REQUEST: 0x10, RESPONSE: 0x11, ONEWAY: 0x12, CANCEL: 0x13, CLOSE: 0x14,
+  ACK: 0x20, RECEIPT: 0x21, KEEPALIVE: 0x22, ERROR: 0x23, BATCH: 0x30,
+} as const;
+
+export const F_RECEIPT = 0x01;
+export const F_EXT = 0x02;
+export const F_APP_ERROR = 0x04;
+export const F_RESEND = 0x01;
+export const F_JOINED = 0x01;
+
+export const FRAME_HEADER = 8;
+export const MSG_HEADER = 32;
+export const MAX_CONTROL_FRAME = 4096;
+export const MAX_APP_HEADER = 4096;
+export const INLINE_MAX = 8192;
+export const MAX_MSG_FRAME = MSG_HEADER + INLINE_MAX;
+export const MAX_BATCH = 65536;
+export const MAX_PORTALS_BYTES = 2048;
+export const HELLO_SIZE = 48;
+export const ACCEPT_SIZE = 56;
+export const REJECT_SIZE = 16;
+export const REDIRECT_SIZE = 16;
+export const ACK_SIZE = 16;
+export const RECEIPT_SIZE = 16;
+export const KEEPALIVE_SIZE = 8;
+export const ERROR_SIZE = 16;
+export const BATCH_SIZE = 8;
+
+export function isMessage(t: number): boolean {
+  return t >= T.REQUEST && t <= T.CLOSE;
+}
+
+function frame(len: number, type: number, flags: number, x: number): Buffer {
+  const b = Buffer.alloc(len);
+  b[0] = type;
+  b[1] = flags;
+  b.writeUInt16LE(x & 0xffff, 2);
+  b.writeUInt32LE(len >>> 0, 4);
+  return b;
+}
+
+function u64(b: Buffer, off: number, v: bigint | number): void {
+  b.writeBigUInt64LE(BigInt.asUintN(64, BigInt(v)), off);
+}
+
+export interface HelloFields {
+  verMin?: number; verMax?: number; sessionId?: bigint; ackSeq?: bigint | number;
+  windowMsgs?: number; windowBytes?: number; maxRequests?: number; keepaliveMs?: number;
+  resource?: Uint8Array; attrs?: Uint8Array;
+}
+
+export function hello(f: HelloFields = {}): Buffer {
+  const res = f.resource ?? Buffer.from('/fuzz');
+  const attrs = f.attrs ?? Buffer.alloc(0);
+  const b = frame(HELLO_SIZE + res.length + attrs.length, T.HELLO, 0, 0);
+  b.writeUInt16LE(f.verMin ?? 1, 8);
+  b.writeUInt16LE(f.verMax ?? 1, 10);
+  b.writeUInt16LE(res.length, 12);
+  b.writeUInt16LE(attrs.length, 14);
+  u64(b, 16, f.sessionId ?? 0n);
+  u64(b, 24, f.ackSeq ?? 0);
+  b.writeUInt32LE(f.windowMsgs ?? 256, 32);
+  b.writeUInt32LE(f.windowBytes ?? 256 * 1024, 36);
+  b.writeUInt32LE(f.maxRequests ?? 256, 40);
+  b.writeUInt32LE(f.keepaliveMs ?? 1000, 44);
+  b.set(res, HELLO_SIZE);
+  b.set(attrs, HELLO_SIZE + res.length);
+  return b;
+}
+
+export interface AcceptFields {
+  flags?: number; version?: number; sessionId?: bigint; ackSeq?: bigint | number;
+  windowMsgs?: number; windowBytes?: number; maxRequests?: number; keepaliveMs?: number;
+  resumeMs?: number; portals?: Uint8Array; attrs?: Uint8Array;
+}
+
+export function accept(f: AcceptFields = {}): Buffer {
+  const portals = f.portals ?? Buffer.alloc(0);
+  const attrs = f.attrs ?? Buffer.alloc(0);
+  const b = frame(ACCEPT_SIZE + portals.length + attrs.length, T.ACCEPT, f.flags ?? 0, 0);
+  b.writeUInt16LE(f.version ?? 1, 8);
+  b.writeUInt16LE(portals.length, 10);
+  b.writeUInt16LE(attrs.length, 12);
+  u64(b, 16, f.sessionId ?? 0x1234_5678_9abcn);
+  u64(b, 24, f.ackSeq ?? 0);
+  b.writeUInt32LE(f.windowMsgs ?? 256, 32);
+  b.writeUInt32LE(f.windowBytes ?? 256 * 1024, 36);
+  b.writeUInt32LE(f.maxRequests ?? 256, 40);
+  b.writeUInt32LE(f.keepaliveMs ?? 1000, 44);
+  b.writeUInt32LE(f.resumeMs ?? 10000, 48);
+  b.set(portals, ACCEPT_SIZE);
+  b.set(attrs, ACCEPT_SIZE + portals.length);
+  return b;
+}
+
+export function reject(reason: number, msg: Uint8Array = Buffer.alloc(0)): Buffer {
+  const b = frame(REJECT_SIZE + msg.length, T.REJECT, 0, 0);
+  b.writeUInt16LE(reason & 0xffff, 8);
+  b.writeUInt16LE(1, 10);
+  b.writeUInt16LE(1, 12);
+  b.writeUInt16LE(msg.length, 14);
+  b.set(msg, REJECT_SIZE);
+  return b;
+}
+
+export function redirect(portals: Uint8Array): Buffer {
+  const b = frame(REDIRECT_SIZE + portals.length, T.REDIRECT, 0, 0);
+  b.writeUInt16LE(portals.length, 8);
+  b.set(portals, REDIRECT_SIZE);
+  return b;
+}
+
+export interface MessageFields {
+  type: number; flags?: number; seq: bigint | number; slot: number; tag?: number;
+  hdr?: Uint8Array; data?: Uint8Array;
+  /** EXT: only the length travels in the frame. */
+  extLen?: number;
+  reserved?: number;
+}
+
+export function message(f: MessageFields): Buffer {
+  const hdr = f.hdr ?? Buffer.alloc(0);
+  const ext = f.extLen !== undefined;
+  const data = ext ? Buffer.alloc(0) : (f.data ?? Buffer.alloc(0));
+  const b = frame(MSG_HEADER + hdr.length + data.length, f.type, (f.flags ?? 0) | (ext ? F_EXT : 0), hdr.length);
+  u64(b, 8, f.seq);
+  b.writeUInt32LE(f.slot >>> 0, 16);
+  b.writeUInt32LE((ext ? f.extLen! : data.length) >>> 0, 20);
+  b.writeUInt32LE((f.tag ?? 0) >>> 0, 24);
+  b.writeUInt32LE((f.reserved ?? 0) >>> 0, 28);
+  b.set(hdr, MSG_HEADER);
+  b.set(data, MSG_HEADER + hdr.length);
+  return b;
+}
+
+export function ack(ackSeq: bigint | number, flags = 0): Buffer {
+  const b = frame(ACK_SIZE, T.ACK, flags, 0);
+  u64(b, 8, ackSeq);
+  return b;
+}
+
+export function receipt(seq: bigint | number): Buffer {
+  const b = frame(RECEIPT_SIZE, T.RECEIPT, 0, 0);
+  u64(b, 8, seq);
+  return b;
+}
+
+export function keepalive(): Buffer {
+  return frame(KEEPALIVE_SIZE, T.KEEPALIVE, 0, 0);
+}
+
+export function error(code: number, msg: Uint8Array = Buffer.alloc(0)): Buffer {
+  const b = frame(ERROR_SIZE + msg.length, T.ERROR, 0, 0);
+  b.writeUInt16LE(code & 0xffff, 8);
+  b.writeUInt16LE(msg.length, 10);
+  b.set(msg, ERROR_SIZE);
+  return b;
+}
+
+/** A BATCH around frames; count and length may be overridden to lie. */
+export function batch(frames: Uint8Array[], count?: number, frameLen?: number): Buffer {
+  const body = Buffer.concat(frames);
+  const b = Buffer.alloc(BATCH_SIZE + body.length);
+  b[0] = T.BATCH;
+  b.writeUInt16LE((count ?? frames.length) & 0xffff, 2);
+  b.writeUInt32LE((frameLen ?? b.length) >>> 0, 4);
+  b.set(body, BATCH_SIZE);
+  return b;
+}
+
+/**
+ * A well-behaved sender's numbering: sequence numbers from 0 and slots that
+ * follow the send ring of `ringBytes` (a frame never wraps the ring end).
+ */
+export class Sender {
+  seq = 0;
+  off = 0;
+  constructor(readonly ringBytes: number) {}
+
+  /** The slot for a frame of frameLen bytes, advancing the stream. */
+  take(frameLen: number): { seq: number; slot: number } {
+    let off = this.off;
+    const pos = off & (this.ringBytes - 1);
+    if (pos + frameLen > this.ringBytes) off += this.ringBytes - pos;
+    this.off = (off + frameLen) >>> 0;
+    return { seq: this.seq++, slot: off >>> 0 };
+  }
+
+  /** A valid message frame with the next sequence number and slot. */
+  next(type: number, tag: number, hdr: Uint8Array, data: Uint8Array, flags = 0): Buffer {
+    const { seq, slot } = this.take(MSG_HEADER + hdr.length + data.length);
+    return message({ type, flags, seq, slot, tag, hdr, data });
+  }
+}
