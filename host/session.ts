@@ -217,15 +217,15 @@ export class Session extends EventEmitter implements SessionPeer {
   }
 
   /**
-   * Request without a Promise: `done` (one function, reused) gets the reply.
-   * Returns false when there is no credit — wait for 'drain'.
+   * Request without a Promise: `done` (one function, reused) gets the reply
+   * and the tag. Returns the request's tag, or 0 when there is no credit —
+   * wait for 'drain'.
    */
-  tryRequest(header: Uint8Array, data: Uint8Array, done: HotCallback, timeoutMs = 0): boolean {
+  tryRequest(header: Uint8Array, data: Uint8Array, done: HotCallback, timeoutMs = 0): number {
     if (this.#state !== 'open' && this.#state !== 'resuming') throw this.#refuse(undefined) ?? new ClosedError();
     const tag = this.#issue(header, data, 0, timeoutMs, { hot: done, t0: 0 });
-    if (tag === 0) return false;
     if (tag < 0) throw fromCode(-tag);
-    return true;
+    return tag;
   }
 
   // ---- lifecycle ----
