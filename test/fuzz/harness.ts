@@ -118,6 +118,8 @@ interface HostileLane {
   /** Ext payload bytes the host still has to take off the stream. */
   extLeft: number;
   extWait: boolean;
+  /** Codes of the ERROR frames the core sent the peer on this lane. */
+  errorsSent: number[];
 }
 
 interface RunState {
@@ -301,7 +303,7 @@ export class Harness {
     const run = this.#run;
     const hl = run && run.core === core ? run.lanes.get(lane) : undefined;
     if (hl) {
-      learn(run!.view, view);
+      learn(run!.view, view, hl.errorsSent);
       return;
     }
     this.#fail('escape', `${this.#name(core)} transmitted ${view.length} bytes on lane ${lane}, which the host does not know`);
@@ -433,7 +435,9 @@ export class Harness {
   }
 
   #addLane(run: RunState, handle: number): HostileLane {
-    const hl: HostileLane = { handle, slot: run.slots.length, closed: false, down: false, extLeft: 0, extWait: false };
+    const hl: HostileLane = {
+      handle, slot: run.slots.length, closed: false, down: false, extLeft: 0, extWait: false, errorsSent: [],
+    };
     run.lanes.set(handle, hl);
     run.slots.push(hl);
     return hl;
@@ -675,6 +679,12 @@ export class Harness {
     const ctx: Ctx = { kind: 'hostile', run, fed: hl.handle, adopt: false };
     let pos = 0;
     const ends = pieces.concat([bytes.length]);
+    // One log line per step: the bytes and where they were cut into rx calls.
+    const entry: LogEntry = {
+      core: run.name, op: pieces.length ? `rx (cut at ${pieces.length > 40 ? 'every byte' : pieces.join(',')})` : 'rx',
+      slot: hl.slot, bytes, result: 0,
+    };
+    run.log.push(entry);
     for (const end of ends) {
       let zero = 0;
       while (pos < end && !hl.closed && !hl.down) {
@@ -685,14 +695,14 @@ export class Harness {
           if (hl.extLeft > 0) break;
           hl.extWait = false;
           const r = this.#input(core, ctx, () => core.extDone(hl.handle, this.now));
-          run.log.push({ core: run.name, op: 'extDone', slot: hl.slot, result: r });
+          run.log.push({ core: run.name, op: `extDone (after byte ${pos})`, slot: hl.slot, result: r });
           if (r < 0) this.#fail('stuck', `extDone after ext-rx returned ${codeName(-r)}`);
           this.#settle();
           continue;
         }
         const piece = bytes.subarray(pos, end);
         const r = this.#input(core, ctx, () => core.rx(hl.handle, piece, this.now));
-        run.log.push({ core: run.name, op: 'rx', slot: hl.slot, bytes: piece, result: r });
+        entry.result = pos + Math.max(r, 0);
         if (r < 0) {
           this.#fail('stuck', `rx on live lane ${hl.handle} returned ${codeName(-r)}`);
           throw new Abort();
@@ -728,8 +738,19 @@ export class Harness {
       if (pe) this.#fail('miss', `${run.script.kind}: lane ${x.lane} got protocol error ${codeName(pe.code)}, wanted a close with ${codeName(x.close)}`);
       else if (!cl || cl.code !== x.close) this.#fail('miss', `${run.script.kind}: lane ${x.lane} closed with ${fmt(cl?.code)}, wanted ${codeName(x.close)}`);
     }
+    if (pe) {
+      // The lane is closed, and the peer was told why before it closed.
+      if (!cl) this.#fail('miss', `${run.script.kind}: lane ${x.lane} got protocol error ${codeName(pe.code)} but no close-lane`);
+      const hl = run.slots[x.lane];
+      if (hl && !hl.errorsSent.includes(pe.code)) {
+        this.#fail('miss', `${run.script.kind}: lane ${x.lane} got protocol error ${codeName(pe.code)} but the peer got no ERROR frame with that code (sent: ${hl.errorsSent.join(',') || 'none'})`);
+      }
+    }
     for (const e of run.protoErrors) {
       if (e.slot !== x.lane) this.#fail('miss', `${run.script.kind}: lane ${e.slot} (not fed bad bytes) got protocol error ${codeName(e.code)}`);
+    }
+    for (const e of run.closes) {
+      if (e.slot !== x.lane) this.#fail('miss', `${run.script.kind}: lane ${e.slot} (not fed bad bytes) was closed (${codeName(e.code)})`);
     }
   }
 
@@ -816,7 +837,7 @@ export function cuts(n: number, seed: number): number[] {
 }
 
 /** What the hostile peer learns from bytes the target sent it. */
-function learn(v: PeerView, b: Uint8Array): void {
+function learn(v: PeerView, b: Uint8Array, errors: number[]): void {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   let p = 0;
   while (p + 8 <= b.length) {
@@ -824,7 +845,9 @@ function learn(v: PeerView, b: Uint8Array): void {
     const len = dv.getUint32(p + 4, true);
     if (t === T.BATCH) { p += BATCH_SIZE; continue; }
     if (len < 8 || p + len > b.length) return;
-    if (t === T.ACCEPT && len >= ACCEPT_SIZE) {
+    if (t === T.ERROR && len >= 16) {
+      errors.push(dv.getUint16(p + 8, true));
+    } else if (t === T.ACCEPT && len >= ACCEPT_SIZE) {
       v.sessionId = dv.getBigUint64(p + 16, true);
       v.R = dv.getUint32(p + 40, true);
     } else if (isMessage(t) && len >= MSG_HEADER) {

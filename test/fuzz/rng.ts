@@ -11,6 +11,18 @@ function splitmix32(x: number): () => number {
   };
 }
 
+const POOL_BYTES = 1 << 20;
+let poolBuf: Buffer | undefined;
+
+function pool(): Buffer {
+  if (!poolBuf) {
+    const r = new Rng(0x706f6f6c);
+    poolBuf = Buffer.allocUnsafe(POOL_BYTES);
+    for (let i = 0; i < POOL_BYTES; i += 4) poolBuf.writeUInt32LE(r.u32(), i);
+  }
+  return poolBuf;
+}
+
 export class Rng {
   #a: number;
   #b: number;
@@ -56,14 +68,15 @@ export class Rng {
     return this.chance(0.85) ? this.int(small + 1) : this.int(large + 1);
   }
 
+  /** n random bytes (a copy of a random window of a fixed random pool: fast and still deterministic). */
   bytes(n: number): Buffer {
     const b = Buffer.allocUnsafe(n);
-    for (let i = 0; i < n; i += 4) {
-      const v = this.u32();
-      b[i] = v & 0xff;
-      if (i + 1 < n) b[i + 1] = (v >>> 8) & 0xff;
-      if (i + 2 < n) b[i + 2] = (v >>> 16) & 0xff;
-      if (i + 3 < n) b[i + 3] = v >>> 24;
+    let i = 0;
+    while (i < n) {
+      const k = Math.min(n - i, POOL_BYTES / 2);
+      const from = this.int(POOL_BYTES - k + 1);
+      pool().copy(b, i, from, from + k);
+      i += k;
     }
     return b;
   }

@@ -140,6 +140,18 @@ function repro(seed: number, run: number, script: Script, split: boolean, failur
   return lines.join('\n');
 }
 
+/** Close codes: the core's by name; codes a peer put in its ERROR frame are passed through, so lump those. */
+function closes(m: Map<number, number>): string {
+  const out: string[] = [];
+  let peer = 0;
+  for (const [c, n] of [...m.entries()].sort((a, b) => a[0] - b[0])) {
+    if (c > 20) peer += n;
+    else out.push(`${codeName(c)}=${n}`);
+  }
+  if (peer) out.push(`other codes from peer ERROR frames=${peer}`);
+  return out.join(', ') || 'none';
+}
+
 export function summary(r: FuzzResult): string {
   const s = r.stats;
   const byCode = (m: Map<number, number>) => [...m.entries()].sort((a, b) => a[0] - b[0])
@@ -150,7 +162,7 @@ export function summary(r: FuzzResult): string {
   const lines = [
     `fuzz: ${s.runs} runs, ${f.trap} traps, ${f.escape} escapes${other.length ? ', ' + other.join(', ') : ''}, ` +
       `errors by code: ${byCode(s.errors)}`,
-    `  lanes closed without a protocol error, by code: ${byCode(s.closes)}`,
+    `  lanes closed without a protocol error, by code: ${closes(s.closes)}`,
     `  runs by family: ${[...s.kinds.entries()].sort().map(([k, n]) => `${k}=${n}`).join(', ')}`,
     `  ${s.healthyRoundTrips} healthy round trips, ${s.rebuilds} core rebuilds, memory ${r.memory.start.join('/')} -> ` +
       `${r.memory.end.join('/')} bytes, eventOverflow ${r.eventOverflow}`,
