@@ -181,37 +181,64 @@ export function sessionFromHandle(h: u32): i32 {
   return g == 0 ? 1 : g;
 }
 
-function take(bytes: usize): usize {
-  let p = heap.alloc(bytes);
-  memory.fill(p, 0, bytes);
+/**
+ * All tables come from two blocks, carved here. The stub runtime never
+ * frees, so heap.alloc during init() returns memory fresh from memory.grow,
+ * which WebAssembly zero-fills. Nothing is written to it here beyond the
+ * struct fields: touching every page of every ring at init (a fill, or one
+ * allocation header per buffer) commits the whole configuration up front,
+ * which costs tens to hundreds of milliseconds for a large config.
+ */
+let carveAt: usize = 0;
+
+@inline function align16(n: usize): usize {
+  return (n + 15) & ~(<usize>15);
+}
+
+function carve(bytes: usize): usize {
+  let p = carveAt;
+  carveAt += align16(bytes);
   return p;
 }
 
+/** Bytes of one session's arenas (see carve order in allocTables). */
+function sessionArenaBytes(): usize {
+  return align16(cfg.LANES_PER_SESSION * 4) + align16(cfg.LANES_PER_SESSION * 8) + align16(cfg.LANES_PER_SESSION * 4) +
+    align16(<usize>cfg.windowMsgs * TX_ENTRY) + align16(<usize>cfg.windowMsgs * RX_ENTRY) +
+    align16(<usize>cfg.maxRequests * PEND_ENTRY) + align16(<usize>cfg.maxRequests * INB_ENTRY) +
+    align16(<usize>cfg.windowMsgs * 8) + align16(cfg.windowBytes) * 2 +
+    align16(MAX_PORTALS_BYTES) + align16(MAX_CONTROL_FRAME);
+}
+
 export function allocTables(): void {
-  lanesBase = take(<usize>cfg.maxLanes * offsetof<Lane>());
+  let laneBytes = align16(<usize>cfg.maxLanes * offsetof<Lane>()) + <usize>cfg.maxLanes * 2 * MAX_CONTROL_FRAME;
+  carveAt = align16(heap.alloc(laneBytes + 16));
+  lanesBase = carve(<usize>cfg.maxLanes * offsetof<Lane>());
   for (let i: u32 = 0; i < cfg.maxLanes; i++) {
     let l = lane(i);
-    l.rxBuf = take(MAX_CONTROL_FRAME);
-    l.ctlBuf = take(MAX_CONTROL_FRAME);
+    l.rxBuf = carve(MAX_CONTROL_FRAME);
+    l.ctlBuf = carve(MAX_CONTROL_FRAME);
     l.session = -1;
     l.gen = 1;
   }
-  sessionsBase = take(<usize>cfg.maxSessions * offsetof<Session>());
+  let sessionBytes = align16(<usize>cfg.maxSessions * offsetof<Session>()) + <usize>cfg.maxSessions * sessionArenaBytes();
+  carveAt = align16(heap.alloc(sessionBytes + 16));
+  sessionsBase = carve(<usize>cfg.maxSessions * offsetof<Session>());
   for (let i: u32 = 0; i < cfg.maxSessions; i++) {
     let s = session(i);
     s.gen = 1;
-    s.lanes = take(cfg.LANES_PER_SESSION * 4);
-    s.reconnectAt = take(cfg.LANES_PER_SESSION * 8);
-    s.attempts = take(cfg.LANES_PER_SESSION * 4);
-    s.txIdx = take(<usize>cfg.windowMsgs * TX_ENTRY);
-    s.rxIdx = take(<usize>cfg.windowMsgs * RX_ENTRY);
-    s.pend = take(<usize>cfg.maxRequests * PEND_ENTRY);
-    s.inb = take(<usize>cfg.maxRequests * INB_ENTRY);
-    s.receipts = take(<usize>cfg.windowMsgs * 8);
-    s.txRing = take(cfg.windowBytes);
-    s.rxRing = take(cfg.windowBytes);
-    s.portals = take(MAX_PORTALS_BYTES);
-    s.hello = take(MAX_CONTROL_FRAME);
+    s.lanes = carve(cfg.LANES_PER_SESSION * 4);
+    s.reconnectAt = carve(cfg.LANES_PER_SESSION * 8);
+    s.attempts = carve(cfg.LANES_PER_SESSION * 4);
+    s.txIdx = carve(<usize>cfg.windowMsgs * TX_ENTRY);
+    s.rxIdx = carve(<usize>cfg.windowMsgs * RX_ENTRY);
+    s.pend = carve(<usize>cfg.maxRequests * PEND_ENTRY);
+    s.inb = carve(<usize>cfg.maxRequests * INB_ENTRY);
+    s.receipts = carve(<usize>cfg.windowMsgs * 8);
+    s.txRing = carve(cfg.windowBytes);
+    s.rxRing = carve(cfg.windowBytes);
+    s.portals = carve(MAX_PORTALS_BYTES);
+    s.hello = carve(MAX_CONTROL_FRAME);
   }
 }
 
