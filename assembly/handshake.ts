@@ -135,16 +135,18 @@ export function onHello(li: i32, f: usize, len: u32, now: u64): void {
   if (si < 0) { sendReject(li, E_UNKNOWN_SESSION, 0, 0, now); return; }
   let s = session(si);
   let p = freePosition(s);
-  if (p < 0 || s.state == S_CLOSING || s.state == S_DRAINING) { sendReject(li, E_LIMIT, 0, 0, now); return; }
+  // A closing session takes lanes too: its CLOSE, or the ack of the peer's,
+  // may still have to get through.
+  if (p < 0) { sendReject(li, E_LIMIT, 0, 0, now); return; }
   setPosLane(s, p, li);
   l.session = si;
   l.pos = <u8>p;
   laneOpened(s, l);
   if (!processAck(si, load<u64>(f, 24), li, now)) return;
   sendAccept(li, si, F_JOINED, 0, 0, 0);
+  s.resumeAt = 0;
   if (s.state == S_RESUMING) {
     s.state = S_OPEN;
-    s.resumeAt = 0;
     push(EV_SESSION_RESUMED, sessionHandle(si), laneHandle(li), 0);
   }
   push(EV_LANE_UP, sessionHandle(si), laneHandle(li), 0);
@@ -241,10 +243,13 @@ export function onAccept(li: i32, f: usize, len: u32, now: u64): void {
   if (id != s.id) { protocolError(li, E_MALFORMED, now); return; }
   laneOpened(s, l);
   if (!processAck(si, load<u64>(f, 24), li, now)) return;
-  if (s.state == S_RESUMING) {
-    s.state = S_OPEN;
+  if (s.resumeAt != 0) {
+    // First lane back after all were lost (resuming or closing).
     s.resumeAt = 0;
     requeueAll(si);
+  }
+  if (s.state == S_RESUMING) {
+    s.state = S_OPEN;
     push(EV_SESSION_RESUMED, sessionHandle(si), laneHandle(li), 0);
   }
   push(EV_LANE_UP, sessionHandle(si), laneHandle(li), 0);

@@ -38,6 +38,15 @@ export const STAGING_CAP: u32 = 65536;
 let staging: usize = 0;
 let ready = false;
 
+/** The time of the latest input: what outputs are stamped with. */
+let inputNow: u64 = 0;
+
+/** Every input starts here: the last poll is consumed, the clock moves. */
+function input(nowUs: f64): void {
+  ev.beginInput();
+  inputNow = nowUs > 0 ? <u64>nowUs : 0;
+}
+
 @inline function us(nowUs: f64): u64 {
   return nowUs > 0 ? <u64>nowUs : 0;
 }
@@ -74,7 +83,7 @@ export function eventOverflow(): u32 { return ev.evOverflow; }
  * then the resource and the attrs the HELLO carries to the server.
  */
 export function connect(uriLen: u32, resourceLen: u32, attrsLen: u32, lanes: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let now = us(nowUs);
   if (uriLen == 0 || uriLen > MAX_PORTALS_BYTES || lanes < 1 || lanes > <u32>cfg.LANES_PER_SESSION) return -E_BAD_ARGUMENT;
   if (resourceLen > 0xffff || attrsLen > 0xffff || HELLO_SIZE + resourceLen + attrsLen > MAX_CONTROL_FRAME) return -E_BAD_ARGUMENT;
@@ -97,14 +106,14 @@ export function connect(uriLen: u32, resourceLen: u32, attrsLen: u32, lanes: u32
 
 /** Server: a transport accepted a connection. Returns its lane handle. */
 export function laneAccepted(nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let li = allocLane(ROLE_SERVER, L_AWAIT_HELLO, us(nowUs));
   return li < 0 ? -E_LIMIT : <i32>laneHandle(li);
 }
 
 /** Client: the connection for this lane is established. */
 export function laneUp(h: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let li = laneFromHandle(h);
   if (li < 0) return -E_BAD_HANDLE;
   if (lane(li).state != L_CONNECTING) return -E_BAD_ARGUMENT;
@@ -114,7 +123,7 @@ export function laneUp(h: u32, nowUs: f64): i32 {
 
 /** The transport lost this lane's connection (code: why). */
 export function laneDown(h: u32, code: i32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let li = laneFromHandle(h);
   if (li < 0) return -E_BAD_HANDLE;
   onLaneDown(li, code, us(nowUs));
@@ -127,7 +136,7 @@ export function laneDown(h: u32, code: i32, nowUs: f64): i32 {
  * for the host to drain events. The host calls again with the rest.
  */
 export function rx(h: u32, len: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let li = laneFromHandle(h);
   if (li < 0) return -E_BAD_HANDLE;
   if (len > STAGING_CAP) return -E_BAD_ARGUMENT;
@@ -136,7 +145,7 @@ export function rx(h: u32, len: u32, nowUs: f64): i32 {
 
 /** The host has taken the ext payload announced by EV_EXT_RX off this lane. */
 export function extDone(h: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let li = laneFromHandle(h);
   if (li < 0) return -E_BAD_HANDLE;
   if (!lane(li).extWait) return -E_BAD_ARGUMENT;
@@ -148,7 +157,7 @@ export function extDone(h: u32, nowUs: f64): i32 {
 
 /** Accepts the session asked for on this lane; staging holds portals then attrs. */
 export function accept(h: u32, portalsLen: u32, attrsLen: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let li = laneFromHandle(h);
   if (li < 0) return -E_BAD_HANDLE;
   return hs.accept(li, staging, portalsLen, attrsLen, us(nowUs));
@@ -156,7 +165,7 @@ export function accept(h: u32, portalsLen: u32, attrsLen: u32, nowUs: f64): i32 
 
 /** Rejects it with a reason code and a message in staging. */
 export function reject(h: u32, reason: i32, msgLen: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let li = laneFromHandle(h);
   if (li < 0) return -E_BAD_HANDLE;
   return hs.reject(li, reason, staging, msgLen, us(nowUs));
@@ -164,7 +173,7 @@ export function reject(h: u32, reason: i32, msgLen: u32, nowUs: f64): i32 {
 
 /** Redirects it to the portals in staging ('\n'-separated URIs). */
 export function redirect(h: u32, portalsLen: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let li = laneFromHandle(h);
   if (li < 0) return -E_BAD_HANDLE;
   return hs.redirect(li, staging, portalsLen, us(nowUs));
@@ -191,7 +200,7 @@ function sendable(h: u32, hdrLen: u32, dataLen: u32, flags: u32): i32 {
  * Returns the request's tag (> 0) or -error.
  */
 export function request(h: u32, hdrLen: u32, dataLen: u32, flags: u32, timeoutMs: u32, ext: u32, nowUs: f64): f64 {
-  ev.beginInput();
+  input(nowUs);
   let si = sendable(h, hdrLen, dataLen, flags);
   if (si < 0) return <f64>si;
   return <f64>dl.request(si, staging, hdrLen, dataLen, <u8>(flags & (F_RECEIPT | F_EXT)),
@@ -200,7 +209,7 @@ export function request(h: u32, hdrLen: u32, dataLen: u32, flags: u32, timeoutMs
 
 /** Sends a one-way message. Returns its sequence number or -error. */
 export function send(h: u32, hdrLen: u32, dataLen: u32, flags: u32, ext: u32, nowUs: f64): f64 {
-  ev.beginInput();
+  input(nowUs);
   let si = sendable(h, hdrLen, dataLen, flags);
   if (si < 0) return <f64>si;
   return <f64>tx.enqueue(si, 0x12, <u8>(flags & (F_RECEIPT | F_EXT)), staging, hdrLen, dataLen, 0, ext);
@@ -208,7 +217,7 @@ export function send(h: u32, hdrLen: u32, dataLen: u32, flags: u32, ext: u32, no
 
 /** Answers the request with this tag. Returns 0 or -error. */
 export function respond(h: u32, tag: u32, hdrLen: u32, dataLen: u32, flags: u32, ext: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let si = sendable(h, hdrLen, dataLen, flags);
   if (si < 0) {
     // A session the peer is closing still answers what it received.
@@ -220,7 +229,7 @@ export function respond(h: u32, tag: u32, hdrLen: u32, dataLen: u32, flags: u32,
 
 /** The application gave up on a request: no response will be delivered. */
 export function cancel(h: u32, tag: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let si = sessionFromHandle(h);
   if (si < 0) return -E_BAD_HANDLE;
   return dl.cancelRequest(si, tag) ? 0 : -E_BAD_HANDLE;
@@ -228,12 +237,14 @@ export function cancel(h: u32, tag: u32, nowUs: f64): i32 {
 
 /** Graceful close: CLOSE follows every message already sent; done when acked. */
 export function close(h: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let si = sessionFromHandle(h);
   if (si < 0) return -E_BAD_HANDLE;
   let s = session(si);
   if (s.state == S_CLOSING) return 0;
-  if (s.state == S_OPEN) {
+  // Resuming too: CLOSE waits in the send ring for a lane like any message;
+  // the session is lost if none comes back within resumeMs.
+  if (s.state == S_OPEN || s.state == S_RESUMING) {
     s.state = S_CLOSING;
     dl.queueClose(si);
     return 0;
@@ -244,7 +255,7 @@ export function close(h: u32, nowUs: f64): i32 {
 
 /** Abrupt close: the session and its lanes are gone now. */
 export function destroy(h: u32, nowUs: f64): i32 {
-  ev.beginInput();
+  input(nowUs);
   let si = sessionFromHandle(h);
   if (si < 0) return -E_BAD_HANDLE;
   endSession(si, -1, us(nowUs));
@@ -254,7 +265,7 @@ export function destroy(h: u32, nowUs: f64): i32 {
 // ---- time ----
 
 export function timeout(nowUs: f64): void {
-  ev.beginInput();
+  input(nowUs);
   timers.timeout(us(nowUs));
 }
 
@@ -273,7 +284,9 @@ export function pollEvents(): u32 {
 
 /** The next coalesced batch: returns its lane handle, or 0 when idle. */
 export function pollTransmit(nowUs: f64): u32 {
-  return tx.pollTransmit(us(nowUs));
+  // Stamped with the latest input's time, not nowUs: a batch is produced by
+  // what the inputs did, and a recording replays the same without it.
+  return tx.pollTransmit(inputNow);
 }
 export function txPtr(): usize { return tx.txStart; }
 export function txLen(): u32 { return tx.txLen; }

@@ -159,18 +159,20 @@ export function detach(li: i32, code: i32, now: u64): void {
   l.bodyLeft = 0;
   requeueLane(si, li);
   if (wasOpen) push(EV_LANE_DOWN, sessionHandle(si), laneHandle(li), code);
-  let left = openLanes(s);
-  if (s.state == S_DRAINING || s.state == S_CLOSING) {
-    if (left == 0) endSession(si, s.state == S_DRAINING ? -1 : 0, now);
+  if (s.state == S_DRAINING) {
+    // The peer closed the session; it closes its lanes once our ack is in.
+    if (openLanes(s) == 0) endSession(si, -1, now);
     return;
   }
+  // A closing session reconnects and resumes like an open one: until its
+  // CLOSE is acked, what it sent may not have arrived. (Ending it as closed
+  // here would report a clean close with messages lost.)
   if (s.role == ROLE_CLIENT) setReconnectAt(s, p, now + backoff(s, p));
-  if (left == 0 && s.state == S_OPEN) {
-    s.state = S_RESUMING;
-    s.resumeAt = now + cfg.resumeUs;
-  } else if (s.state == S_CONNECTING && s.resumeAt == 0) {
-    s.resumeAt = now + cfg.resumeUs;
-  }
+  if (openLanes(s) > 0) return;
+  if (s.state == S_OPEN) s.state = S_RESUMING;
+  // No lane left: the session waits up to resumeMs for one (a CONNECTING
+  // session's deadline was set by connect()).
+  if (s.resumeAt == 0) s.resumeAt = now + cfg.resumeUs;
 }
 
 /**

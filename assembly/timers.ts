@@ -4,7 +4,7 @@
 import * as cfg from "./config";
 import {
   lane, session, posLane, reconnectAt, L_FREE, L_CLOSING, L_OPEN, ROLE_CLIENT,
-  S_FREE, S_RESUMING, S_CONNECTING,
+  S_FREE, S_OPEN, S_CONNECTING,
 } from "./state";
 import { evRoom } from "./events";
 import { closeLane, endSession, reconnectDue } from "./lanes";
@@ -41,8 +41,10 @@ export function timeout(now: u64): void {
     let s = session(si);
     if (s.state == S_FREE) continue;
     if (evRoom() < s.R + 32) return;
-    if (s.resumeAt != 0 && now >= s.resumeAt && (s.state == S_RESUMING || s.state == S_CONNECTING)) {
-      endSession(si, s.state == S_RESUMING ? E_SESSION_LOST : E_TIMEOUT, now);
+    if (s.resumeAt != 0 && now >= s.resumeAt && s.state != S_OPEN) {
+      // No lane came back in time. A close of ours that never got its ack
+      // is a loss like any other unacked message.
+      endSession(si, s.state == S_CONNECTING ? E_TIMEOUT : E_SESSION_LOST, now);
       continue;
     }
     if (s.role == ROLE_CLIENT) reconnectDue(si, now);
@@ -71,7 +73,7 @@ export function nextDeadline(): u64 {
   for (let i: u32 = 0; i < cfg.maxSessions; i++) {
     let s = session(<i32>i);
     if (s.state == S_FREE) continue;
-    if (s.state == S_RESUMING || s.state == S_CONNECTING) d = earlier(d, s.resumeAt);
+    if (s.state != S_OPEN) d = earlier(d, s.resumeAt);
     d = earlier(d, s.reqDeadline);
     if (s.role == ROLE_CLIENT) {
       for (let p = 0; p < <i32>s.desired; p++) {
