@@ -2,8 +2,8 @@
 # The qemu soft-RoCE lab driver.
 #   lab.sh up [single|pair]        boot the guest(s); returns once rxe0 is up in each
 #   lab.sh run [-n a|b|all] [-t SECONDS] [--] CMD [ARGS...]
-#                                  run CMD as root inside the guest(s), in this repo's folder
-#                                  (host's / is shared read-only); streams output ([a]/[b] prefix
+#                                  run CMD as root inside the guest(s), from the repo
+#                                  root (host's / is shared read-only); streams output ([a]/[b] prefix
 #                                  in the pair layout) and exits with CMD's status (the first
 #                                  non-zero one when several guests run it)
 #   lab.sh down                    power the guest(s) off (kills qemu after 20 s)
@@ -30,7 +30,7 @@ boot() { # NAME SMP "KERNEL ARGS" NETDEV MAC
     -display none -no-reboot -nodefaults -monitor none -serial "file:$d/console.log" \
     -daemonize -pidfile "$d/qemu.pid" \
     -kernel "$LAB/vmlinux" -initrd "$LAB/initrd.gz" \
-    -append "console=ttyS0 quiet panic=-1 nexio.agent=$TB/guest/agent.sh nexio.node=$n $kargs nexio.idle=${NEXIO_LAB_IDLE:-900}" \
+    -append "console=ttyS0 quiet panic=-1 nexio.agent=$TB/guest/agent.sh nexio.node=$n $kargs nexio.idle=${NEXIO_LAB_IDLE:-900} nexio.cache=${NEXIO_LAB_CACHE:-loose}" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$d,mount_tag=lab,security_model=none" \
     -netdev "$net,id=n0" -device "virtio-net-pci,netdev=n0,mac=$mac,romfile=" \
@@ -82,7 +82,7 @@ cmd_run() {
   local n tails=() multi=0; [ "$(echo $ns | wc -w)" -gt 1 ] && multi=1
   for n in $ns; do
     alive "$n" || die "guest $n is not running"
-    printf 'cd %q || exit 125\nexec timeout -k 5 %s %s\n' "$PWD" "$tmo" "$q" > "$RUN/$n/jobs/$id.tmp"
+    printf 'cd %q || exit 125\nexec timeout -k 5 %s %s\n' "$REPO" "$tmo" "$q" > "$RUN/$n/jobs/$id.tmp"
     : > "$RUN/$n/jobs/$id.out"
     mv "$RUN/$n/jobs/$id.tmp" "$RUN/$n/jobs/$id.sh"
     if [ $multi = 1 ]; then tail -n +1 -F -s 0.2 "$RUN/$n/jobs/$id.out" 2>/dev/null | sed -u "s/^/[$n] /" &

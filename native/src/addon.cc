@@ -44,8 +44,8 @@ Napi::Value ThrowType(Napi::Env env, const std::string& message) {
 
 void CallFromLoop(Napi::Env env, Napi::FunctionReference& fn, Napi::AsyncContext* ctx,
                   const std::vector<napi_value>& args) {
-  napi_value recv;
-  if (napi_get_undefined(env, &recv) != napi_ok) return;
+  napi_value recv;  // napi_make_callback needs an object receiver (undefined throws a TypeError)
+  if (napi_get_global(env, &recv) != napi_ok) return;
   napi_value result;
   napi_status s = napi_make_callback(env, *ctx, recv, fn.Value(), args.size(), args.data(), &result);
   if (s != napi_ok) {
@@ -138,6 +138,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   kinds.Set("READ", Napi::Number::New(env, QueuePair::kRead));
   exports.Set("completionKinds", kinds);
   exports.Set("NAPI_VERSION", Napi::Number::New(env, NAPI_VERSION));
+  exports.Set("buildId", Napi::String::New(env, __DATE__ " " __TIME__));
   return exports;
 }
 
