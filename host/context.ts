@@ -249,7 +249,7 @@ export class Context {
       const ev = this.#ev;
       for (let i = 0; i < n; i++) {
         core.event(i, ev);
-        this.#read(ev);
+        this.#read(ev, i);
       }
       if (this.#pending.length === start) continue;
       const batch = this.#pending.splice(0);
@@ -257,7 +257,7 @@ export class Context {
     }
   }
 
-  #read(e: CoreEvent): void {
+  #read(e: CoreEvent, i: number): void {
     const core = this.core;
     switch (e.type) {
       case Ev.OPEN_LANE: {
@@ -290,7 +290,7 @@ export class Context {
     }
     this.#pending.push({
       kind: 1, ev: e.type, session: e.session, lane: e.lane, code: e.code, seq: e.seq, tag: e.tag,
-      flags: e.flags, h, d, aux64: BigInt(e.aux64), aux: e.aux,
+      flags: e.flags, h, d, aux64: e.type === Ev.SESSION_OPEN ? core.eventAux64(i) : 0n, aux: e.aux,
     });
   }
 

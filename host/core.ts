@@ -492,6 +492,12 @@ export class Core {
     return out;
   }
 
+  /** The 64-bit aux field of event i exactly (session ids exceed 2^53). */
+  eventAux64(i: number): bigint {
+    if (this.#u8.byteLength === 0) this.#refresh();
+    return this.#dv.getBigUint64(this.#events + i * EVENT_SIZE + 56, true);
+  }
+
   /** A copy of core memory [ptr, ptr+len): a fresh Buffer the caller owns. */
   copy(ptr: number, len: number): Buffer {
     const b = Buffer.allocUnsafe(len);
