@@ -135,6 +135,8 @@ interface RunState {
   protoErrors: { slot: number; code: number }[];
   closes: { slot: number; code: number }[];
   sig: string[];
+  /** The bytes of every rx step, as fed. */
+  fed: Buffer[];
   view: PeerView;
   log: LogEntry[];
   split: boolean;
@@ -174,6 +176,8 @@ export interface Stats {
   closes: Map<number, number>;
   kinds: Map<string, number>;
   healthyRoundTrips: number;
+  /** Runs fed both whole and in pieces, with the same bytes, and compared. */
+  diffs: number;
   rebuilds: number;
 }
 
@@ -181,7 +185,7 @@ export function newStats(): Stats {
   return {
     runs: 0, traps: 0, escapes: 0,
     failures: { trap: 0, escape: 0, healthy: 0, violation: 0, miss: 0, stuck: 0, memory: 0, overflow: 0, diff: 0 },
-    errors: new Map(), closes: new Map(), kinds: new Map(), healthyRoundTrips: 0, rebuilds: 0,
+    errors: new Map(), closes: new Map(), kinds: new Map(), healthyRoundTrips: 0, diffs: 0, rebuilds: 0,
   };
 }
 
@@ -599,12 +603,12 @@ export class Harness {
    * the step's split seed); otherwise each step goes in one piece.
    * Returns the run's event signature and log.
    */
-  execute(script: Script, split: boolean, stats?: Stats): { sig: string[]; log: LogEntry[]; failures: Failure[] } {
+  execute(script: Script, split: boolean, stats?: Stats): { sig: string[]; fed: Buffer[]; log: LogEntry[]; failures: Failure[] } {
     this.#stats = stats;
     const core = script.side === 'srv' ? this.srv : this.cli;
     const run: RunState = {
       script, core, name: script.side, lanes: new Map(), slots: [], sessions: new Set(), R: new Map(),
-      lastSeq: new Map(), protoErrors: [], closes: [], sig: [], view: { sessionId: 0n, tags: [], sent: 0, R: 0 },
+      lastSeq: new Map(), protoErrors: [], closes: [], sig: [], fed: [], view: { sessionId: 0n, tags: [], sent: 0, R: 0 },
       log: [], split,
     };
     this.#run = run;
@@ -635,6 +639,7 @@ export class Harness {
         const hl = run.slots[step.lane];
         if (!hl || hl.closed || hl.down) continue;
         const bytes = typeof step.bytes === 'function' ? step.bytes(run.view) : step.bytes;
+        run.fed.push(bytes);
         this.#feed(run, hl, bytes, split ? cuts(bytes.length, step.split) : []);
       }
       this.#checkExpect(run);
@@ -648,7 +653,7 @@ export class Harness {
     }
     this.#run = undefined;
     this.#actions.length = 0;
-    return { sig: run.sig, log: run.log, failures: this.#failures.slice(before) };
+    return { sig: run.sig, fed: run.fed, log: run.log, failures: this.#failures.slice(before) };
   }
 
   #openSrvLane(run: RunState): void {

@@ -33,6 +33,11 @@ export interface TargetConfig {
 const MALFORMED = 1, TOO_LARGE = 2, BAD_TYPE = 3, BAD_STATE = 4, WINDOW = 5, VERSION = 6;
 const UNKNOWN_SESSION = 8, LIMIT = 14;
 
+/**
+ * Bytes built when the step runs, from what the peer has learned by then
+ * (session id, tags). Every random choice is drawn at generation time: a
+ * Lazy must be a pure function of the PeerView, since runs are replayed.
+ */
 type Lazy = (v: PeerView) => Buffer;
 
 const fixed = (b: Buffer): Lazy => () => b;
@@ -143,7 +148,11 @@ class Peer {
     if (roll < 75 && this.sentTags.length) {
       return { unit: fixed(this.msg(T.CANCEL, r.pick(this.sentTags), 0, false)), ext: false };
     }
-    if (roll < 85) return { unit: (v) => F.ack(r.chance(0.5) ? v.sent : 0, 0), ext: false };
+    if (roll < 85) {
+      // Drawn now: a lazy unit must not touch the Rng when it runs (runs are replayed).
+      const all = r.chance(0.5);
+      return { unit: (v) => F.ack(all ? v.sent : 0, 0), ext: false };
+    }
     if (roll < 92) return { unit: fixed(F.receipt(r.int(8))), ext: false };
     return { unit: fixed(F.keepalive()), ext: false };
   }
