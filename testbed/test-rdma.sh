@@ -1,0 +1,45 @@
+#!/bin/bash
+# Host side of the rdma:// tests: prepares the lab, builds the addon if needed, then runs
+# test/rdma in both layouts (single: one guest, rxe loopback; pair: server in guest a, client in
+# guest b). Prints one summary line per layout; exits non-zero on any failure, and when the lab
+# cannot be prepared or booted (this never skips).
+#   env: NEXIO_LAB_DIR, NEXIO_RDMA_LAYOUTS (default "single pair"), NEXIO_RDMA_TIMEOUT (s, default 900)
+set -uo pipefail
+TB=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$TB/.." && pwd)
+LAB=${NEXIO_LAB_DIR:-/var/tmp/nexio-lab}; export NEXIO_LAB_DIR=$LAB
+t0=$SECONDS
+fail() { echo "test-rdma: FAIL: $*"; exit 1; }
+
+"$TB/setup.sh" || fail "lab setup (testbed/setup.sh)"
+addon=$REPO/native/build/Release/nexio_rdma.node
+if [ ! -f "$addon" ] || [ -n "$(find "$REPO/native/src" "$REPO/native/binding.gyp" -newer "$addon" 2>/dev/null | head -1)" ]; then
+  (cd "$REPO/native" && node -e "require.resolve('node-addon-api')" 2>/dev/null) ||
+    fail "node-addon-api is not installed (npm install at the repo root)"
+  "$REPO/native/build.sh" || fail "addon build"
+  [ -f "$addon" ] || fail "the addon was not built (rdma-core headers missing?)"
+fi
+"$TB/lab.sh" down >/dev/null 2>&1   # a lab left over from an interrupted run
+trap '"$TB/lab.sh" down >/dev/null 2>&1' EXIT
+
+summary=() rc=0
+for layout in ${NEXIO_RDMA_LAYOUTS:-single pair}; do
+  t=$SECONDS
+  if ! "$TB/lab.sh" up "$layout"; then
+    summary+=("test-rdma: $layout: FAIL (lab did not boot)"); rc=1; continue
+  fi
+  log=$LAB/test-rdma-$layout.log
+  "$TB/lab.sh" run -t "${NEXIO_RDMA_TIMEOUT:-900}" -- test/rdma/run-in-guest.sh 2>&1 | tee "$log"
+  r=${PIPESTATUS[0]}
+  "$TB/lab.sh" down >/dev/null
+  pass=$(grep -c '^\(\[.\] \)\?ok ' "$log"); failn=$(grep -c '^\(\[.\] \)\?not ok ' "$log")
+  if [ "$r" = 0 ] && [ "$failn" = 0 ] && [ "$pass" -gt 0 ]; then
+    summary+=("test-rdma: $layout: PASS ($pass tests, $((SECONDS - t))s incl. boot)")
+  else
+    summary+=("test-rdma: $layout: FAIL ($pass passed, $failn failed, exit $r, $((SECONDS - t))s; log $log)"); rc=1
+  fi
+done
+echo "----"
+printf '%s\n' "${summary[@]}"
+grep -h 'FIGURE' "$LAB"/test-rdma-*.log 2>/dev/null | sed 's/^\[.\] //; s/^# FIGURE /figure (qemu TCG, functional only): /'
+echo "test-rdma: $([ $rc = 0 ] && echo ALL PASSED || echo FAILED) in $((SECONDS - t0))s"
+exit $rc
