@@ -1,0 +1,73 @@
+// nexio over tcp://: the hot path (tryRequest / trySend, from host/bench.ts)
+// for throughput, request() (the Promise API) for ping-pong.
+
+import { connect, createServer, Session } from '../../host/index';
+import { requestLoad, onewayLoad } from '../../host/bench';
+import { Client, DeliveryError, Histogram, histogram, Load, LoadResult, replyFor, System, us } from './common';
+
+const COUNT = Buffer.from('count');
+
+/** Lanes per session (`--lanes`); 1 is one TCP connection, as for the other systems. */
+export const nexioOptions = { lanes: 1 };
+
+async function serve(): Promise<number> {
+  let messages = 0;
+  const server = await createServer({
+    portals: ['tcp://127.0.0.1:0/bench'],
+    handler: (req) => {
+      if (req.header.equals(COUNT)) {
+        const b = Buffer.allocUnsafe(8);
+        b.writeDoubleLE(messages, 0);
+        return b;
+      }
+      return { header: req.header, data: replyFor(req.data) as Buffer };
+    },
+    onMessage: () => { messages++; },
+  });
+  return Number(new URL(server.portals[0]).port);
+}
+
+class NexioClient implements Client {
+  #s: Session;
+  #delivered = 0;
+
+  constructor(s: Session) {
+    this.#s = s;
+  }
+
+  requests(o: Load): Promise<LoadResult> {
+    return requestLoad(this.#s, o);
+  }
+
+  async oneway(o: Load): Promise<LoadResult> {
+    const r = await onewayLoad(this.#s, o); // ends with a request delivered after every message
+    const total = (await this.#s.request(COUNT, '')).data.readDoubleLE(0);
+    const delivered = total - this.#delivered;
+    this.#delivered = total;
+    if (delivered !== r.ops) throw new DeliveryError('nexio', r.ops, delivered);
+    return r;
+  }
+
+  async ping(seconds: number, size: number): Promise<Histogram> {
+    const h = histogram();
+    const payload = Buffer.alloc(size, 0x63);
+    const end = performance.now() + seconds * 1000;
+    for (;;) {
+      const t = performance.now();
+      if (t >= end) break;
+      await this.#s.request('', payload);
+      h.recordValue(us(t, performance.now()));
+    }
+    return h;
+  }
+
+  close(): Promise<void> {
+    return this.#s.close();
+  }
+}
+
+export const nexio: System = {
+  name: 'nexio',
+  serve,
+  connect: async (port) => new NexioClient(await connect(`tcp://127.0.0.1:${port}/bench`, { lanes: nexioOptions.lanes })),
+};
