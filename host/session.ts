@@ -94,6 +94,42 @@ export function toBytes(b: Bytes | undefined | null): Uint8Array {
   throw new InvalidArgumentError('header and data must be a Uint8Array (Buffer) or a string');
 }
 
+/**
+ * An incoming request. Its AbortController is made only when the handler
+ * reads `signal`: making one costs more than the rest of a small request,
+ * and most handlers never look. A cancel that comes first is remembered, so
+ * a signal read later is already aborted, with the same reason.
+ */
+class Inbound implements IncomingRequest {
+  readonly session: Session;
+  readonly header: Buffer;
+  readonly data: Buffer;
+  #ctl: AbortController | undefined;
+  #aborted = false;
+  #reason: unknown;
+
+  constructor(session: Session, header: Buffer, data: Buffer) {
+    this.session = session;
+    this.header = header;
+    this.data = data;
+  }
+
+  get signal(): AbortSignal {
+    if (!this.#ctl) {
+      this.#ctl = new AbortController();
+      if (this.#aborted) this.#ctl.abort(this.#reason);
+    }
+    return this.#ctl.signal;
+  }
+
+  abort(reason: unknown): void {
+    if (this.#aborted) return;
+    this.#aborted = true;
+    this.#reason = reason;
+    this.#ctl?.abort(reason);
+  }
+}
+
 export class Session extends EventEmitter implements SessionPeer {
   #ctx: Context;
   #handle: number;
@@ -103,7 +139,7 @@ export class Session extends EventEmitter implements SessionPeer {
   #queue: { run: () => boolean; fail: (e: Error) => void }[] = [];
   #maxQueued: number;
   #receipts = new Map<number, () => void>();
-  #inbound = new Map<number, AbortController>();
+  #inbound = new Map<number, Inbound>();
   #handler: Handler | undefined;
   #opened: { resolve: (s: Session) => void; reject: (e: Error) => void } | undefined;
   #closing: Promise<void> | undefined;
@@ -403,9 +439,8 @@ export class Session extends EventEmitter implements SessionPeer {
       this.#respond(tag, new NexioError('NEXIO_ERR_NO_HANDLER', 'no request handler on this side of the session'));
       return;
     }
-    const ctl = new AbortController();
-    this.#inbound.set(tag, ctl);
-    const req: IncomingRequest = { session: this, header, data, signal: ctl.signal };
+    const req = new Inbound(this, header, data);
+    this.#inbound.set(tag, req);
     let r: HandlerResult | Promise<HandlerResult>;
     try {
       r = handler(req);
