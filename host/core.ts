@@ -159,12 +159,16 @@ export class Core {
   /** An input ran since the last pollEvents(): only then are there new events. */
   #fresh = false;
 
-  /** A release core: no imports, nothing outside its own memory. */
-  constructor(config: Partial<CoreConfig> = {}, options: CoreOptions = {}) {
+  /**
+   * A release core: no imports, nothing outside its own memory. (Core.debugCore()
+   * makes the debug build, whose instance comes with a WASI.)
+   */
+  constructor(config: Partial<CoreConfig> = {}, options: CoreOptions = {}, debug?: { instance: WebAssembly.Instance; wasi: { getStdoutString(): string } }) {
     this.config = { ...defaultConfig, ...config };
-    this.debug = false;
-    const inst = new WebAssembly.Instance(coreModule(false), {});
+    this.debug = debug !== undefined;
+    const inst = debug ? debug.instance : new WebAssembly.Instance(coreModule(false), {});
     this.#x = inst.exports as unknown as Exports;
+    this.#wasi = debug?.wasi;
     this.#u8 = new Uint8Array(0);
     this.#dv = new DataView(new ArrayBuffer(0));
     this.#staging = 0;
@@ -172,28 +176,13 @@ export class Core {
     this.#start(options);
   }
 
-  /** A debug core: the same protocol, plus a trace written through WASI stdout (captured). */
+  /** A debug core: the same protocol, plus a trace written through WASI stdout (captured, no filesystem). */
   static async debugCore(config: Partial<CoreConfig> = {}, options: CoreOptions = {}): Promise<Core> {
     wasiReady ??= import('@wasmer/wasi').then(async (w) => { await w.init(); return w; });
     const w = await wasiReady;
     const wasi = new w.WASI({ args: [], env: {} });
-    const mod = coreModule(true);
-    const inst = wasi.instantiate(mod, {}) as WebAssembly.Instance;
-    const core = Object.create(Core.prototype) as Core;
-    core.#init(config, inst, wasi, options);
-    return core;
-  }
-
-  #init(config: Partial<CoreConfig>, inst: WebAssembly.Instance, wasi: { getStdoutString(): string }, options: CoreOptions): void {
-    (this as { config: CoreConfig }).config = { ...defaultConfig, ...config };
-    (this as { debug: boolean }).debug = true;
-    (this as { stagingCap: number }).stagingCap = 65536;
-    this.trapped = undefined;
-    this.#x = inst.exports as unknown as Exports;
-    this.#wasi = wasi;
-    this.#u8 = new Uint8Array(0);
-    this.#dv = new DataView(new ArrayBuffer(0));
-    this.#start(options);
+    const instance = wasi.instantiate(coreModule(true), {}) as WebAssembly.Instance;
+    return new Core(config, options, { instance, wasi });
   }
 
   #start(options: CoreOptions): void {
