@@ -9,6 +9,7 @@
 // once per turn (a microtask after the inputs of a callback), so everything
 // queued in one turn leaves as one batch per lane.
 
+import { randomBytes } from 'node:crypto';
 import { Core, CoreConfig, CoreEvent, Ev } from './core';
 import { Recorder } from './record';
 import { Transport, Lane, LaneSink, Listener } from './transports/transport';
@@ -102,7 +103,12 @@ export class Context {
   #t0 = performance.now();
 
   constructor(options: ContextOptions = {}) {
-    this.core = new Core(options.core, { recorder: options.recorder });
+    // Session ids come from the seed: a fixed default would hand out the
+    // same ids after every restart, and a stale client's resume would join
+    // a stranger's session. Tests and replays pass their own seed.
+    const core = { ...options.core };
+    if (core.seed === undefined) core.seed = randomBytes(6).readUIntLE(0, 6) || 1;
+    this.core = new Core(core, { recorder: options.recorder });
   }
 
   /** Monotonic µs since the context began (the core's clock). */
@@ -144,10 +150,12 @@ export class Context {
   /** Registers a session object for events of this handle. */
   attach(peer: SessionPeer): void {
     this.#sessions.set(peer.handle, peer);
+    this.#timer?.ref();
   }
 
   detach(handle: number): void {
     this.#sessions.delete(handle);
+    if (this.#sessions.size === 0) this.#timer?.unref();
   }
 
   // ---- client side ----
@@ -413,7 +421,10 @@ export class Context {
       this.core.timeout(this.now());
       this.#afterInput();
     }, Math.ceil(ms));
-    this.#timer.unref?.();
+    // While a session lives the timer holds the process: with every lane
+    // down it is all that is left of a reconnect, a resume or a timeout, and
+    // an exit would drop pending requests without a word.
+    if (this.#sessions.size === 0) this.#timer.unref?.();
   }
 
   /** Keeps the process alive while sessions are open (timers are unref'd otherwise). */

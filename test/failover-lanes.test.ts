@@ -1,0 +1,88 @@
+// Failover in real processes: the server runs in a child process, the client
+// here drives a load of requests (and one-way messages) with unique ids, and
+// lanes are destroyed in the middle of it, from this side and from the
+// server's. Every request must complete exactly once (the server's handler
+// ran once for its id) or fail with a typed error; every one-way message
+// arrives once, in order. Drops are tied to progress, not to time.
+
+import t, { Test } from 'tap';
+import { connect, NexioError, Session } from '../host/index';
+import { installLaneControl } from './fixtures/lane-control';
+import { startServerProc, ServerProc } from './fixtures/proc';
+
+const control = installLaneControl();
+
+interface Outcome { ok: number; failed: Map<string, number>; wrong: string[]; done: string[] }
+
+/** Runs `total` requests, `inflight` at a time; `onProgress(n)` after each settles. */
+async function load(s: Session, prefix: string, total: number, inflight: number, onProgress: (n: number) => void): Promise<Outcome> {
+  const out: Outcome = { ok: 0, failed: new Map(), wrong: [], done: [] };
+  let next = 0, settled = 0;
+  const one = async (): Promise<void> => {
+    while (next < total) {
+      const i = next++;
+      const id = `${prefix}-${i}`;
+      if (i % 4 === 0) s.send(`m:${id}`, 'x').catch(() => undefined);
+      try {
+        const r = await s.request(id, Buffer.alloc(i % 7 === 0 ? 20000 : 100, i & 0xff));
+        if (r.data.toString() === id) { out.ok++; out.done.push(id); } else out.wrong.push(id);
+      } catch (e) {
+        const code = e instanceof NexioError ? e.code : `untyped: ${e}`;
+        out.failed.set(code, (out.failed.get(code) ?? 0) + 1);
+      }
+      onProgress(++settled);
+    }
+  };
+  await Promise.all(Array.from({ length: inflight }, one));
+  return out;
+}
+
+async function check(t: Test, server: ServerProc, prefix: string, total: number, out: Outcome, sent: string[]): Promise<void> {
+  const { counts, messages } = await server.ask<{ counts: Record<string, number>; messages: string[] }>('counts', 'counts');
+  t.same([...out.failed], [], 'no request failed (the session survived every lane loss)');
+  t.same(out.wrong, [], 'every response carries its own id');
+  t.equal(out.ok, total, 'every request completed');
+  const twice = Object.entries(counts).filter(([id, n]) => id.startsWith(prefix) && n !== 1);
+  t.same(twice, [], 'no handler ran twice (or not at all) for one id');
+  t.equal(out.done.filter((id) => counts[id] !== 1).length, 0, 'each completed request ran exactly once');
+  const mine = messages.filter((m) => m.startsWith(`m:${prefix}-`));
+  t.same(mine, sent, 'every one-way message arrived once, in order');
+}
+
+t.test('lanes destroyed from the client side mid-load', { timeout: 90000 }, async (t) => {
+  const server = await startServerProc(t, { delayMs: 1 });
+  const s = await connect(server.portal, { lanes: 2, resumeTimeout: 15000 });
+  t.teardown(() => s.destroy());
+  const total = 1500;
+  let drops = 0;
+  const sent: string[] = [];
+  for (let i = 0; i < total; i += 4) sent.push(`m:c-${i}`);
+  const out = await load(s, 'c', total, 32, (n) => {
+    // One lane at a time, then all of them at once (the session resumes).
+    if (n % 200 === 100 && n < total - 100) {
+      const l = [...control.connected];
+      if (n % 400 === 100) { if (l[0]) { l[0].destroy(); drops++; } } else { drops += control.drop('connected'); }
+    }
+  });
+  t.ok(drops >= 6, `lanes were dropped mid-load (${drops})`);
+  t.ok(s.stats().failovers >= drops, `stats count the failovers (${s.stats().failovers})`);
+  await check(t, server, 'c', total, out, sent);
+  t.equal(s.state, 'open', 'the session is still open');
+});
+
+t.test('lanes destroyed from the server side mid-load', { timeout: 90000 }, async (t) => {
+  const server = await startServerProc(t, { delayMs: 1 });
+  const s = await connect(server.portal, { lanes: 2, resumeTimeout: 15000 });
+  t.teardown(() => s.destroy());
+  const total = 1500;
+  const sent: string[] = [];
+  for (let i = 0; i < total; i += 4) sent.push(`m:s-${i}`);
+  const drops: Promise<{ n: number }>[] = [];
+  const out = await load(s, 's', total, 32, (n) => {
+    if (n % 250 === 100 && n < total - 100) drops.push(server.ask<{ n: number }>('drop-lanes', 'dropped'));
+  });
+  const dropped = (await Promise.all(drops)).reduce((a, d) => a + d.n, 0);
+  t.ok(dropped >= 5, `the server dropped lanes mid-load (${dropped})`);
+  await check(t, server, 's', total, out, sent);
+  t.equal(s.state, 'open', 'the session is still open');
+});
