@@ -83,6 +83,8 @@ export interface Expect {
   protocol?: number[];
   /** Or: the lane must close with this code and no protocol error. */
   close?: number;
+  /** Or: nothing wrong was sent; no lane may get an error or close. */
+  none?: boolean;
 }
 
 export interface Script {
@@ -736,6 +738,11 @@ export class Harness {
     const pe = run.protoErrors.find((e) => e.slot === x.lane);
     const cl = run.closes.find((e) => e.slot === x.lane);
     const fmt = (c: number | undefined) => (c === undefined ? 'nothing' : codeName(c));
+    if (x.none) {
+      for (const e of run.protoErrors) this.#fail('miss', `${run.script.kind}: lane ${e.slot} got protocol error ${codeName(e.code)} for frames that break no rule`);
+      for (const e of run.closes) if (!run.protoErrors.length) this.#fail('miss', `${run.script.kind}: lane ${e.slot} closed (${codeName(e.code)}) for frames that break no rule`);
+      return;
+    }
     if (x.protocol) {
       if (!pe) this.#fail('miss', `${run.script.kind}: lane ${x.lane} got no protocol error (wanted ${x.protocol.map(codeName).join('|')}; closed: ${fmt(cl?.code)})`);
       else if (!x.protocol.includes(pe.code)) this.#fail('miss', `${run.script.kind}: lane ${x.lane} got protocol error ${codeName(pe.code)}, wanted ${x.protocol.map(codeName).join('|')}`);

@@ -1,5 +1,9 @@
-// Core bug found by the fuzzer (fails today; not run by tap, run it with
-// `node dist/test/fuzz/repro-response-tag.js`).
+// Core bug found by the fuzzer (not run by tap; run it with
+// `node dist/test/fuzz/repro-response-tag.js`). Fails against the core up
+// to commit 1c50484; passes with the change in progress in deliver.ts,
+// which refuses the frame with `limit` (where protocol.md section 18 says
+// an unknown RESPONSE tag is dropped: the fuzzer's response-unknown-tag
+// case reports that difference).
 //
 // A RESPONSE frame whose tag index is outside the session's request table
 // makes the core read past the table: onMessageHeader range-checks the tag

@@ -22,9 +22,9 @@ export interface TargetConfig {
   maxRequests: number;
   /**
    * Diagnostic: steer clear of the core bugs known today (RESPONSE tags
-   * outside the request table, aliased receive slots; see
-   * test/fuzz/repro-*.ts), to see whether anything else fails. Drops the
-   * chaos and aliased-slot scripts and keeps response tags in range.
+   * outside the request table, held messages overwritten in the receive
+   * ring; see test/fuzz/repro-*.ts), to see whether anything else fails.
+   * Drops the chaos, aliased-slot, byte-credit and unknown-response scripts.
    */
   avoidKnownBugs?: boolean;
 }
@@ -139,7 +139,8 @@ class Peer {
       const hdr = this.hdr().subarray(0, 32), data = this.data().subarray(0, 200);
       const { seq, slot } = this.sender.take(F.MSG_HEADER + hdr.length + data.length);
       const f2 = r.chance(0.2) ? F.F_APP_ERROR : 0;
-      const rnd = this.avoid ? ((1 + r.int(0xfffe)) << 16) | r.int(this.R) : r.u32();
+      // No request to answer: a tag in range that matches nothing (dropped).
+      const rnd = ((1 + r.int(0xfffe)) << 16) | r.int(this.R);
       return {
         unit: (v) => F.message({ type: T.RESPONSE, flags: flags | f2, seq, slot, tag: v.tags[k] ?? rnd, hdr, data }),
         ext: false,
@@ -202,6 +203,8 @@ export interface Mutation {
   unit: Lazy;
   protocol?: number[];
   close?: number;
+  /** Not a violation: no lane may close. */
+  none?: boolean;
 }
 
 /**
@@ -220,7 +223,9 @@ function badMessage(p: Peer): Mutation {
 function badMessageAt(p: Peer): Mutation {
   const r = p.r;
   const type = r.pick(MSG_TYPES);
-  const tag = type === T.REQUEST || type === T.CANCEL ? ((1 + r.int(0xfffe)) << 16) | r.int(p.R) : r.u32();
+  // Tags valid for the type: REQUEST / CANCEL / RESPONSE index in range (a
+  // RESPONSE tag out of range is its own case: response-unknown-tag).
+  const tag = type === T.ONEWAY || type === T.CLOSE ? 0 : ((1 + r.int(0xfffe)) << 16) | r.int(p.R);
   const body = type !== T.CANCEL && type !== T.CLOSE;
   const ext = body && r.chance(0.15);
   let hdr = body ? p.hdr() : Buffer.alloc(0);
@@ -332,8 +337,16 @@ function badMessageAt(p: Peer): Mutation {
   }
 }
 
-/** A control frame or batch that breaks one rule, on an OPEN lane. */
+/** A control frame or batch that breaks one rule, on an OPEN lane (takes no sequence number either). */
 function badControl(p: Peer, side: Side): Mutation {
+  const seq = p.sender.seq, off = p.sender.off;
+  const m = badControlAt(p, side);
+  p.sender.seq = seq;
+  p.sender.off = off;
+  return m;
+}
+
+function badControlAt(p: Peer, side: Side): Mutation {
   const r = p.r;
   const which = r.int(13);
   switch (which) {
@@ -618,28 +631,65 @@ export function chaos(b: Buffer, seed: number): Buffer {
   return out;
 }
 
+/** The sender's next offset, moved past the window boundary if `room` bytes would cross it. */
+function roomAt(p: Peer, room: number): number {
+  const W = p.sender.ringBytes;
+  let off = p.sender.off;
+  if ((off % W) + room > W) off += W - (off % W);
+  return off >>> 0;
+}
+
 /**
- * Messages with aliased slots: a held message (seq + 2) and a later one
- * (seq + 1) placed so that its body covers the held one's header, then the
- * missing seq. A receiver that trusts the ring copy of a header at delivery
- * sees whatever the peer wrote there.
+ * Messages with aliased slots: a held message (seq + 2), then seq + 1 at a
+ * slot that makes its body cover the held one's header (with a forged
+ * REQUEST header in it), then the missing seq. The peer broke its byte
+ * credit: protocol.md section 13 refuses the overlapping frame (`window`).
+ * A receiver that trusted the ring copy of a header at delivery would see
+ * whatever the peer wrote there.
  */
-function aliasedSlots(p: Peer, r: Rng): Lazy {
+function aliasedSlots(p: Peer, r: Rng): Mutation {
   const base = p.rxNext;
-  const ring = p.sender.ringBytes;
-  const at = (p.sender.off + 4096) % (ring - 2048);
-  const aligned = at - (at % 8);
-  const held = F.message({ type: T.ONEWAY, seq: base + 2, slot: aligned + 64, data: r.bytes(8) });
+  const at = roomAt(p, 1100);
+  const held = F.message({ type: T.ONEWAY, seq: base + 2, slot: at + 64, data: r.bytes(8) });
   const fake = F.message({
     type: r.pick([T.REQUEST, T.RESPONSE, T.ONEWAY, T.CANCEL]), seq: r.chance(0.5) ? r.u64() : BigInt(base + 2),
     slot: 0, tag: r.chance(0.5) ? 0x1ffff : r.u32(), hdr: Buffer.alloc(0), data: Buffer.alloc(0),
   });
   if (r.chance(0.5)) { fake.writeUInt16LE(r.int(0x10000), 2); fake.writeUInt32LE(r.u32(), 20); }
-  const cover = F.message({ type: T.ONEWAY, seq: base + 1, slot: aligned + 32, data: Buffer.concat([fake, r.bytes(8)]) });
-  const first = F.message({ type: T.ONEWAY, seq: base, slot: (aligned + 1024) % ring });
-  p.sender.seq = base + 3;
-  p.sender.off = aligned + 2048;
-  return fixed(Buffer.concat([held, cover, first]));
+  const cover = F.message({ type: T.ONEWAY, seq: base + 1, slot: at + 32, data: Buffer.concat([fake, r.bytes(8)]) });
+  const first = F.message({ type: T.ONEWAY, seq: base, slot: at + 1024 });
+  return { name: 'aliased-slots', unit: fixed(Buffer.concat([held, cover, first])), protocol: [WINDOW] };
+}
+
+/**
+ * Honest, consecutive slots, but more than the byte window in flight behind
+ * a missing message: the ring wraps onto held messages. Refused (`window`).
+ */
+function byteCreditExceeded(p: Peer, r: Rng): Mutation {
+  const W = p.sender.ringBytes;
+  const frames: Buffer[] = [];
+  const data = r.bytes(F.INLINE_MAX);
+  let bytes = 0;
+  while (bytes <= W + F.MAX_MSG_FRAME) {
+    const f = p.sender.next(T.ONEWAY, 0, Buffer.alloc(0), data);
+    frames.push(f);
+    bytes += f.length;
+  }
+  // The first is held back until the end.
+  return { name: 'byte-credit-exceeded', unit: fixed(Buffer.concat([...frames.slice(1), frames[0]])), protocol: [WINDOW] };
+}
+
+/**
+ * A RESPONSE naming a request the target never sent (a tag out of range or
+ * with another generation): dropped, not a violation (protocol.md section
+ * 18); the lane goes on.
+ */
+function responseUnknownTag(p: Peer, r: Rng): Mutation {
+  const tag = r.chance(0.5)
+    ? ((1 + r.int(0xfffe)) << 16) | r.range(p.R, 0xffff)
+    : r.chance(0.5) ? r.u32() & 0xffff0000 | r.int(p.R) : r.u32();
+  const m = p.sender.next(T.RESPONSE, tag >>> 0, p.hdr().subarray(0, 32), p.data().subarray(0, 200));
+  return { name: 'response-unknown-tag', unit: fixed(m), none: true };
 }
 
 // ---- scripts ----
@@ -752,20 +802,22 @@ function sessionScript(r: Rng, side: Side, tc: TargetConfig): Script {
   s.respond = r.chance(0.6);
   if (r.chance(0.4)) s.steps.push({ k: 'requests', n: r.range(1, 6) });
   const prefix = p.validUnits(r.int(6));
-  const mode = tc.avoidKnownBugs ? 0 : r.int(10);
-  if (mode < 6) {
-    const m = r.chance(0.55) ? badMessage(p) : badControl(p, side);
+  const mode = tc.avoidKnownBugs ? r.int(11) : r.int(20);
+  if (mode < 12) {
+    const m = mode < 6 ? badMessage(p) : mode < 11 ? badControl(p, side) : r.chance(0.5) ? aliasedSlots(p, r) : byteCreditExceeded(p, r);
     s.kind += `:${m.name}`;
     const suffix = p.validUnits(r.int(3));
     s.steps.push(...rxSteps(r, 0, [...prefix, m.unit, ...suffix]));
     s.expect = { lane: 0, protocol: m.protocol, close: m.close };
-  } else if (mode < 9) {
+  } else if (mode < 13) {
+    const m = responseUnknownTag(p, r);
+    s.kind += `:${m.name}`;
+    s.steps.push(...rxSteps(r, 0, [...prefix, m.unit, ...p.validUnits(r.range(1, 3))]));
+    s.expect = { lane: 0, none: true };
+  } else {
     s.kind += ':chaos';
     const body = p.validUnits(r.range(1, 8));
     s.steps.push(...rxSteps(r, 0, [...prefix, ...body], r.u32()));
-  } else {
-    s.kind += ':aliased-slots';
-    s.steps.push(...rxSteps(r, 0, [...prefix, aliasedSlots(p, r), ...p.validUnits(r.int(3))]));
   }
   s.diff = true;
   return s;

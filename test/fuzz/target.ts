@@ -10,6 +10,8 @@ export interface Delivered {
   tag: number;
   hdrLen: number;
   dataLen: number;
+  /** A copy of the inline data (empty for EXT). */
+  data: Buffer;
 }
 
 export class Target {
@@ -62,7 +64,8 @@ export class Target {
     for (let i = 0; i < n; i++) {
       const e = this.core.event(i, this.#ev);
       if (e.type === Ev.REQUEST || e.type === Ev.MESSAGE || e.type === Ev.RESPONSE) {
-        this.delivered.push({ type: e.type, seq: e.seq, tag: e.tag, hdrLen: e.hdrLen, dataLen: e.dataLen });
+        const data = e.ext === 0 && e.dataLen <= 65536 ? this.core.copy(e.dataPtr, e.dataLen) : Buffer.alloc(0);
+        this.delivered.push({ type: e.type, seq: e.seq, tag: e.tag, hdrLen: e.hdrLen, dataLen: e.dataLen, data });
       } else if (e.type === Ev.PROTOCOL_ERROR) {
         this.protocolErrors.push({ lane: e.lane, code: e.code });
       } else if (e.type === Ev.CLOSE_LANE) {
