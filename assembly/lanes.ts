@@ -98,11 +98,12 @@ export function sendHello(li: i32, now: u64): void {
 export function closeLane(li: i32, code: i32, now: u64): void {
   let l = lane(li);
   if (l.state == L_CLOSING || l.state == L_FREE) return;
+  let wasOpen = l.state == L_OPEN;
   l.state = L_CLOSING;
   l.err = code;
-  l.extWait = 0;
   push(EV_CLOSE_LANE, l.session >= 0 ? sessionHandle(l.session) : 0, laneHandle(li), code);
-  detach(li, code, now);
+  // detach() still needs to see a message half received (extWait included).
+  detach(li, code, now, wasOpen);
 }
 
 /** The peer broke the protocol on lane li: tell it why, then close the lane. */
@@ -124,7 +125,7 @@ export function protocolError(li: i32, code: i32, now: u64): void {
 /** The host reports the connection gone. */
 export function laneDown(li: i32, code: i32, now: u64): void {
   let l = lane(li);
-  if (l.state != L_CLOSING) detach(li, code, now);
+  if (l.state != L_CLOSING) detach(li, code, now, l.state == L_OPEN);
   traceLane(li, 2, code);
   freeLane(li);
 }
@@ -137,14 +138,16 @@ function backoff(s: Session, p: i32): u64 {
   return d + rng.next() % (d / 2 + 1);
 }
 
-/** Takes lane li out of its session: failover, reconnect, resume. */
-export function detach(li: i32, code: i32, now: u64): void {
+/**
+ * Takes lane li out of its session: failover, reconnect, resume. wasOpen:
+ * the lane carried traffic (the host hears LANE_DOWN only for those).
+ */
+export function detach(li: i32, code: i32, now: u64, wasOpen: bool): void {
   let l = lane(li);
   let si = l.session;
   if (si < 0) return;
   let s = session(si);
   let p = <i32>l.pos;
-  let wasOpen = l.state == L_OPEN || l.state == L_CLOSING;
   setPosLane(s, p, -1);
   l.session = -1;
   // A message this lane was still receiving must come again.
@@ -157,6 +160,7 @@ export function detach(li: i32, code: i32, now: u64): void {
     }
   }
   l.bodyLeft = 0;
+  l.extWait = 0;
   requeueLane(si, li);
   if (wasOpen) push(EV_LANE_DOWN, sessionHandle(si), laneHandle(li), code);
   if (s.state == S_DRAINING) {
