@@ -76,16 +76,74 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
     l.bodySkip = 1;
     if (seq < s.rxNext) { s.flags |= SF_ACK; markSession(si); }
   } else {
+    if (!inByteWindow(s, seq, slot, frameLen)) { protocolError(li, E_WINDOW, now); return false; }
     l.bodySkip = 0;
     let dst = s.rxRing + <usize>pos;
     memory.copy(dst, h, MSG_HEADER);
     l.bodyDst = dst + MSG_HEADER;
     store<u8>(e, RX_RECEIVING);
+    store<u8>(e, type, 1);
+    store<u8>(e, flags, 2);
     store<i32>(e, li, 4);
     store<u32>(e, pos, 8);
     store<u32>(e, 0, 12);
+    store<u32>(e, slot, 16);
+    store<u32>(e, hdrLen, 20);
+    store<u32>(e, dataLen, 24);
+    store<u32>(e, tag, 28);
+    if (seq >= s.rxHigh) s.rxHigh = seq + 1;
   }
   return true;
+}
+
+/** Stream end (slot + frameLen) of the message held in entry e. */
+@inline function heldEnd(e: usize): u32 {
+  let flags = load<u8>(e, 2);
+  return load<u32>(e, 16) + MSG_HEADER + load<u32>(e, 20) + ((flags & F_EXT) ? 0 : load<u32>(e, 24));
+}
+
+/**
+ * The byte credit, seen from the receiver (protocol.md section 13): a new
+ * message seq at [slot, slot + frameLen) of the sender's stream must not
+ * overlap a message still held, and what is held must span at most W bytes,
+ * so no two held messages share ring bytes. An honest sender keeps all it
+ * has unacked within W bytes from its oldest unacked message, at or after
+ * rxBase (padded at most to the next multiple of W). Offsets are taken
+ * relative to rxBase (u32, wrapping). Held messages are in seq and slot
+ * order, so only the neighbours matter; the scans run only across a gap
+ * (nothing is held when messages arrive in order).
+ */
+function inByteWindow(s: Session, seq: u64, slot: u32, frameLen: u32): bool {
+  let W = s.W;
+  let pad = (W - (s.rxBase & (W - 1))) & (W - 1);
+  let start = slot - s.rxBase;
+  if (start > pad + W || start + frameLen > pad + W) return false;
+  let lo = start;
+  let hi = start + frameLen;
+  // Held below seq: the nearest must end at or before slot; the lowest sets lo.
+  let below = true;
+  for (let q = seq; q > s.rxNext;) {
+    q--;
+    let e = rxEntry(s, q);
+    if (load<u8>(e) == RX_EMPTY) continue;
+    if (below) {
+      if (heldEnd(e) - s.rxBase > start) return false;
+      below = false;
+    }
+    lo = load<u32>(e, 16) - s.rxBase;
+  }
+  // Held above seq: the nearest must start at or after its end; the highest sets hi.
+  let above = true;
+  for (let q = seq + 1; q < s.rxHigh; q++) {
+    let e = rxEntry(s, q);
+    if (load<u8>(e) == RX_EMPTY) continue;
+    if (above) {
+      if (load<u32>(e, 16) - s.rxBase < start + frameLen) return false;
+      above = false;
+    }
+    hi = heldEnd(e) - s.rxBase;
+  }
+  return hi - lo <= W;
 }
 
 /** The body of lane li's current message has arrived. Returns false if the lane was closed. */
@@ -95,8 +153,7 @@ export function onMessageBody(li: i32, now: u64): bool {
   let s = session(si);
   let e = rxEntry(s, l.bodySeq);
   let skip = l.bodySkip != 0;
-  let p: usize = skip ? 0 : s.rxRing + <usize>load<u32>(e, 8);
-  if (!skip && (load<u8>(p, 1) & F_EXT)) {
+  if (!skip && (load<u8>(e, 2) & F_EXT)) {
     let id = ++extCounter;
     if (id == 0) id = ++extCounter;
     store<u32>(e, id, 12);
@@ -104,7 +161,7 @@ export function onMessageBody(li: i32, now: u64): bool {
     let ev = push(EV_EXT_RX, sessionHandle(si), laneHandle(li), 0);
     setSeq(ev, l.bodySeq);
     setExt(ev, id);
-    setData(ev, 0, load<u32>(p, 20));
+    setData(ev, 0, load<u32>(e, 24));
     return true;
   }
   if (skip) {
@@ -143,16 +200,18 @@ function deliver(si: i32, li: i32, now: u64): bool {
   while (true) {
     let e = rxEntry(s, s.rxNext);
     if (load<u8>(e) != RX_PRESENT) break;
+    // Everything from the entry, as checked on arrival (see RxEntry).
     let p = s.rxRing + <usize>load<u32>(e, 8);
-    let type = load<u8>(p);
-    let flags = load<u8>(p, 1);
-    let hdrLen = <u32>load<u16>(p, 2);
-    let seq = load<u64>(p, 8);
-    let dataLen = load<u32>(p, 20);
-    let tag = load<u32>(p, 24);
+    let type = load<u8>(e, 1);
+    let flags = load<u8>(e, 2);
+    let hdrLen = load<u32>(e, 20);
+    let seq = s.rxNext;
+    let dataLen = load<u32>(e, 24);
+    let tag = load<u32>(e, 28);
     let ext = load<u32>(e, 12);
     store<u8>(e, RX_EMPTY);
     s.rxNext = seq + 1;
+    s.rxBase = load<u32>(e, 16) + MSG_HEADER + hdrLen + ((flags & F_EXT) ? 0 : dataLen);
     s.flags |= SF_ACK;
     if (type == T_REQUEST) {
       let ib = inbEntry(s, tag & 0xffff);
@@ -174,9 +233,12 @@ function deliver(si: i32, li: i32, now: u64): bool {
       setData(ev, (flags & F_EXT) ? 0 : p + MSG_HEADER + hdrLen, dataLen);
       setExt(ev, ext);
     } else if (type == T_RESPONSE) {
-      let pe = pendEntry(s, tag & 0xffff);
-      let st = load<u8>(pe);
-      if ((tag & 0xffff) < s.R && st != P_FREE && <u32>load<u16>(pe, 2) == tag >> 16) {
+      // A response that matches no request of ours is dropped; its tag is
+      // range-checked before it names a table entry.
+      let idx = tag & 0xffff;
+      let st = idx < s.R ? load<u8>(pendEntry(s, idx)) : P_FREE;
+      let pe = pendEntry(s, idx < s.R ? idx : 0);
+      if (st != P_FREE && <u32>load<u16>(pe, 2) == tag >> 16) {
         if (st == P_WAITING) {
           store<u8>(pe, P_FREE);
           let ev = push(EV_RESPONSE, sh, laneHandle(li), 0);
@@ -236,8 +298,9 @@ function maybeDrain(si: i32): void {
 /** The peer's ack: every message below ackSeq was delivered. Returns false if lane li was closed. */
 export function processAck(si: i32, ackSeq: u64, li: i32, now: u64): bool {
   let s = session(si);
-  if (ackSeq > s.txNextSend && ackSeq > s.txNextSeq) { protocolError(li, E_WINDOW, now); return false; }
-  if (ackSeq > s.txNextSeq) { protocolError(li, E_WINDOW, now); return false; }
+  // Only what was sent can be acked (a message queued but never sent too
+  // would be dropped unsent).
+  if (ackSeq > s.txNextSend) { protocolError(li, E_WINDOW, now); return false; }
   if (ackSeq <= s.txAcked) return true;
   let sh = sessionHandle(si);
   let closed = false;
@@ -262,7 +325,6 @@ export function processAck(si: i32, ackSeq: u64, li: i32, now: u64): bool {
     }
   }
   s.txAcked = ackSeq;
-  if (s.txNextSend < ackSeq) s.txNextSend = ackSeq;
   if (s.rtxFrom < ackSeq) s.rtxFrom = ackSeq;
   s.txTail = ackSeq < s.txNextSeq ? load<u32>(txEntry(s, ackSeq)) : s.txHead;
   if (closed) {

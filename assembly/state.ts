@@ -97,6 +97,10 @@ export const SF_RESEND: u8 = 0x10;
   txHead: u32;
   txTail: u32;
   rxNext: u64;
+  /** Stream offset where the last delivered message ended (receive byte window). */
+  rxBase: u32;
+  /** One past the highest sequence number held in the receive window (scans stop there). */
+  rxHigh: u64;
   resumeAt: u64;
   reqDeadline: u64;
   closeSeq: u64;
@@ -126,9 +130,13 @@ export const SF_RESEND: u8 = 0x10;
 //   0 u32 off (stream offset) | 4 u32 len | 8 i32 lane (-1: to (re)send)
 //  12 u32 ext | 16 u8 type | 17 u8 flags | 18 u8 receipted | 20 u32 tag
 export const TX_ENTRY: u32 = 24;
-// RxEntry, 16 bytes: one message slot of the receive window.
-//   0 u8 state | 4 i32 owner lane | 8 u32 off | 12 u32 ext
-export const RX_ENTRY: u32 = 16;
+// RxEntry, 32 bytes: one message slot of the receive window, with the
+// header fields as they were checked when the frame arrived. Delivery reads
+// these, never the ring copy of the header: a broken peer could write over
+// the ring copy with a later frame, after the checks.
+//   0 u8 state | 1 u8 type | 2 u8 flags | 4 i32 owner lane | 8 u32 pos (in the ring)
+//  12 u32 ext | 16 u32 slot (sender's stream offset) | 20 u32 hdrLen | 24 u32 dataLen | 28 u32 tag
+export const RX_ENTRY: u32 = 32;
 export const RX_EMPTY: u8 = 0;
 export const RX_RECEIVING: u8 = 1;
 export const RX_PRESENT: u8 = 2;
@@ -307,6 +315,8 @@ export function allocSession(role: u8, state: u8): i32 {
     s.txHead = 0;
     s.txTail = 0;
     s.rxNext = 0;
+    s.rxBase = 0;
+    s.rxHigh = 0;
     s.resumeAt = 0;
     s.reqDeadline = 0;
     s.closeSeq = 0;
