@@ -1,5 +1,5 @@
 // nexio's public API.
-import { Context, ContextOptions, registerTransport } from './context';
+import { Context, ContextOptions, registerTransport, transportFor } from './context';
 import { Session } from './session';
 import { InvalidArgumentError } from './errors';
 import type { CoreConfig } from './core';
@@ -40,6 +40,7 @@ let shared: Context | undefined;
 /** Opens a session to a portal; resolves once the server accepted it. */
 export async function connect(uri: string, options: ConnectOptions = {}): Promise<Session> {
   const u = new URL(uri);
+  transportFor(u); // an unknown scheme fails now, not after the connect timeout
   const lanes = options.lanes ?? 2;
   if (!Number.isInteger(lanes) || lanes < 1 || lanes > 8) throw new InvalidArgumentError('lanes must be 1..8');
   let ctx = options.context;

@@ -9,7 +9,7 @@
 
 import { EventEmitter } from 'node:events';
 import type { Context, SessionPeer } from './context';
-import { FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT, INLINE_MAX } from './core';
+import { FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT, INLINE_MAX, MAX_APP_HEADER } from './core';
 import {
   AbortedError, BackpressureError, ClosedError, Code, fromCode, NexioError, ProtocolError,
   RejectedError, SessionLostError, TimeoutError, InvalidArgumentError,
@@ -45,7 +45,8 @@ export interface IncomingRequest {
   readonly signal: AbortSignal;
 }
 
-export type HandlerResult = Reply | Partial<Reply> | Bytes | undefined | void;
+/** What a handler answers: { header, data } (each bytes or a string, either may be left out), bytes (the data), or nothing. */
+export type HandlerResult = { header?: Bytes; data?: Bytes } | Bytes | undefined | void;
 export type Handler = (req: IncomingRequest) => HandlerResult | Promise<HandlerResult>;
 
 /** The error a requester gets when the responder's handler threw. */
@@ -92,6 +93,13 @@ export function toBytes(b: Bytes | undefined | null): Uint8Array {
   if (typeof b === 'string') return Buffer.from(b);
   if (b instanceof Uint8Array) return b;
   throw new InvalidArgumentError('header and data must be a Uint8Array (Buffer) or a string');
+}
+
+/** An application header: at most MAX_APP_HEADER bytes (the core would refuse it as a frame). */
+function headerBytes(b: Bytes | undefined | null): Uint8Array {
+  const h = toBytes(b);
+  if (h.length > MAX_APP_HEADER) throw new InvalidArgumentError(`header is ${h.length} bytes; at most ${MAX_APP_HEADER}`);
+  return h;
 }
 
 /**
@@ -182,7 +190,7 @@ export class Session extends EventEmitter implements SessionPeer {
     return new Promise<Reply>((resolve, reject) => {
       const early = this.#refuse(options.signal);
       if (early) { reject(early); return; }
-      const hdr = toBytes(header), dat = toBytes(data);
+      const hdr = headerBytes(header), dat = toBytes(data);
       const timeout = options.timeout ?? 0;
       const slot: Slot = { resolve, reject, signal: options.signal, t0: 0 };
       let timer: NodeJS.Timeout | undefined;
@@ -226,7 +234,7 @@ export class Session extends EventEmitter implements SessionPeer {
     return new Promise<void>((resolve, reject) => {
       const early = this.#refuse(undefined);
       if (early) { reject(early); return; }
-      const hdr = toBytes(header), dat = toBytes(data);
+      const hdr = headerBytes(header), dat = toBytes(data);
       const run = (): boolean => {
         const seq = this.#oneway(hdr, dat, options.receipt ? FLAG_RECEIPT : 0);
         if (seq === -Code.BACKPRESSURE) return false;
@@ -364,14 +372,22 @@ export class Session extends EventEmitter implements SessionPeer {
   #respond(tag: number, r: HandlerResult | Error): void {
     const ctx = this.#ctx;
     let hdr: Uint8Array = EMPTY, dat: Uint8Array = EMPTY, flags = 0;
+    try {
+      if (typeof r === 'string' || r instanceof Uint8Array) {
+        dat = toBytes(r);
+      } else if (r && typeof r === 'object' && !(r instanceof Error)) {
+        hdr = headerBytes(r.header);
+        dat = toBytes(r.data);
+      }
+    } catch (e) {
+      // A result that cannot be sent answers as a handler error: the
+      // requester must not wait forever, and the process must not crash.
+      r = e as Error;
+    }
     if (r instanceof Error) {
+      hdr = EMPTY;
       flags = FLAG_APP_ERROR;
       dat = Buffer.from(JSON.stringify({ message: r.message, code: (r as NexioError).code ?? 'ERR_HANDLER' }));
-    } else if (typeof r === 'string' || r instanceof Uint8Array) {
-      dat = toBytes(r);
-    } else if (r && typeof r === 'object') {
-      hdr = toBytes(r.header);
-      dat = toBytes(r.data);
     }
     const run = (): boolean => {
       if (this.#state === 'closed') return true;
@@ -537,7 +553,11 @@ export class Session extends EventEmitter implements SessionPeer {
   }
 
   onRejected(code: number, message: string): void {
-    this.#end(new RejectedError(code, message || undefined), 'rejected');
+    // A redirect loop is the client giving up, not a server's refusal.
+    const e = code === Code.REDIRECT_LOOP
+      ? fromCode(code, message || 'too many redirects: the servers sent the session in a loop')
+      : new RejectedError(code, message || undefined);
+    this.#end(e, 'rejected');
   }
 
   onLost(code: number, unacked: number): void {
