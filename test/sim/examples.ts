@@ -1,0 +1,140 @@
+// Targeted scenarios, written by hand: each sets up one situation the
+// protocol must survive, for test/sim.test.ts, and three of them are the
+// recordings committed in test/replays/ (`npm run sim -- --write-examples`).
+
+import { Scenario, RunOptions } from './scenario';
+import { scripted, client, op, MS } from './scripted';
+import type { Link } from './net';
+
+export interface Example {
+  scenario: Scenario;
+  options: RunOptions;
+  /** What the script saw, for the test's checks. */
+  seen: { killed?: Link; inFlight?: number };
+}
+
+const range = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+/** A lane dies with messages in flight on it: they go again on the other lane. */
+export function failover(): Example {
+  const seen: Example['seen'] = {};
+  const scenario = scripted({
+    clients: [client({ lanes: 2, latencyUs: 5 * MS, ops: range(20).map((i) => op(100 * MS, 'ow', { size: 100 + i })) })],
+    activeUntil: 400 * MS,
+  });
+  return {
+    scenario, seen,
+    options: {
+      script: ({ net, world }) => {
+        net.fixedLatency = true;
+        world.clock.at(101 * MS, () => {
+          const l = net.links.find((x) => !x.broken && x.client.state === 'open' && !x.c2s.empty);
+          if (!l) return;
+          seen.killed = l;
+          seen.inFlight = l.c2s.q.length - l.c2s.head;
+          net.kill(l);
+        });
+      },
+    },
+  };
+}
+
+/** Every lane dies while responses are being made: the session resumes and they arrive. */
+export function resume(): Example {
+  const scenario = scripted({
+    clients: [client({ lanes: 2, latencyUs: 5 * MS, ops: range(10).map(() => op(100 * MS, 'req', { size: 64 })) })],
+    faults: [{ at: 110 * MS, kind: 'killAll', client: 0 }],
+    activeUntil: 400 * MS,
+  });
+  scenario.responder = { ...scenario.responder, immediateP: 0, minDelayUs: 30 * MS, maxDelayUs: 30 * MS };
+  return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
+}
+
+/**
+ * The server restarts while requests are pending: the resume is refused
+ * (unknown session), the requests fail with the session, a new session
+ * carries on.
+ */
+export function sessionLost(): Example {
+  const scenario = scripted({
+    clients: [client({
+      lanes: 1, latencyUs: 2 * MS,
+      ops: [...range(5).map(() => op(100 * MS, 'req', { size: 32 })), ...range(3).map(() => op(600 * MS, 'req', { size: 32 }))],
+    })],
+    faults: [{ at: 200 * MS, kind: 'restart', downUs: 50 * MS }],
+    activeUntil: 800 * MS,
+  });
+  scenario.responder = { ...scenario.responder, immediateP: 0, minDelayUs: 300 * MS, maxDelayUs: 300 * MS };
+  return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
+}
+
+/** The requester cancels: no response, and the responder sees CANCEL. */
+export function cancel(): Example {
+  const scenario = scripted({
+    clients: [client({ ops: [op(100 * MS, 'req', { cancelAfterUs: 20 * MS })] })],
+  });
+  scenario.responder = { ...scenario.responder, immediateP: 0, minDelayUs: 100 * MS, maxDelayUs: 100 * MS };
+  return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
+}
+
+/** The request times out: one outcome, and the late response is not delivered. */
+export function timeout(): Example {
+  const scenario = scripted({
+    clients: [client({ ops: [op(100 * MS, 'req', { timeoutMs: 50 })] })],
+  });
+  scenario.responder = { ...scenario.responder, immediateP: 0, minDelayUs: 200 * MS, maxDelayUs: 200 * MS };
+  return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
+}
+
+/** More messages at once than the window: backpressure, then DRAIN, then the rest. */
+export function backpressure(): Example {
+  const c = client({ latencyUs: 3 * MS, ops: range(40).map(() => op(100 * MS, 'ow', { size: 200 })) });
+  c.config = { ...c.config, windowMsgs: 16 };
+  const scenario = scripted({ clients: [c] });
+  return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
+}
+
+/**
+ * The application closes while every lane is down (a partition holds what
+ * was sent): the close must wait for the session to resume and deliver it.
+ */
+export function closeWhileResuming(): Example {
+  const scenario = scripted({
+    clients: [client({ ops: [...range(10).map(() => op(100 * MS, 'ow', { size: 50 })), op(400 * MS, 'cycle')] })],
+    faults: [{ at: 100.5 * MS, kind: 'partition', client: 0, until: 700 * MS }],
+    activeUntil: 300 * MS,
+  });
+  return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
+}
+
+/**
+ * An EXT request whose header arrives, then a partition holds its payload:
+ * the server's keepalive closes the lane mid payload; the request must come
+ * again on the resumed session and be delivered once.
+ */
+export function extMidPayload(): Example {
+  const scenario = scripted({
+    clients: [client({ ops: [op(100 * MS, 'req', { ext: true, size: 60000 })] })],
+    faults: [{ at: 101.5 * MS, kind: 'partition', client: 0, until: 600 * MS }],
+  });
+  return {
+    scenario, seen: {},
+    options: {
+      script: ({ net }) => {
+        net.fixedLatency = true;
+        net.cutter = (_link, fromClient, bytes) => (fromClient && bytes.length > 10000 ? [{ at: 2000, gapUs: 1000 }] : undefined);
+      },
+    },
+  };
+}
+
+/** Duplicates on every delivery, three lanes, a mixed load: all suppressed. */
+export function duplicates(): Example {
+  const ops = range(60).map((i) => op((100 + i * 5) * MS, i % 3 ? 'ow' : 'req', { size: 40 + i, receipt: i % 4 === 0 }));
+  const scenario = scripted({ clients: [client({ lanes: 3, latencyUs: 4 * MS, ops })], activeUntil: 500 * MS });
+  scenario.net = { splitP: 0.5, coalesceP: 0.5, dupP: 1 };
+  return { scenario, seen: {}, options: {} };
+}
+
+/** The recordings committed in test/replays/, by name. */
+export const recorded: Record<string, () => Example> = { failover, resume, 'session-lost': sessionLost };
