@@ -9,54 +9,85 @@
 //   oneway  64-byte one-way messages, delivery confirmed      msgs/s
 //   ping    64-byte request/response, one in flight          p50 / p99 µs
 //   mib     1 MiB requests, 8-byte replies, 4 in flight       MB/s (10^6 B)
-// Each round runs every workload on every system, the order of systems
-// rotating from round to round; a figure is the median over rounds and a
-// ratio is the median of the per-round ratios (nexio / peer), so a burst of
-// load from elsewhere on the machine moves both sides of most ratios.
+// Each round runs every workload on every system: the workload's time on a
+// system is cut into slices (--slice, 0.5 s) taken in turn, nexio and raw
+// always next to each other, so that load from elsewhere on a shared
+// machine falls on every system alike. A figure is the median over rounds;
+// a ratio is the median of the per-round ratios (nexio / peer). CPU µs per
+// operation (client process + server process, from process.cpuUsage) is
+// reported too: it moves much less with the machine's load than rates do.
 
 import { fork, ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { table } from '../host/bench';
+import { table, histogram } from '../host/bench';
+import type { Histogram } from 'hdr-histogram-js';
 import { systems, Client, System } from './peers/index';
 import { nexioOptions } from './peers/nexio';
 
-type Metric = 'rr_ops' | 'rr_p50_us' | 'rr_p99_us' | 'oneway_msgs' | 'ping_p50_us' | 'ping_p99_us' | 'mib_mbps';
+type Metric =
+  | 'rr_ops' | 'rr_p50_us' | 'rr_p99_us' | 'rr_cpu_us' | 'oneway_msgs' | 'oneway_cpu_us'
+  | 'ping_p50_us' | 'ping_p99_us' | 'mib_mbps' | 'mib_cpu_us';
+
+/** One slice of a workload on one system: operations done, seconds taken, latencies. */
+interface Slice { ops: number; secs: number; h?: Histogram; p50?: number; p99?: number; cpuUs: number }
 
 interface Workload {
   key: 'rr' | 'oneway' | 'ping' | 'mib';
   label: string;
-  run(c: Client, seconds: number): Promise<Partial<Record<Metric, number>>>;
+  slice(c: Client, seconds: number): Promise<Omit<Slice, 'cpuUs'>>;
+  /** The figures of one round from its slices. */
+  figures(slices: Slice[]): Partial<Record<Metric, number>>;
 }
 
 const SMALL = 64;
 const MIB = 1 << 20;
 
+const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0);
+const rate = (sl: Slice[]) => sum(sl.map((x) => x.ops)) / sum(sl.map((x) => x.secs));
+/** CPU µs (client process + server process) per operation. */
+const cpuPerOp = (sl: Slice[]) => sum(sl.map((x) => x.cpuUs)) / sum(sl.map((x) => x.ops));
+
 function workloads(bulkInflight: number): Workload[] {
   return [
     {
       key: 'rr', label: `request/response ${SMALL} B, 128 in flight`,
-      run: async (c, seconds) => {
+      slice: async (c, seconds) => {
         const r = await c.requests({ seconds, size: SMALL, inflight: 128 });
-        return { rr_ops: r.opsPerSec, rr_p50_us: r.p50us, rr_p99_us: r.p99us };
+        return { ops: r.ops, secs: r.seconds, p50: r.p50us, p99: r.p99us };
       },
+      figures: (sl) => ({ rr_ops: rate(sl), rr_p50_us: median(sl.map((x) => x.p50!)), rr_p99_us: median(sl.map((x) => x.p99!)), rr_cpu_us: cpuPerOp(sl) }),
     },
     {
       key: 'oneway', label: `one-way ${SMALL} B`,
-      run: async (c, seconds) => ({ oneway_msgs: (await c.oneway({ seconds, size: SMALL, inflight: 0 })).opsPerSec }),
+      slice: async (c, seconds) => {
+        const r = await c.oneway({ seconds, size: SMALL, inflight: 0 });
+        return { ops: r.ops, secs: r.seconds };
+      },
+      figures: (sl) => ({ oneway_msgs: rate(sl), oneway_cpu_us: cpuPerOp(sl) }),
     },
     {
       key: 'ping', label: `ping-pong ${SMALL} B, 1 in flight`,
-      run: async (c, seconds) => {
+      slice: async (c, seconds) => {
+        const t = performance.now();
         const h = await c.ping(seconds, SMALL);
+        return { ops: h.totalCount, secs: (performance.now() - t) / 1000, h };
+      },
+      figures: (sl) => {
+        const h = histogram();
+        for (const x of sl) h.add(x.h!);
         return { ping_p50_us: h.getValueAtPercentile(50), ping_p99_us: h.getValueAtPercentile(99) };
       },
     },
     {
       key: 'mib', label: `1 MiB requests, ${bulkInflight} in flight`,
-      run: async (c, seconds) => ({ mib_mbps: (await c.requests({ seconds, size: MIB, inflight: bulkInflight })).mbPerSec }),
+      slice: async (c, seconds) => {
+        const r = await c.requests({ seconds, size: MIB, inflight: bulkInflight });
+        return { ops: r.ops, secs: r.seconds };
+      },
+      figures: (sl) => ({ mib_mbps: (rate(sl) * MIB) / 1e6, mib_cpu_us: cpuPerOp(sl) }),
     },
   ];
 }
@@ -68,9 +99,43 @@ const ratioOf: { metric: Metric; key: string; target?: { op: '>=' | '<='; value:
   { metric: 'ping_p50_us', key: 'ping_p50', target: { op: '<=', value: 1.3 } },
   { metric: 'ping_p99_us', key: 'ping_p99' },
   { metric: 'mib_mbps', key: 'mib', target: { op: '>=', value: 0.85 } },
+  { metric: 'rr_cpu_us', key: 'rr_cpu' },
+  { metric: 'oneway_cpu_us', key: 'oneway_cpu' },
+  { metric: 'mib_cpu_us', key: 'mib_cpu' },
 ];
 
+/**
+ * The order of systems in round r: nexio and raw (the peer the targets name)
+ * always next to each other, which of them first alternating; the others
+ * rotate, before or after the pair.
+ */
+function orderFor<T extends { sys: System }>(live: T[], r: number): T[] {
+  const nx = live.filter((x) => x.sys.name === 'nexio' || x.sys.name === 'raw');
+  if (r % 2) nx.reverse();
+  const others = live.filter((x) => !nx.includes(x));
+  const rot = others.map((_, i) => others[(i + r) % others.length]);
+  return r % 4 < 2 ? [...nx, ...rot] : [...rot, ...nx];
+}
+
 interface Running { sys: System; child: ChildProcess; client?: Client; error?: string }
+
+/** CPU µs the server process has used so far. */
+function serverCpu(child: ChildProcess): Promise<number> {
+  return new Promise((resolve) => {
+    const on = (m: { cpu?: NodeJS.CpuUsage }) => {
+      if (!m.cpu) return;
+      child.off('message', on);
+      resolve(m.cpu.user + m.cpu.system);
+    };
+    child.on('message', on);
+    child.send('cpu');
+  });
+}
+
+function clientCpu(): number {
+  const c = process.cpuUsage();
+  return c.user + c.system;
+}
 
 function startServer(sys: System): Promise<Running> {
   const child = fork(path.join(__dirname, 'peers', 'serve.js'), [sys.name], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -115,15 +180,25 @@ function versionOf(pkg: string): string {
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: {
     json: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, systems: { type: 'string' },
-    lanes: { type: 'string' }, 'bulk-inflight': { type: 'string' }, help: { type: 'boolean' },
+    lanes: { type: 'string' }, 'bulk-inflight': { type: 'string' }, slice: { type: 'string' }, window: { type: 'string' }, warmup: { type: 'string' }, help: { type: 'boolean' },
   } });
   if (values.help) {
-    process.stdout.write('usage: npm run bench -- [--json FILE] [--seconds S] [--rounds R] [--systems nexio,raw,zeromq,grpc] [--lanes N] [--bulk-inflight N]\n');
+    process.stdout.write('usage: npm run bench -- [--json FILE] [--seconds S] [--rounds R] [--systems nexio,raw,zeromq,grpc] [--lanes N] [--bulk-inflight N] [--slice S] [--warmup S] [--window MSGS,BYTES]\n');
     return 0;
   }
   const seconds = num(values.seconds, 2, 'seconds');
   const rounds = Math.round(num(values.rounds, 3, 'rounds'));
   const bulkInflight = Math.round(num(values['bulk-inflight'], 4, 'bulk-inflight'));
+  const sliceSeconds = num(values.slice, 0.5, 'slice');
+  const warmup = values.warmup === '0' ? 0 : num(values.warmup, 1, 'warmup');
+  if (values.window) {
+    // nexio's credit window on both sides (the servers read it from the environment).
+    const [m, b] = values.window.split(',').map((x) => Math.round(num(x, 0, 'window')));
+    process.env.NEXIO_BENCH_WINDOW_MSGS = String(m);
+    process.env.NEXIO_BENCH_WINDOW_BYTES = String(b ?? 0);
+    nexioOptions.windowMsgs = m;
+    nexioOptions.windowBytes = b ?? 0;
+  }
   nexioOptions.lanes = Math.round(num(values.lanes, 1, 'lanes'));
   const names = values.systems ? values.systems.split(',') : systems.map((s) => s.name);
   if (!names.includes('nexio')) names.unshift('nexio');
@@ -142,23 +217,43 @@ async function main(argv: string[]): Promise<number> {
   const samples: Record<string, Partial<Record<Metric, number>>[]> = {};
   const errors: { system: string; workload: string; round: number; error: string }[] = [];
   for (const r of live) samples[r.sys.name] = [];
+  const slices = Math.max(1, Math.round(seconds / sliceSeconds));
+  const runSlice = async (w: Workload, r: Running, secs: number): Promise<Slice> => {
+    const s0 = await serverCpu(r.child), c0 = clientCpu();
+    const x = await w.slice(r.client!, secs);
+    const c1 = clientCpu(), s1 = await serverCpu(r.child);
+    return { ...x, cpuUs: c1 - c0 + s1 - s0 };
+  };
   try {
     // Warm-up: JIT, connection windows, allocator; not recorded.
-    for (const w of loads) for (const r of live) await w.run(r.client!, Math.min(0.5, seconds / 2));
+    if (warmup > 0) for (const w of loads) for (const r of live) await runSlice(w, r, warmup);
     for (let round = 0; round < rounds; round++) {
       const rec: Record<string, Partial<Record<Metric, number>>> = {};
       for (const r of live) rec[r.sys.name] = {};
       for (const w of loads) {
-        const order = live.map((_, i) => live[(i + round) % live.length]);
-        for (const r of order) {
-          try {
-            const m = await w.run(r.client!, seconds);
-            Object.assign(rec[r.sys.name], m);
-            process.stderr.write(`round ${round + 1}/${rounds} ${w.key.padEnd(6)} ${r.sys.name.padEnd(6)} ${Object.entries(m).map(([k, v]) => `${k}=${Math.round(v!)}`).join(' ')}\n`);
-          } catch (e) {
-            errors.push({ system: r.sys.name, workload: w.key, round, error: String((e as Error)?.message ?? e) });
-            process.stderr.write(`round ${round + 1}/${rounds} ${w.key} ${r.sys.name}: ${(e as Error)?.message ?? e}\n`);
+        // The workload's time on each system, cut into slices taken in turn,
+        // so that load from elsewhere falls on every system alike.
+        const got = new Map<string, Slice[]>(live.map((r) => [r.sys.name, []]));
+        const failed = new Set<string>();
+        const order = orderFor(live, round);
+        for (let k = 0; k < slices; k++) {
+          for (const r of (k % 2 ? [...order].reverse() : order)) {
+            if (failed.has(r.sys.name)) continue;
+            try {
+              got.get(r.sys.name)!.push(await runSlice(w, r, seconds / slices));
+            } catch (e) {
+              failed.add(r.sys.name);
+              errors.push({ system: r.sys.name, workload: w.key, round, error: String((e as Error)?.message ?? e) });
+              process.stderr.write(`round ${round + 1}/${rounds} ${w.key} ${r.sys.name}: ${(e as Error)?.message ?? e}\n`);
+            }
           }
+        }
+        for (const r of order) {
+          const sl = got.get(r.sys.name)!;
+          if (failed.has(r.sys.name) || !sl.length) continue;
+          const m = w.figures(sl);
+          Object.assign(rec[r.sys.name], m);
+          process.stderr.write(`round ${round + 1}/${rounds} ${w.key.padEnd(6)} ${r.sys.name.padEnd(6)} ${Object.entries(m).map(([k, v]) => `${k}=${v! >= 100 ? Math.round(v!) : v!.toFixed(2)}`).join(' ')}\n`);
         }
       }
       for (const r of live) samples[r.sys.name].push(rec[r.sys.name]);
@@ -169,7 +264,7 @@ async function main(argv: string[]): Promise<number> {
   }
 
   // Figures: medians over rounds. Ratios: medians of per-round ratios.
-  const metrics: Metric[] = ['rr_ops', 'rr_p50_us', 'rr_p99_us', 'oneway_msgs', 'ping_p50_us', 'ping_p99_us', 'mib_mbps'];
+  const metrics: Metric[] = ['rr_ops', 'rr_p50_us', 'rr_p99_us', 'rr_cpu_us', 'oneway_msgs', 'oneway_cpu_us', 'ping_p50_us', 'ping_p99_us', 'mib_mbps', 'mib_cpu_us'];
   const figures: Record<string, Partial<Record<Metric, number>>> = {};
   for (const [name, rs] of Object.entries(samples)) {
     figures[name] = {};
@@ -210,6 +305,9 @@ async function main(argv: string[]): Promise<number> {
       ['ping-pong p50 (µs)', 'ping_p50_us', 'ping_p50'],
       ['ping-pong p99 (µs)', 'ping_p99_us', 'ping_p99'],
       [`1 MiB x${bulkInflight} (MB/s)`, 'mib_mbps', 'mib'],
+      ['req/resp CPU µs per op', 'rr_cpu_us', 'rr_cpu'],
+      ['one-way CPU µs per msg', 'oneway_cpu_us', 'oneway_cpu'],
+      ['1 MiB CPU µs per op', 'mib_cpu_us', 'mib_cpu'],
     ] as [string, Metric, string][]).map(([label, m, key]) => {
       const t = targets[`${key}_ratio_vs_raw`];
       return [label, ...Object.keys(samples).map((n) => cell(n, m)), ...peers.map((p) => ratioCell(key, p)),
@@ -218,7 +316,8 @@ async function main(argv: string[]): Promise<number> {
   ];
   const loadEnd = os.loadavg();
   process.stdout.write(`\n${table(rows)}\n`);
-  process.stdout.write(`\nnexio ${nexioOptions.lanes} lane(s); ${rounds} rounds x ${seconds} s; figures are medians over rounds, ratios medians of per-round ratios.\n`);
+  const win = nexioOptions.windowMsgs || nexioOptions.windowBytes ? `window ${nexioOptions.windowMsgs || 'default'} msgs / ${nexioOptions.windowBytes || 'default'} B` : 'default credit window';
+  process.stdout.write(`\nnexio: ${nexioOptions.lanes} lane(s), ${win}. ${rounds} rounds x ${seconds} s per workload and system, in slices of ${seconds / slices} s;\nfigures are medians over rounds, ratios medians of per-round ratios; CPU is client + server process.\n`);
   process.stdout.write(`${os.cpus().length} cpus (${os.cpus()[0]?.model ?? '?'}), load average ${loadStart[0].toFixed(1)} at start, ${loadEnd[0].toFixed(1)} at end.\n`);
   for (const [n, why] of Object.entries(unavailable)) process.stdout.write(`${n}: not measured: ${why}\n`);
   for (const e of errors) process.stdout.write(`error: ${e.system} ${e.workload} round ${e.round + 1}: ${e.error}\n`);
@@ -231,7 +330,7 @@ async function main(argv: string[]): Promise<number> {
         node: process.version, loadavgStart: loadStart, loadavgEnd: loadEnd,
       },
       versions: { nexio: require(path.join(__dirname, '..', '..', 'package.json')).version as string, zeromq: versionOf('zeromq'), grpc: versionOf('@grpc/grpc-js') },
-      settings: { seconds, rounds, nexioLanes: nexioOptions.lanes, smallBytes: SMALL, rrInflight: 128, bulkBytes: MIB, bulkInflight },
+      settings: { seconds, rounds, sliceSeconds, warmup, nexioWindow: { msgs: nexioOptions.windowMsgs || 'default', bytes: nexioOptions.windowBytes || 'default' }, nexioLanes: nexioOptions.lanes, smallBytes: SMALL, rrInflight: 128, bulkBytes: MIB, bulkInflight },
       figures, ratios, targets, samples, unavailable, errors,
     };
     writeFileSync(values.json, JSON.stringify(out, null, 2) + '\n');

@@ -7,13 +7,29 @@ import { Client, DeliveryError, Histogram, histogram, Load, LoadResult, replyFor
 
 const COUNT = Buffer.from('count');
 
-/** Lanes per session (`--lanes`); 1 is one TCP connection, as for the other systems. */
-export const nexioOptions = { lanes: 1 };
+/**
+ * Lanes per session (`--lanes`; 1 is one TCP connection, as for the other
+ * systems) and the credit window (`--window MSGS,BYTES`, both sides; 0 keeps
+ * the library's defaults). The server reads them from its environment.
+ */
+export const nexioOptions = {
+  lanes: 1,
+  windowMsgs: Number(process.env.NEXIO_BENCH_WINDOW_MSGS ?? 0),
+  windowBytes: Number(process.env.NEXIO_BENCH_WINDOW_BYTES ?? 0),
+};
+
+function window(): { windowMsgs?: number; windowBytes?: number } {
+  return {
+    ...(nexioOptions.windowMsgs ? { windowMsgs: nexioOptions.windowMsgs } : {}),
+    ...(nexioOptions.windowBytes ? { windowBytes: nexioOptions.windowBytes } : {}),
+  };
+}
 
 async function serve(): Promise<number> {
   let messages = 0;
   const server = await createServer({
     portals: ['tcp://127.0.0.1:0/bench'],
+    core: window(),
     handler: (req) => {
       if (req.header.equals(COUNT)) {
         const b = Buffer.allocUnsafe(8);
@@ -69,5 +85,5 @@ class NexioClient implements Client {
 export const nexio: System = {
   name: 'nexio',
   serve,
-  connect: async (port) => new NexioClient(await connect(`tcp://127.0.0.1:${port}/bench`, { lanes: nexioOptions.lanes })),
+  connect: async (port) => new NexioClient(await connect(`tcp://127.0.0.1:${port}/bench`, { lanes: nexioOptions.lanes, core: window() })),
 };

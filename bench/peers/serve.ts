@@ -11,6 +11,8 @@ if (!sys || !process.send) {
   process.exit(2);
 }
 process.on('disconnect', () => process.exit(0));
+// CPU time used so far, for the bench's CPU-per-operation figures.
+process.on('message', (m) => { if (m === 'cpu') process.send!({ cpu: process.cpuUsage() }); });
 sys.serve().then(
   (port) => process.send!({ port }),
   (e) => { process.send!({ error: String((e as Error)?.message ?? e) }); process.exit(1); },
