@@ -2,10 +2,12 @@
 //
 // A lane is a reliable byte stream, like TCP: each direction delivers bytes
 // in order, split at random boundaries (and sometimes coalesced) into rx()
-// calls, after that link's latency and jitter. Links of one session have
-// different latencies, so traffic is reordered across lanes. Faults:
+// calls, after that link's latency and jitter, paced by its bandwidth (a
+// large batch arrives over a while). Links of one session have different
+// latencies, so traffic is reordered across lanes. Faults:
 //   kill       the connection breaks: what is in flight is gone and both
-//              ends get laneDown a little later (a reset)
+//              ends get laneDown a little later (a reset); half-open, one
+//              end never hears of it and its keepalive must find out
 //   partition  a client's links deliver nothing for a while (bytes wait);
 //              new connections from it fail; keepalive finds dead lanes
 //   restart    the server core is replaced by a fresh one (state lost);
@@ -140,6 +142,8 @@ export class Link {
   readonly server: End;
   readonly c2s: Dir;
   readonly s2c: Dir;
+  /** Bytes per µs (0: unlimited). */
+  bytesPerUs = 0;
   constructor(readonly id: number, clientHost: Host, readonly clientIdx: number, readonly latency: number, readonly jitter: number) {
     this.client = new End(clientHost, this);
     this.server = new End(clientHost, this); // host set when the server accepts
@@ -345,6 +349,7 @@ export class SimNet {
     const link = this.fixedLatency
       ? new Link(this.#nextLink++, h, h.client, base, 0)
       : new Link(this.#nextLink++, h, h.client, Math.round(base * (0.5 + r.float() * 1.5)), r.int(0, base));
+    link.bytesPerUs = this.clientBandwidth(h.client);
     link.client.lane = lane;
     link.client.state = 'connecting';
     h.ends.set(lane, link.client);
@@ -357,6 +362,8 @@ export class SimNet {
 
   /** Base one-way latency (µs) of a client's links; set by the scenario. */
   clientLatency: (client: number) => number = () => 1000;
+  /** Bandwidth of a client's links in bytes per µs (0: unlimited). */
+  clientBandwidth: (client: number) => number = () => 0;
   /** Every link gets exactly clientLatency, no jitter (targeted tests). */
   fixedLatency = false;
   /** Makes the server accept no more (restart) or come back. */
@@ -371,6 +378,7 @@ export class SimNet {
     if (link.broken) return;
     let ready = this.now + this.#delay(link);
     if (ready < dir.lastReady) ready = dir.lastReady;
+    if (item.bytes && link.bytesPerUs) ready += Math.ceil(item.bytes.length / link.bytesPerUs);
     item.ready = ready;
     dir.lastReady = ready;
     dir.q.push(item);
@@ -524,7 +532,7 @@ export class SimNet {
       this.#push(dir, { kind: DATA, bytes: bytes.subarray(at), unit, ready: 0 });
     } else if (bytes.length > 1 && r.chance(this.params.splitP)) {
       const cuts: number[] = [];
-      const k = r.int(1, 3);
+      const k = r.int(1, 3 + (bytes.length >> 14));
       for (let i = 0; i < k; i++) cuts.push(r.int(1, bytes.length - 1));
       cuts.sort((a, b) => a - b);
       let at = 0;
@@ -568,14 +576,20 @@ export class SimNet {
     this.#push(from === 'client' ? l.c2s : l.s2c, { kind: DATA, bytes: u.bytes, unit: undefined, ready: 0 });
   }
 
-  /** Breaks one connection: in-flight bytes are gone, both ends hear of it. */
-  kill(link: Link): void {
+  /**
+   * Breaks one connection: in-flight bytes are gone, both ends hear of it,
+   * or with halfOpen only one (the other writes into the void until its
+   * keepalive finds the lane dead).
+   */
+  kill(link: Link, halfOpen = false): void {
     if (link.broken) return;
     this.stats.kills++;
     link.broken = true;
     link.c2s.clear();
     link.s2c.clear();
+    const deaf = halfOpen ? (this.rng.chance(0.5) ? link.client : link.server) : undefined;
     for (const end of [link.client, link.server]) {
+      if (end === deaf) continue;
       if (end.state !== 'open' && end.state !== 'connecting') continue;
       this.clock.after(this.rng.int(0, 20_000), () => {
         if (end.state === 'open' || end.state === 'connecting') this.#down(end);

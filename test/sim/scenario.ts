@@ -24,12 +24,14 @@ export interface ClientSpec {
   lanes: number;
   /** Base one-way latency of its links (µs); each link varies around it. */
   latencyUs: number;
+  /** Bandwidth of its links, bytes per µs (0 or absent: unlimited). */
+  bytesPerUs?: number;
   startAt: number;
   ops: OpSpec[];
 }
 
 export type Fault =
-  | { at: number; kind: 'kill'; client: number }
+  | { at: number; kind: 'kill'; client: number; halfOpen?: boolean }
   | { at: number; kind: 'killAll'; client: number }
   | { at: number; kind: 'partition'; client: number; until: number }
   | { at: number; kind: 'restart'; downUs: number };
@@ -85,7 +87,7 @@ export function generate(seed: number): Scenario {
       const burst = r.chance(0.1) ? r.int(2, 40) : 1;
       for (let b = 0; b < burst; b++) {
         if (r.chance(0.01)) { ops.push({ at, kind: 'cycle', size: 0, ext: false, receipt: false, timeoutMs: 0, cancelAfterUs: -1 }); continue; }
-        const ext = r.chance(0.04);
+        const ext = r.chance(0.06);
         const size = ext ? r.int(8193, 100_000) : r.chance(0.1) ? r.int(0, 8192 - 16) : r.int(0, 300);
         const req = r.chance(reqP);
         ops.push({
@@ -97,14 +99,20 @@ export function generate(seed: number): Scenario {
       }
     }
     ops.sort((a, b) => a.at - b.at);
-    clients.push({ config: coreConfig(r), lanes: r.int(1, 3), latencyUs: r.int(100, 20_000), startAt, ops });
-    const kills = r.chance(intensity) ? r.int(1, 5) : 0;
-    for (let k = 0; k < kills; k++) faults.push({ at: r.int(startAt, activeUntil), kind: 'kill', client: c });
+    clients.push({
+      config: coreConfig(r), lanes: r.int(1, 3), latencyUs: r.int(100, 20_000), startAt, ops,
+      bytesPerUs: r.pick([0, 0, 5, 20, 100, 1000]),
+    });
+    const kills = r.chance(intensity) ? r.int(1, 6) : 0;
+    for (let k = 0; k < kills; k++) faults.push({ at: r.int(startAt, activeUntil), kind: 'kill', client: c, halfOpen: r.chance(0.3) });
     if (r.chance(0.15 * intensity)) faults.push({ at: r.int(startAt, activeUntil), kind: 'killAll', client: c });
-    if (r.chance(0.3 * intensity)) {
-      const at = r.int(startAt, activeUntil);
-      const len = r.chance(0.3) ? r.int(2000, 2600) * MS : r.int(20, 1500) * MS;
+    const parts = r.chance(0.4 * intensity) ? r.int(1, 3) : 0;
+    let from = startAt;
+    for (let k = 0; k < parts && from < activeUntil; k++) {
+      const at = r.int(from, activeUntil);
+      const len = r.chance(0.2) ? r.int(2000, 2600) * MS : r.chance(0.5) ? r.int(100, 400) * MS : r.int(10, 1500) * MS;
       faults.push({ at, kind: 'partition', client: c, until: at + len });
+      from = at + len + 10 * MS;
     }
   }
   if (r.chance(0.08)) faults.push({ at: r.int(50, activeUntil / MS) * MS, kind: 'restart', downUs: r.int(0, 300) * MS });
@@ -126,7 +134,7 @@ export function generate(seed: number): Scenario {
     },
     activeUntil,
     closeAt,
-    endAt: closeAt + 4000 * MS,
+    endAt: closeAt + 10_000 * MS,
   };
 }
 
@@ -184,6 +192,7 @@ export function run(sc: Scenario, opts: RunOptions = {}): Result {
   net.newServer = newServer;
   net.server = newServer();
   net.clientLatency = (c) => sc.clients[c].latencyUs;
+  net.clientBandwidth = (c) => sc.clients[c].bytesPerUs ?? 0;
   const clients = sc.clients.map((spec, i) => {
     const h = makeHost(`client${i}`, spec.config, i);
     const app = new ClientApp(world, i, h, spec.lanes);
@@ -202,7 +211,7 @@ export function run(sc: Scenario, opts: RunOptions = {}): Result {
     clock.at(f.at, () => {
       if (f.kind === 'kill') {
         const ls = net.openLinks(f.client);
-        if (ls.length) net.kill(ls[net.rng.int(0, ls.length - 1)]);
+        if (ls.length) net.kill(ls[net.rng.int(0, ls.length - 1)], f.halfOpen);
       } else if (f.kind === 'killAll') {
         for (const l of net.openLinks(f.client)) net.kill(l);
       } else if (f.kind === 'restart') {
