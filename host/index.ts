@@ -1,7 +1,7 @@
 // nexio's public API.
 import { Context, ContextOptions, registerTransport, transportFor } from './context';
 import { Session } from './session';
-import { InvalidArgumentError } from './errors';
+import { InvalidArgumentError, TimeoutError } from './errors';
 import type { CoreConfig } from './core';
 
 export { createServer, Server } from './server';
@@ -63,6 +63,19 @@ export async function connect(uri: string, options: ConnectOptions = {}): Promis
   const h = ctx.connect(u.href, options.resource ?? decodeURIComponent(u.pathname), options.attrs ?? new Uint8Array(0), lanes);
   if (h < 0) throw new InvalidArgumentError(`cannot open a session (${-h})`);
   const s = new Session(ctx, h, { maxQueued: options.maxQueued });
-  await s.whenOpen();
+  // The core bounds each lane's handshake, not the whole establishment
+  // (refused connects are retried until its resume time): bound it here.
+  const ms = options.timeout ?? 10000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    await Promise.race([s.whenOpen(), new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new TimeoutError(`session could not be established in ${ms} ms`)), ms);
+    })]);
+  } catch (e) {
+    await s.destroy();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+  }
   return s;
 }

@@ -225,6 +225,8 @@ export class Session extends EventEmitter implements SessionPeer {
       if (this.#state === 'open' && this.#queue.length === 0 && run()) return;
       if (this.#queue.length >= this.#maxQueued) { fail(new BackpressureError(`more than ${this.#maxQueued} operations waiting for credit`)); return; }
       queued = true;
+      // Queued behind others, run() has not armed the timeout yet.
+      if (timeout > 0 && !timer) timer = setTimeout(expire, timeout);
       this.#queue.push({ run, fail });
     });
   }
