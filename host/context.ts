@@ -410,7 +410,10 @@ export class Context {
       this.#timerAt = -1;
       return;
     }
-    if (this.#timer && this.#timerAt === d) return;
+    // A timer armed for d or earlier is kept: most turns move the deadline
+    // later (keepalive, retransmission), and a timer that fires early only
+    // arms itself again, which costs less than setting a timer every turn.
+    if (this.#timer && this.#timerAt <= d) return;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timerAt = d;
     const ms = Math.max(0, (d - this.now()) / 1000);
@@ -418,7 +421,11 @@ export class Context {
       this.#timer = undefined;
       this.#timerAt = -1;
       if (this.#closed || this.core.trapped) return;
-      this.core.timeout(this.now());
+      const now = this.now();
+      const due = this.core.nextDeadline();
+      if (due < 0) return;
+      if (due > now) { this.#arm(); return; }
+      this.core.timeout(now);
       this.#afterInput();
     }, Math.ceil(ms));
     // While a session lives the timer holds the process: with every lane
