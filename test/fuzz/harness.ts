@@ -85,6 +85,8 @@ export interface Expect {
   close?: number;
   /** Or: nothing wrong was sent; no lane may get an error or close. */
   none?: boolean;
+  /** With none: exactly this many requests and one-way messages delivered. */
+  delivered?: number;
 }
 
 export interface Script {
@@ -134,6 +136,8 @@ interface RunState {
   /** Request table size per hostile session (for the delivery checks). */
   R: Map<number, number>;
   lastSeq: Map<number, number>;
+  /** Requests and one-way messages delivered. */
+  delivered: number;
   protoErrors: { slot: number; code: number }[];
   closes: { slot: number; code: number }[];
   sig: string[];
@@ -432,6 +436,7 @@ export class Harness {
     const last = run.lastSeq.get(ev.session);
     if (last !== undefined && ev.seq <= last) this.#fail('violation', `${what} after seq ${last}: not in order`);
     run.lastSeq.set(ev.session, ev.seq);
+    if (ev.type !== Ev.RESPONSE) run.delivered++;
     if (ev.type === Ev.REQUEST) {
       const R = run.R.get(ev.session) ?? 0;
       if ((ev.tag & 0xffff) >= R || ev.tag >>> 16 === 0) {
@@ -610,7 +615,7 @@ export class Harness {
     const core = script.side === 'srv' ? this.srv : this.cli;
     const run: RunState = {
       script, core, name: script.side, lanes: new Map(), slots: [], sessions: new Set(), R: new Map(),
-      lastSeq: new Map(), protoErrors: [], closes: [], sig: [], fed: [], view: { sessionId: 0n, tags: [], sent: 0, R: 0 },
+      lastSeq: new Map(), delivered: 0, protoErrors: [], closes: [], sig: [], fed: [], view: { sessionId: 0n, tags: [], sent: 0, R: 0 },
       log: [], split,
     };
     this.#run = run;
@@ -741,6 +746,9 @@ export class Harness {
     if (x.none) {
       for (const e of run.protoErrors) this.#fail('miss', `${run.script.kind}: lane ${e.slot} got protocol error ${codeName(e.code)} for frames that break no rule`);
       for (const e of run.closes) if (!run.protoErrors.length) this.#fail('miss', `${run.script.kind}: lane ${e.slot} closed (${codeName(e.code)}) for frames that break no rule`);
+      if (x.delivered !== undefined && run.delivered !== x.delivered) {
+        this.#fail('miss', `${run.script.kind}: ${run.delivered} requests and messages delivered, ${x.delivered} sent`);
+      }
       return;
     }
     if (x.protocol) {

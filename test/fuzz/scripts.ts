@@ -743,7 +743,8 @@ export function generate(seed: number, run: number, tc: TargetConfig): Script {
   let s: Script;
   if (roll < 8) s = randomScript(r, side, tc);
   else if (roll < 26) s = side === 'srv' ? preHelloScript(r, tc) : helloSentScript(r, tc);
-  else if (roll < 45) s = joinScript(r, side, tc);
+  else if (roll < 38) s = joinScript(r, side, tc);
+  else if (roll < 45) s = interleaveScript(r, side, tc);
   else s = sessionScript(r, side, tc);
   // Diff runs compare events: the application must not answer in between.
   if (s.diff && r.chance(0.3)) s.respond = false;
@@ -850,6 +851,71 @@ function joinScript(r: Rng, side: Side, tc: TargetConfig): Script {
   s.steps.push({ k: 'rx', lane: bad, bytes: m.unit, split: r.u32() });
   s.steps.push(...rxSteps(r, good, p.validUnits(r.range(1, 4))));
   s.expect = { lane: bad, protocol: m.protocol, close: m.close };
+  s.diff = true;
+  return s;
+}
+
+/**
+ * Two lanes of one session carrying valid messages at the same time: each
+ * lane's bytes cut at random points and the pieces interleaved, some
+ * messages sent on both lanes (as after a failover), each lane in its own
+ * order. Nothing is wrong: every message must be delivered exactly once,
+ * in order, and no lane closed.
+ */
+function interleaveScript(r: Rng, side: Side, tc: TargetConfig): Script {
+  const s = base(side, `${side}-interleave`);
+  const id = r.u64() | 1n;
+  const hs = side === 'srv' ? helloStep(r, tc) : acceptStep(r, tc, id);
+  const p = hs.peer;
+  s.steps.push(hs.step);
+  s.respond = r.chance(0.5);
+  if (side === 'srv') {
+    s.steps.push({ k: 'open' });
+    s.steps.push({ k: 'rx', lane: 1, bytes: (v) => F.hello({ sessionId: v.sessionId }), split: r.u32() });
+  } else {
+    s.clientLanes = 2;
+    s.steps.push({ k: 'rx', lane: 1, bytes: fixed(F.accept({ flags: F.F_JOINED, sessionId: id })), split: r.u32() });
+  }
+  // Few and small enough to stay within the message and byte windows while held.
+  const n = r.range(2, Math.min(12, p.M - 2));
+  const frames: Buffer[] = [];
+  for (let i = 0; i < n; i++) {
+    const tag = r.chance(0.4) ? p.requestTag() : undefined;
+    const hdr = r.bytes(r.int(24));
+    if (r.chance(0.15)) {
+      const extLen = r.range(1, 2000);
+      const { seq, slot } = p.sender.take(F.MSG_HEADER + hdr.length);
+      const f = F.message({ type: tag !== undefined ? T.REQUEST : T.ONEWAY, seq, slot, tag: tag ?? 0, hdr, extLen });
+      frames.push(Buffer.concat([f, r.bytes(extLen)]));
+    } else {
+      frames.push(p.sender.next(tag !== undefined ? T.REQUEST : T.ONEWAY, tag ?? 0, hdr, r.bytes(r.int(400))));
+    }
+  }
+  const lanes: Buffer[][] = [[], []];
+  for (const f of frames) {
+    const where = r.int(4); // 0, 1: one lane; 2, 3: both
+    if (where !== 1) lanes[0].push(f);
+    if (where !== 0) lanes[1].push(f);
+  }
+  const streams = lanes.map((fs) => {
+    for (let i = fs.length - 1; i > 0; i--) {
+      if (r.chance(0.5)) { const j = r.int(i + 1); [fs[i], fs[j]] = [fs[j], fs[i]]; }
+    }
+    return Buffer.concat(fs);
+  });
+  const pieces = streams.map((b) => {
+    const cut = new Set<number>();
+    for (let k = r.range(0, 4); k > 0 && b.length > 1; k--) cut.add(r.range(1, b.length - 1));
+    const at = [0, ...[...cut].sort((x, y) => x - y), b.length];
+    const out: Buffer[] = [];
+    for (let i = 0; i + 1 < at.length; i++) if (at[i + 1] > at[i]) out.push(b.subarray(at[i], at[i + 1]));
+    return out;
+  });
+  while (pieces[0].length || pieces[1].length) {
+    const l = pieces[0].length && (!pieces[1].length || r.chance(0.5)) ? 0 : 1;
+    s.steps.push({ k: 'rx', lane: l, bytes: fixed(pieces[l].shift()!), split: r.u32() });
+  }
+  s.expect = { lane: 0, none: true, delivered: n };
   s.diff = true;
   return s;
 }
