@@ -162,6 +162,13 @@ export function detach(li: i32, code: i32, now: u64, wasOpen: bool): void {
   l.bodyLeft = 0;
   l.extWait = 0;
   requeueLane(si, li);
+  // The last ACK may have gone out on this lane and died with it; an ACK is
+  // sent only when something arrives, so a quiet peer would wait for it
+  // forever (its CLOSE never acked). Say it again on the other lanes.
+  if (s.rxNext > 0) {
+    s.flags |= SF_ACK;
+    markSession(si);
+  }
   if (wasOpen) push(EV_LANE_DOWN, sessionHandle(si), laneHandle(li), code);
   if (s.state == S_DRAINING) {
     // The peer closed the session; it closes its lanes once our ack is in.
