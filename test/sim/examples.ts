@@ -138,3 +138,18 @@ export function duplicates(): Example {
 
 /** The recordings committed in test/replays/, by name. */
 export const recorded: Record<string, () => Example> = { failover, resume, 'session-lost': sessionLost };
+
+/**
+ * The server's end of a lane never hears that it died (half-open): the ACK
+ * for the client's CLOSE goes out on it and is lost. The server must say it
+ * again on the other lane when it finds the lane dead, or the close never
+ * completes.
+ */
+export function ackOnDeadLane(): Example {
+  const scenario = scripted({
+    clients: [client({ lanes: 1, ops: [op(100 * MS, 'ow'), op(260 * MS, 'ow'), op(300 * MS, 'ow'), op(300 * MS, 'cycle')] })],
+    faults: [{ at: 210 * MS, kind: 'kill', client: 0, deaf: 'server' }],
+    activeUntil: 250 * MS,
+  });
+  return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
+}

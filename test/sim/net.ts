@@ -581,15 +581,15 @@ export class SimNet {
    * or with halfOpen only one (the other writes into the void until its
    * keepalive finds the lane dead).
    */
-  kill(link: Link, halfOpen = false): void {
+  kill(link: Link, halfOpen = false, deaf?: 'client' | 'server'): void {
     if (link.broken) return;
     this.stats.kills++;
     link.broken = true;
     link.c2s.clear();
     link.s2c.clear();
-    const deaf = halfOpen ? (this.rng.chance(0.5) ? link.client : link.server) : undefined;
+    const side = deaf ?? (halfOpen ? (this.rng.chance(0.5) ? 'client' : 'server') : undefined);
     for (const end of [link.client, link.server]) {
-      if (end === deaf) continue;
+      if (side && end === link[side]) continue;
       if (end.state !== 'open' && end.state !== 'connecting') continue;
       this.clock.after(this.rng.int(0, 20_000), () => {
         if (end.state === 'open' || end.state === 'connecting') this.#down(end);

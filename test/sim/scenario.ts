@@ -31,7 +31,7 @@ export interface ClientSpec {
 }
 
 export type Fault =
-  | { at: number; kind: 'kill'; client: number; halfOpen?: boolean }
+  | { at: number; kind: 'kill'; client: number; halfOpen?: boolean; deaf?: 'client' | 'server' }
   | { at: number; kind: 'killAll'; client: number }
   | { at: number; kind: 'partition'; client: number; until: number }
   | { at: number; kind: 'restart'; downUs: number };
@@ -211,7 +211,7 @@ export function run(sc: Scenario, opts: RunOptions = {}): Result {
     clock.at(f.at, () => {
       if (f.kind === 'kill') {
         const ls = net.openLinks(f.client);
-        if (ls.length) net.kill(ls[net.rng.int(0, ls.length - 1)], f.halfOpen);
+        if (ls.length) net.kill(ls[net.rng.int(0, ls.length - 1)], f.halfOpen, f.deaf);
       } else if (f.kind === 'killAll') {
         for (const l of net.openLinks(f.client)) net.kill(l);
       } else if (f.kind === 'restart') {
