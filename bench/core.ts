@@ -78,8 +78,7 @@ function openPair(): Pair {
   for (let guard = 0; guard < 20 && !open; guard++) {
     for (const core of [cli, srv]) {
       for (const f of drain(core)) f();
-      let lane: number;
-      while ((lane = core.pollTransmit(now)) !== 0) {
+      while (core.pollTransmit(now) !== 0) {
         const to = core === cli ? srv : cli;
         const b = Buffer.from(core.txView());
         to.rx(core === cli ? sl : cl, b, now);

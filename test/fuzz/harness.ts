@@ -173,8 +173,6 @@ interface WireItem {
 
 export interface Stats {
   runs: number;
-  traps: number;
-  escapes: number;
   failures: Record<FailureKind, number>;
   /** EV_PROTOCOL_ERROR events by code. */
   errors: Map<number, number>;
@@ -189,7 +187,7 @@ export interface Stats {
 
 export function newStats(): Stats {
   return {
-    runs: 0, traps: 0, escapes: 0,
+    runs: 0,
     failures: { trap: 0, escape: 0, healthy: 0, violation: 0, miss: 0, stuck: 0, memory: 0, overflow: 0, diff: 0 },
     errors: new Map(), closes: new Map(), kinds: new Map(), healthyRoundTrips: 0, diffs: 0, rebuilds: 0,
   };

@@ -1,13 +1,21 @@
 // Hostile scripts: what a hostile peer sends, drawn from a seeded Rng.
 //
-// Three families:
-//   random     pure random bytes (sometimes after a valid handshake)
-//   targeted   a valid prefix, then ONE frame that breaks exactly one rule;
-//              the script says which protocol error (or close) that lane
-//              must get, and that no other lane may be touched
-//   chaos      a valid prefix, then valid frames mangled at the byte level:
-//              bit flips, field overwrites, truncations, splices of several
-//              frames, duplicated or reordered frames, aliased slots
+// Families (the kind of a script is `<side>-<family>[:<case>]`):
+//   random      pure random bytes, sometimes after a valid handshake
+//   prehello /  a fresh lane (server: before HELLO; client: HELLO sent) gets
+//   hellosent   one frame it must refuse, or a valid REJECT / REDIRECT
+//   session     handshake, valid traffic (batches with lying counts, EXT,
+//               acks, receipts, cancels), then either ONE frame that breaks
+//               exactly one rule of docs/protocol.md section 18 (the script
+//               says which error or close its lane must get, and no other
+//               lane may be touched), or a case the spec calls harmless
+//               (an unknown RESPONSE tag), or chaos: valid frames mangled at
+//               the byte level (bit flips, field overwrites, truncations,
+//               splices of several frames, duplicated tails)
+//   join        a second lane joins the session; one lane goes bad while
+//               the other keeps sending valid traffic
+//   interleave  two lanes of one session, cut mid-frame and interleaved,
+//               some messages on both: delivered exactly once, in order
 // Every script is fed in random pieces (split points across rx calls); a
 // share of them is fed twice, whole and in pieces, to compare the events.
 
@@ -338,15 +346,15 @@ function badMessageAt(p: Peer): Mutation {
 }
 
 /** A control frame or batch that breaks one rule, on an OPEN lane (takes no sequence number either). */
-function badControl(p: Peer, side: Side): Mutation {
+function badControl(p: Peer): Mutation {
   const seq = p.sender.seq, off = p.sender.off;
-  const m = badControlAt(p, side);
+  const m = badControlAt(p);
   p.sender.seq = seq;
   p.sender.off = off;
   return m;
 }
 
-function badControlAt(p: Peer, side: Side): Mutation {
+function badControlAt(p: Peer): Mutation {
   const r = p.r;
   const which = r.int(13);
   switch (which) {
@@ -438,7 +446,6 @@ function badControlAt(p: Peer, side: Side): Mutation {
       return { name: 'control-bad-type', unit: fixed(b), protocol: [BAD_TYPE] };
     }
   }
-  void side;
 }
 
 /** A HELLO (or other frame) that a fresh server lane must refuse. */
@@ -805,7 +812,7 @@ function sessionScript(r: Rng, side: Side, tc: TargetConfig): Script {
   const prefix = p.validUnits(r.int(6));
   const mode = tc.avoidKnownBugs ? r.int(11) : r.int(20);
   if (mode < 12) {
-    const m = mode < 6 ? badMessage(p) : mode < 11 ? badControl(p, side) : r.chance(0.5) ? aliasedSlots(p, r) : byteCreditExceeded(p, r);
+    const m = mode < 6 ? badMessage(p) : mode < 11 ? badControl(p) : r.chance(0.5) ? aliasedSlots(p, r) : byteCreditExceeded(p, r);
     s.kind += `:${m.name}`;
     const suffix = p.validUnits(r.int(3));
     s.steps.push(...rxSteps(r, 0, [...prefix, m.unit, ...suffix]));
@@ -846,7 +853,7 @@ function joinScript(r: Rng, side: Side, tc: TargetConfig): Script {
   const good = 1 - bad;
   s.steps.push(...rxSteps(r, good, p.validUnits(r.range(1, 4))));
   s.steps.push(...rxSteps(r, bad, p.validUnits(r.int(3))));
-  const m = r.chance(0.55) ? badMessage(p) : badControl(p, side);
+  const m = r.chance(0.55) ? badMessage(p) : badControl(p);
   s.kind += `:${m.name}`;
   s.steps.push({ k: 'rx', lane: bad, bytes: m.unit, split: r.u32() });
   s.steps.push(...rxSteps(r, good, p.validUnits(r.range(1, 4))));
