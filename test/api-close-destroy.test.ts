@@ -1,0 +1,95 @@
+// The session lifecycle: close() is graceful (outstanding requests finish,
+// then the peer is told), destroy() is abrupt (outstanding requests fail
+// with NEXIO_ERR_CLOSED at once); both are idempotent and return promises;
+// a closed session refuses work with NEXIO_ERR_CLOSED. Tooling sees it all
+// on diagnostics_channel.
+
+import t, { Test } from 'tap';
+import diagnostics_channel from 'node:diagnostics_channel';
+import { connect, createServer, Session, Server } from '../host/index';
+
+async function setup(t: Test): Promise<{ server: Server; peers: Session[] }> {
+  const peers: Session[] = [];
+  const server = await createServer({
+    portals: ['tcp://127.0.0.1:0/svc'],
+    handler: async (req) => {
+      if (!peers.includes(req.session)) peers.push(req.session);
+      await new Promise((r) => setTimeout(r, Number(req.data.toString())));
+      return 'done';
+    },
+  });
+  t.teardown(() => server.close());
+  return { server, peers };
+}
+
+t.test('close(): outstanding requests finish first, the peer hears of it, then it refuses work', async (t) => {
+  const { server, peers } = await setup(t);
+  const s = await connect(server.portals[0], { lanes: 2 });
+  await s.request('', '0');
+  const peerClosed = new Promise<Error | undefined>((r) => peers[0].once('close', r));
+  const closeEvents: unknown[] = [];
+  s.on('close', (e) => closeEvents.push(e));
+  const outstanding = s.request('', '300');
+  const c1 = s.close();
+  t.equal(s.close(), c1, 'close() is idempotent: the same promise');
+  t.match(await s.request('', '0').catch((e) => e), { code: 'NEXIO_ERR_CLOSED' }, 'a request after close() is refused');
+  t.match(await s.send('', '').catch((e) => e), { code: 'NEXIO_ERR_CLOSED' }, 'so is a send');
+  t.equal((await outstanding).data.toString(), 'done', 'the outstanding request completed');
+  await c1;
+  t.equal(s.state, 'closed');
+  t.same(closeEvents, [undefined], "'close' once, without an error");
+  t.match(await peerClosed, { code: 'NEXIO_ERR_CLOSED' }, "the server's session closed: the peer closed it");
+  t.throws(() => s.trySend(Buffer.alloc(1), Buffer.alloc(1)), { code: 'NEXIO_ERR_CLOSED' }, 'trySend() throws on a closed session');
+  t.equal(await s.destroy(), undefined, 'destroy() after close() is a no-op');
+});
+
+t.test('destroy(): outstanding requests fail at once with NEXIO_ERR_CLOSED', async (t) => {
+  const { server } = await setup(t);
+  const s = await connect(server.portals[0], { lanes: 1 });
+  await s.request('', '0');
+  const outstanding = s.request('', '5000').catch((e) => e);
+  const queuedSend = s.send('', 'x');
+  const d = s.destroy();
+  t.type(d, Promise, 'destroy() returns a promise');
+  await d;
+  t.match(await outstanding, { code: 'NEXIO_ERR_CLOSED' }, 'the outstanding request failed');
+  await t.resolves(queuedSend, 'a send the core had taken already resolved');
+  t.equal(s.state, 'closed');
+  await s.destroy();
+  await s.close();
+  t.pass('destroy() and close() again are no-ops');
+});
+
+t.test('server.close(): clients fail loudly, not silently', async (t) => {
+  const { server } = await setup(t);
+  const s = await connect(server.portals[0], { lanes: 2, resumeTimeout: 1000 });
+  await s.request('', '0');
+  const outstanding = s.request('', '5000').catch((e) => e);
+  const closed = new Promise((r) => s.once('close', r));
+  await server.close();
+  t.equal(server.close(), server.close(), 'Server.close() is idempotent');
+  const e = await outstanding;
+  t.comment(`server.close(): ${e.code} ${e.message}`);
+  t.match(e, { code: /^NEXIO_ERR_(SESSION_LOST|CLOSED)$/ }, 'the pending request fails with a typed error');
+  t.match(await closed, { code: /^NEXIO_ERR_(SESSION_LOST|CLOSED)$/ }, "and the session emits 'close' with it");
+});
+
+t.test('diagnostics_channel: nexio:session and nexio:lane', async (t) => {
+  const { server } = await setup(t);
+  const sessions: { event: string; id?: bigint }[] = [];
+  const lanes: { event: string }[] = [];
+  const onSession = (m: unknown) => sessions.push(m as { event: string; id?: bigint });
+  const onLane = (m: unknown) => lanes.push(m as { event: string });
+  diagnostics_channel.subscribe('nexio:session', onSession);
+  diagnostics_channel.subscribe('nexio:lane', onLane);
+  t.teardown(() => {
+    diagnostics_channel.unsubscribe('nexio:session', onSession);
+    diagnostics_channel.unsubscribe('nexio:lane', onLane);
+  });
+  const s = await connect(server.portals[0], { lanes: 2 });
+  while (s.stats().lanesUp < 2) await new Promise((r) => s.once('lane-up', r));
+  await s.close();
+  const mine = sessions.filter((m) => m.id === s.id).map((m) => m.event);
+  t.ok(mine.includes('open') && mine.includes('closed'), `the session's open and close were published (${mine.join(', ')})`);
+  t.ok(lanes.some((m) => m.event === 'open') && lanes.some((m) => m.event === 'up'), 'lanes opening and coming up were published');
+});
