@@ -17,7 +17,7 @@
 // operation (client process + server process, from process.cpuUsage) is
 // reported too: it moves much less with the machine's load than rates do.
 
-import { fork, ChildProcess } from 'node:child_process';
+import { execFileSync, fork, ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -166,6 +166,16 @@ function num(v: string | undefined, dflt: number, name: string): number {
   const n = Number(v);
   if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number, not '${v}'`);
   return n;
+}
+
+/** The commit measured, and whether host/ or assembly/ differ from it. */
+function commitOf(): { commit: string; dirty: boolean } | undefined {
+  try {
+    const git = (...a: string[]) => execFileSync('git', a, { cwd: path.join(__dirname, '..', '..'), encoding: 'utf8' }).trim();
+    return { commit: git('rev-parse', 'HEAD'), dirty: git('status', '--porcelain', '--', 'host', 'assembly', 'build').length > 0 };
+  } catch {
+    return undefined;
+  }
 }
 
 function versionOf(pkg: string): string {
@@ -324,7 +334,7 @@ async function main(argv: string[]): Promise<number> {
 
   if (values.json) {
     const out = {
-      command, date: new Date().toISOString(),
+      command, date: new Date().toISOString(), source: commitOf(),
       machine: {
         cpus: os.cpus().length, model: os.cpus()[0]?.model, memGiB: +(os.totalmem() / 2 ** 30).toFixed(1), platform: `${os.platform()} ${os.release()}`,
         node: process.version, loadavgStart: loadStart, loadavgEnd: loadEnd,
