@@ -1,9 +1,8 @@
 // Core bug found by the fuzzer (not run by tap; run it with
 // `node dist/test/fuzz/repro-response-tag.js`). Fails against the core up
-// to commit 1c50484; passes with the change in progress in deliver.ts,
-// which refuses the frame with `limit` (where protocol.md section 18 says
-// an unknown RESPONSE tag is dropped: the fuzzer's response-unknown-tag
-// case reports that difference).
+// to commit 1c50484; passes from 59676d7 on (the frame is dropped, as
+// protocol.md section 18 says of unknown RESPONSE tags; the fuzzer's
+// response-unknown-tag case checks that).
 //
 // A RESPONSE frame whose tag index is outside the session's request table
 // makes the core read past the table: onMessageHeader range-checks the tag
@@ -20,9 +19,7 @@
 //   (RESPONSE, frameLen 32, seq 0, slot 0, dataLen 0, tag 0x0001ffff)
 //
 // Expected: an unmatched response is dropped (what deliver() does for a
-// tag in range that matches nothing), or refused with a protocol error
-// on its lane; never a trap. Fix: test the index against s.R before the
-// load (and/or range-check RESPONSE tags in onMessageHeader as for REQUEST).
+// tag in range that matches nothing); never a trap.
 
 import t from 'tap';
 import { CoreTrapError } from '../../host/errors';

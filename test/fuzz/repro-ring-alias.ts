@@ -1,5 +1,8 @@
-// Core bug found by the fuzzer (fails today; not run by tap, run it with
-// `node dist/test/fuzz/repro-ring-alias.js`).
+// Core bug found by the fuzzer (not run by tap; run it with
+// `node dist/test/fuzz/repro-ring-alias.js`). Fails against the core up to
+// commit 1c50484 (test 1 traps; test 2 delivers messages with other
+// messages' bytes, skips and repeats sequence numbers); passes from 59676d7
+// on ("receive window holds what was checked; byte credit enforced").
 //
 // A message that arrives out of order is held in the session's receive ring
 // at the position its slot names. Nothing stops a later frame from being
@@ -21,15 +24,14 @@
 // Test 1 overwrites a held message with a hand-placed slot (144 bytes, HEX
 // below): ONEWAY seq 1 at slot 64 is held; ONEWAY seq 2 at slot 32 carries a
 // forged REQUEST header (tag 0x0001ffff) over seq 1's header and 8 bytes
-// over its data; then ONEWAY seq 0. Before the fix in progress this trapped
-// (or wrote the request table 1 MiB past its end); with header fields kept
-// in the RxEntry it no longer traps, but seq 1 is delivered with seq 2's
-// bytes as its data, where section 13 refuses the overlapping frame.
+// over its data; then ONEWAY seq 0. Up to 1c50484 this traps (or writes
+// the request table 1 MiB past its end); keeping the header fields in the
+// RxEntry alone stops the trap but still delivers seq 1 with seq 2's bytes
+// as its data, where section 13 refuses the overlapping frame.
 // Test 2 needs no tampering: one message delivered (so the window does not
 // start at a multiple of W), seq 1 withheld, then honest, consecutive slots
-// for more than W bytes; the ring wraps onto held messages. The current
-// check (span <= pad + W, deliver.ts) lets that through: held messages
-// come out with other messages' bytes.
+// for more than W bytes; the ring wraps onto held messages (a span check
+// of pad + W, tried on the way to the fix, still let that through).
 //
 // Expected (protocol.md section 13): a frame that would land on bytes still
 // held is refused with `window` on its lane, and delivery uses what was
