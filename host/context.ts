@@ -17,7 +17,11 @@ import { tcp } from './transports/tcp';
 import { InvalidArgumentError, NexioError, Code } from './errors';
 import { channels } from './diagnostics';
 
-const transports = new Map<string, Transport>([['tcp', tcp]]);
+// rdma:// loads its module (and the native addon) on first use: a machine without the addon
+// gets NEXIO_ERR_RDMA_UNAVAILABLE at connect/listen time, and pays nothing otherwise.
+const transports = new Map<string, Transport | (() => Transport)>([
+  ['tcp', tcp], ['rdma', () => require('./transports/rdma').loadRdma()],
+]);
 
 /** Makes a transport available under its scheme (rdma, shm, a test transport). */
 export function registerTransport(t: Transport): void {
@@ -25,7 +29,9 @@ export function registerTransport(t: Transport): void {
 }
 
 export function transportFor(uri: URL): Transport {
-  const t = transports.get(uri.protocol.replace(/:$/, ''));
+  const scheme = uri.protocol.replace(/:$/, '');
+  let t = transports.get(scheme);
+  if (typeof t === 'function') transports.set(scheme, t = t());
   if (!t) throw new InvalidArgumentError(`no transport for ${uri.protocol}// (have: ${[...transports.keys()].join(', ')})`);
   return t;
 }

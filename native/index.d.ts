@@ -57,10 +57,11 @@ export declare class RdmaDevice {
   readonly name: string;
   readonly info: DeviceInfo;
   /** Registers the whole ArrayBuffer behind `buffer` once (cached per ArrayBuffer). */
-  register(buffer: ArrayBuffer | ArrayBufferView, options?: { remoteAccess?: boolean }): Registration;
+  register(buffer: ArrayBuffer | ArrayBufferView, options?: { remoteAccess?: boolean | 'read' }): Registration;
   isRegistered(buffer: ArrayBuffer | ArrayBufferView): boolean;
   deregister(buffer: ArrayBuffer | ArrayBufferView): boolean;
-  pool(chunkSize: number, count: number): BufferPool;
+  /** remoteAccess as in register(): false for READ targets (local writes only). */
+  pool(chunkSize: number, count: number, options?: { remoteAccess?: boolean | 'read' }): BufferPool;
   close(): void;
 }
 
@@ -69,6 +70,8 @@ export declare class BufferPool {
   readonly chunkSize: number;
   readonly count: number;
   readonly available: number;
+  /** The registered memory behind the chunks. */
+  readonly memory: Buffer;
   alloc(): PoolChunk | null;
   free(chunk: PoolChunk): void;
 }
@@ -85,7 +88,8 @@ export declare class RdmaConnection extends EventEmitter {
   readonly peerPrivateData: Buffer | null;
   readonly localAddress?: string; readonly localPort?: number;
   readonly remoteAddress?: string; readonly remotePort?: number;
-  /** Hot path. `ring` is valid for [offset, offset+length) until the callback returns. */
+  /** Hot path. `ring` is valid for [offset, offset+length) until the callback returns. Frames that
+   *  arrive before it is set (or a 'frame' listener added) are kept and handed to the first one. */
   onFrame: ((ring: Buffer, offset: number, length: number) => void) | null;
   /** One work-request list; false when some frames wait for room: wait for 'drain'. */
   send(frames: Uint8Array | Uint8Array[]): boolean;

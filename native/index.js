@@ -119,7 +119,11 @@ class RdmaDevice {
   }
   get native() { return this.#native; }
 
-  /** Registers the whole ArrayBuffer behind `buffer` (once: cached) and returns the view's keys. */
+  /**
+   * Registers the whole ArrayBuffer behind `buffer` (once: cached) and returns the view's keys.
+   * remoteAccess: true (peers may READ and WRITE it), 'read' (READ only: rendezvous sources),
+   * false (local only). The first registration of an ArrayBuffer decides its access.
+   */
   register(buffer, { remoteAccess = true } = {}) {
     const ab = buffer instanceof ArrayBuffer ? buffer : buffer.buffer;
     const offset = buffer instanceof ArrayBuffer ? 0 : buffer.byteOffset;
@@ -148,7 +152,7 @@ class RdmaDevice {
   }
 
   /** A pool of `count` registered chunks of `chunkSize` bytes (rendezvous staging). */
-  pool(chunkSize, count) { return new BufferPool(this, chunkSize, count); }
+  pool(chunkSize, count, { remoteAccess = true } = {}) { return new BufferPool(this, chunkSize, count, remoteAccess); }
 
   close() {
     for (const mr of this.#regions) mr.deregister();
@@ -159,11 +163,11 @@ class RdmaDevice {
 
 class BufferPool {
   #free = [];
-  constructor(device, chunkSize, count) {
+  constructor(device, chunkSize, count, remoteAccess = true) {
     this.chunkSize = chunkSize;
     this.count = count;
     this.memory = Buffer.alloc(chunkSize * count);
-    this.keys = device.register(this.memory);
+    this.keys = device.register(this.memory, { remoteAccess });
     for (let i = count - 1; i >= 0; i--) this.#free.push(i);
   }
   get available() { return this.#free.length; }
@@ -182,17 +186,31 @@ class BufferPool {
 class RdmaConnection extends EventEmitter {
   #ctx; #id; #qp = null; #queue = []; #queueHead = 0; #blocked = false;
   #ops = new Map(); #nextToken = 1; #state = 'connecting'; #closing = null;
-  #recvSize = 0;
+  #recvSize = 0; #onFrame = null; #early = null;
   constructor(ctx, id, device) {
     super();
     this.#ctx = ctx;
     this.#id = id;
     this.device = device;
     this.peerPrivateData = null;
-    /** Hot path: (ring: Buffer, offset, length) => void. Default: emit 'frame' with a copy. */
-    this.onFrame = null;
   }
   get state() { return this.#state; }
+  /**
+   * Hot path: (ring: Buffer, offset, length) => void. Default: emit 'frame' with a copy.
+   * Frames that arrive before anybody listens (the peer may send as soon as it is ESTABLISHED,
+   * before this side has handed the connection out) are kept, copied, and handed to the first
+   * onFrame set or 'frame' listener added.
+   */
+  get onFrame() { return this.#onFrame; }
+  set onFrame(fn) {
+    this.#onFrame = fn;
+    if (fn && this.#early) { const e = this.#early; this.#early = null; for (const b of e) fn(b, 0, b.length); }
+  }
+  #deliverEarly() {
+    if (!this.#early) return;
+    const e = this.#early; this.#early = null;
+    for (const b of e) this.emit('frame', b);
+  }
   get queuePair() { return this.#qp; }
 
   _createQp(options) {
@@ -261,11 +279,16 @@ class RdmaConnection extends EventEmitter {
     const ring = this.#qp.recvRing;
     let sendsDone = false;
     for (let i = 0; i < n; i++) {
+      if (this.#state === 'closed') return; // a callback closed us: the rest is moot
       const kind = c[i * 4], id = c[i * 4 + 1], len = c[i * 4 + 2], status = c[i * 4 + 3];
       if (status !== 0) { this.#fail(completionError(kind, status)); return; }
       if (kind === KIND.RECV) {
-        if (this.onFrame) this.onFrame(ring, id * this.#recvSize, len);
-        else this.emit('frame', Buffer.from(ring.subarray(id * this.#recvSize, id * this.#recvSize + len)));
+        if (this.#onFrame) this.#onFrame(ring, id * this.#recvSize, len);
+        else {
+          const copy = Buffer.from(ring.subarray(id * this.#recvSize, id * this.#recvSize + len));
+          if (this.listenerCount('frame')) { this.#deliverEarly(); this.emit('frame', copy); }
+          else (this.#early ??= []).push(copy);
+        }
       } else if (kind === KIND.SEND) {
         sendsDone = true;
       } else {
@@ -273,7 +296,7 @@ class RdmaConnection extends EventEmitter {
         if (op) { this.#ops.delete(id); op.resolve(op.length); }
       }
     }
-    if (sendsDone && (this.#blocked || this.#queue.length)) this.#flush();
+    if (sendsDone && this.#state === 'open' && (this.#blocked || this.#queue.length)) this.#flush();
   }
 
   #fail(err) {

@@ -70,14 +70,14 @@ Napi::Value Device::Query(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// register(arrayBuffer, remoteAccess: boolean) -> MemoryRegion
+// register(arrayBuffer, remoteAccess: boolean | 'read') -> MemoryRegion
 Napi::Value Device::Register(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsArrayBuffer()) return ThrowType(env, "register(arrayBuffer[, remoteAccess])");
-  bool remote = info.Length() < 2 || info[1].ToBoolean().Value();
+  Napi::Value remote = info.Length() < 2 ? Napi::Boolean::New(env, true)
+                       : info[1].IsString() ? info[1] : Napi::Boolean::New(env, info[1].ToBoolean().Value());
   if (!pd_) return ThrowRdma(env, "CLOSED", "ibv_reg_mr", EBADF, "the device is closed");
-  Napi::Object mr = env.GetInstanceData<AddonData>()->memoryRegionCtor.New(
-      {Value(), info[0], Napi::Boolean::New(env, remote)});
+  Napi::Object mr = env.GetInstanceData<AddonData>()->memoryRegionCtor.New({Value(), info[0], remote});
   if (env.IsExceptionPending()) return env.Undefined();
   return mr;
 }
@@ -90,7 +90,7 @@ Napi::Function MemoryRegion::Init(Napi::Env env, AddonData* data) {
   return f;
 }
 
-// new MemoryRegion(device, arrayBuffer, remoteAccess); sets addr (bigint), length, lkey, rkey
+// new MemoryRegion(device, arrayBuffer, remoteAccess: bool | 'read'); sets addr (bigint), length, lkey, rkey
 MemoryRegion::MemoryRegion(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<MemoryRegion>(info), Tracked(info.Env().GetInstanceData<AddonData>()) {
   Napi::Env env = info.Env();
@@ -101,7 +101,8 @@ MemoryRegion::MemoryRegion(const Napi::CallbackInfo& info)
   Napi::ArrayBuffer ab = info[1].As<Napi::ArrayBuffer>();
   if (ab.ByteLength() == 0) { ThrowType(env, "register: empty buffer"); return; }
   int access = IBV_ACCESS_LOCAL_WRITE;
-  if (info[2].ToBoolean().Value()) access |= IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+  if (info[2].IsString() && info[2].As<Napi::String>().Utf8Value() == "read") access |= IBV_ACCESS_REMOTE_READ;  // rendezvous sources
+  else if (info[2].ToBoolean().Value()) access |= IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
   ibv_mr* mr = ibv_reg_mr(dev->pd(), ab.Data(), ab.ByteLength(), access);
   if (!mr) { ThrowRdma(env, "REG_MR", "ibv_reg_mr", errno, std::to_string(ab.ByteLength()) + " bytes"); return; }
   mr_ = mr;

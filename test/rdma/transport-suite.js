@@ -1,0 +1,362 @@
+'use strict';
+// rdma:// through nexio's public API (dist/host) on a real soft-RoCE (rxe) device. Runs INSIDE the
+// lab guests, like verbs-suite.js:
+//   single layout: servers and clients in this one process, on rxe0 (loopback through rxe);
+//   pair layout:   guest a runs the servers (role server), guest b the tests (role client); the
+//                  client drives the server through a tcp:// control session (ctl).
+// usage: node test/rdma/transport-suite.js [single|server|client]   (needs `npx tsc` first: dist/)
+// Figures printed here are qemu TCG figures: they show the path works, not how fast it is.
+const { createHash, randomBytes } = require('node:crypto');
+const { spawn } = require('node:child_process');
+const path = require('node:path');
+const dc = require('node:diagnostics_channel');
+const harness = require('./harness');
+const { run, diag, within, rejectsWithCode, assert } = harness;
+// NEXIO_RDMA_ONLY=regex runs the matching tests only
+const test = (name, fn) => { if (!process.env.NEXIO_RDMA_ONLY || new RegExp(process.env.NEXIO_RDMA_ONLY).test(name)) harness.test(name, fn); };
+
+const ROOT = path.join(__dirname, '..', '..');
+const nexio = require(path.join(ROOT, 'dist/host'));
+const rdmaT = require(path.join(ROOT, 'dist/host/transports/rdma'));
+const { connect, createServer } = nexio;
+
+const layout = process.env.NEXIO_LAB_layout || 'single';
+const role = process.argv[2] || (layout === 'single' ? 'single' : process.env.NEXIO_LAB_node === 'a' ? 'server' : 'client');
+const ME = process.env.NEXIO_RDMA_ADDR || '10.0.0.1';
+const SERVER = role === 'client' ? (process.env.NEXIO_RDMA_PEER || '10.0.0.1') : ME;
+const PORT = Number(process.env.NEXIO_RDMA_PORT || 7100);
+const SVC = `rdma://${SERVER}:${PORT}/svc`;
+const MIX_RDMA = `rdma://${SERVER}:${PORT + 2}/mix`;
+const MIX_TCP = `tcp://${SERVER}:${PORT + 3}/mix`;
+const CTL = `tcp://${SERVER}:${PORT + 4}/ctl`;
+const MiB = 1 << 20;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const sha = (b) => createHash('sha256').update(b).digest('hex');
+const pattern = (n, seed) => { const b = Buffer.allocUnsafe(n); for (let i = 0; i < n; i++) b[i] = (i * 31 + seed + (i >>> 10)) & 0xff; return b; };
+
+// ------------------------------------------------------------------ server role
+
+const laneEvents = [];
+dc.subscribe('nexio:lane', (m) => laneEvents.push(m));
+
+async function startServers() {
+  const state = { executions: new Map(), messages: [], aborted: new Set(), sessions: [] };
+  let shutdown;
+  const done = new Promise((r) => { shutdown = r; });
+
+  async function handler(req) {
+    const op = req.header.toString();
+    switch (op) {
+      case 'count': {
+        const id = req.data.toString();
+        state.executions.set(id, (state.executions.get(id) || 0) + 1);
+        if (Math.random() < 0.2) await sleep(Math.random() * 5);
+        return { header: 'counted', data: id };
+      }
+      case 'slow': {
+        const ms = Number(req.data.toString());
+        await new Promise((r) => { const t = setTimeout(r, ms); req.signal.addEventListener('abort', () => { state.aborted.add(req.header.toString() + ms); clearTimeout(t); r(); }, { once: true }); });
+        return 'slow done';
+      }
+      case 'sum': return { header: String(req.data.length), data: sha(req.data) };
+      case 'big': { const [n, seed] = req.data.toString().split(' ').map(Number); return { header: 'big', data: pattern(n, seed) }; }
+      default: return { header: req.header, data: req.data };
+    }
+  }
+  const onSession = (info) => {
+    state.sessions.push(info.resource);
+    if (info.resource === '/reject') return { reject: 'no rdma for you' };
+    if (info.resource === '/redirect' && info.portal.includes(`:${PORT}/`)) return { redirect: [MIX_RDMA.replace(SERVER, ME)] };
+    return 'accept';
+  };
+  const onMessage = (session, header, data) => state.messages.push(header.toString());
+  const svc = await createServer({ portals: [`rdma://${ME}:${PORT}/svc`], handler, onMessage, onSession });
+  const mix = await createServer({ portals: [`rdma://${ME}:${PORT + 2}/mix`, `tcp://${ME}:${PORT + 3}/mix`], handler, onMessage, onSession });
+
+  // control: what the client (in the other guest) cannot see or do from there
+  async function control(req) {
+    const op = req.header.toString();
+    const arg = req.data.toString();
+    switch (op) {
+      case 'counts': {
+        const ids = [...state.executions].filter(([k]) => k.startsWith(arg));
+        return JSON.stringify({ n: ids.length, twice: ids.filter(([, v]) => v !== 1).map(([k, v]) => `${k}:${v}`) });
+      }
+      case 'messages': return JSON.stringify(state.messages.filter((m) => m.startsWith(arg)));
+      case 'aborted': return JSON.stringify([...state.aborted]);
+      case 'sessions': return JSON.stringify(state.sessions);
+      case 'stats': return JSON.stringify(rdmaT.rdmaStats);
+      case 'protocol-errors': return String(laneEvents.filter((e) => e.event === 'protocol-error').length);
+      case 'kill-lane': return killLane(arg);
+      case 'shutdown': setImmediate(shutdown); return 'bye';
+      default: throw new Error(`unknown control ${op}`);
+    }
+  }
+  const ctl = role === 'server' ? await createServer({ portals: [`tcp://${ME}:${PORT + 4}/ctl`], handler: control }) : null;
+  return { state, control, done, close: async () => { await svc.close(); await mix.close(); if (ctl) await ctl.close(); } };
+}
+
+/** Ends the server-side rdma lane whose peer is at `port` with a fault: 'qp-error' or 'destroy'. */
+function killLane(arg) {
+  const [port, how] = arg.split(' ');
+  const lane = [...rdmaT.lanes].find((l) => l.accepted && l.remote.endsWith(`:${port}`));
+  if (!lane) return 'no such lane';
+  if (how === 'destroy') { lane.destroy(); return 'destroyed'; }
+  // a real QP error: an RDMA READ with an rkey nobody gave us -> the completion fails, the QP is in error
+  const conn = lane.connection;
+  conn.read(Buffer.alloc(64), { addr: 0x1000n, rkey: 0x7badbad }, 64).catch(() => {});
+  return 'qp-error';
+}
+
+// ------------------------------------------------------------------ client role
+
+let control; // (op, arg) -> Promise<string>
+
+function myLanes(before) { return [...rdmaT.lanes].filter((l) => !l.accepted && !before.has(l)); }
+
+function clientTests() {
+  test('connect: a session over rdma:// with 2 lanes, request/response', async () => {
+    const before = new Set(rdmaT.lanes);
+    const s = await within(30000, connect(SVC, { lanes: 2 }), 'connect');
+    try {
+      const r = await s.request('echo', 'hello rdma');
+      assert.equal(r.header.toString(), 'echo');
+      assert.equal(r.data.toString(), 'hello rdma');
+      for (let i = 0; i < 50 && s.stats().lanesUp < 2; i++) await sleep(100);
+      assert.equal(s.stats().lanesUp, 2, 'both lanes up');
+      const mine = myLanes(before);
+      assert.equal(mine.length, 2, 'two rdma lanes (queue pairs) for the session');
+      const st = mine[0].connection.stats();
+      diag(`lane qp stats: ${JSON.stringify(st)}`);
+      const t0 = process.hrtime.bigint();
+      for (let i = 0; i < 20; i++) await s.request('echo', 'x');
+      diag(`FIGURE rdma:// request/response RTT mean ${(Number(process.hrtime.bigint() - t0) / 20e6).toFixed(2)} ms (20 sequential, ${layout})`);
+    } finally { await s.close(); }
+  });
+
+  test('reject (with the reason) and redirect (onSession)', async () => {
+    const e = await rejectsWithCode(connect(SVC.replace('/svc', '/reject'), { lanes: 1 }), 'NEXIO_ERR_REJECTED');
+    assert.match(e.message, /no rdma for you/);
+    const s = await within(30000, connect(SVC.replace('/svc', '/redirect'), { lanes: 1 }), 'redirect');
+    try {
+      assert.equal((await s.request('echo', 'after redirect')).data.toString(), 'after redirect');
+      const sessions = JSON.parse(await control('sessions', ''));
+      assert.equal(sessions.filter((r) => r === '/redirect').length, 2, `onSession saw ${sessions}: at svc, then at mix`);
+    } finally { await s.close(); }
+  });
+
+  test('request/response at every size class (stream splits, ext in frames, rendezvous)', async () => {
+    const s = await connect(SVC, { lanes: 2 });
+    try {
+      const sizes = [0, 1, 100, 8191, 8192, 8193, 16383, 16384, 20000, 65535, 65536, 65537, 200000];
+      for (const n of sizes) {
+        const d = randomBytes(n);
+        const r = await s.request('echo', d);
+        assert.equal(r.data.length, n, `size ${n}`);
+        assert.ok(r.data.equals(d), `content at size ${n}`);
+      }
+      // many in flight: batches above 16 KiB are cut into several SENDs
+      const all = await Promise.all(Array.from({ length: 200 }, (_, i) => s.request('echo', `m${i}`.padEnd(300 + i, '.'))));
+      all.forEach((r, i) => assert.equal(r.data.toString(), `m${i}`.padEnd(300 + i, '.')));
+    } finally { await s.close(); }
+  });
+
+  test('one-way messages in order, and receipts', async () => {
+    const s = await connect(SVC, { lanes: 2 });
+    try {
+      const sent = [];
+      for (let i = 0; i < 300; i++) { sent.push(`ow${i}`); s.send(`ow${i}`, 'x'.repeat(i % 50)).catch(() => {}); }
+      await s.send('ow-last', 'with receipt', { receipt: true });
+      const got = JSON.parse(await control('messages', 'ow'));
+      assert.deepEqual(got, [...sent, 'ow-last'], 'every message once, in order, before the receipt');
+      const receipts = [];
+      s.on('receipt', (seq) => receipts.push(seq));
+      const r = await s.request('echo', 'x', { receipt: true });
+      assert.equal(r.data.toString(), 'x');
+    } finally { await s.close(); }
+  });
+
+  test('cancel (AbortSignal) and per-request timeout', async () => {
+    const s = await connect(SVC, { lanes: 1 });
+    try {
+      const ac = new AbortController();
+      const p = s.request('slow', '3000', { signal: ac.signal });
+      await sleep(300);
+      const t0 = Date.now();
+      ac.abort();
+      await rejectsWithCode(p, 'NEXIO_ERR_ABORTED');
+      assert.ok(Date.now() - t0 < 1000, 'rejected at once');
+      await rejectsWithCode(s.request('slow', '2500', { timeout: 300 }), 'NEXIO_ERR_TIMEOUT');
+      for (let i = 0; i < 50; i++) { const a = JSON.parse(await control('aborted', '')); if (a.includes('slow3000') && a.includes('slow2500')) break; await sleep(100); }
+      const aborted = JSON.parse(await control('aborted', ''));
+      assert.ok(aborted.includes('slow3000'), 'the handler saw the cancel');
+      assert.ok(aborted.includes('slow2500'), 'the handler saw the timeout');
+      assert.equal((await s.request('echo', 'still fine')).data.toString(), 'still fine');
+      assert.equal(s.stats().responses, 1, 'no response delivered for the cancelled/timed-out requests');
+    } finally { await s.close(); }
+  });
+
+  test('large messages through the rendezvous: 1 MiB and 8 MiB both ways, content checked', async () => {
+    const s = await connect(SVC, { lanes: 2 });
+    try {
+      const st0 = { ...rdmaT.rdmaStats };
+      const srv0 = JSON.parse(await control('stats', ''));
+      for (const n of [MiB, 8 * MiB]) {
+        const up = pattern(n, n & 0xff ^ 7);
+        const t0 = process.hrtime.bigint();
+        const r = await within(120000, s.request('sum', up), `upload ${n}`);
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        assert.equal(r.header.toString(), String(n));
+        assert.equal(r.data.toString(), sha(up), `upload of ${n} bytes intact`);
+        const t1 = process.hrtime.bigint();
+        const d = await within(120000, s.request('big', `${n} 11`), `download ${n}`);
+        const ms2 = Number(process.hrtime.bigint() - t1) / 1e6;
+        assert.equal(d.data.length, n);
+        assert.ok(d.data.equals(pattern(n, 11)), `download of ${n} bytes intact`);
+        diag(`FIGURE rdma:// rendezvous ${n >> 20} MiB: up ${ms.toFixed(0)} ms (${(n / MiB / (ms / 1000)).toFixed(1)} MiB/s), down ${ms2.toFixed(0)} ms (${layout})`);
+      }
+      const srv1 = JSON.parse(await control('stats', ''));
+      assert.ok(srv1.rendezvousReceived - srv0.rendezvousReceived >= 2, 'the server READ the uploads');
+      assert.ok(rdmaT.rdmaStats.rendezvousReceived - st0.rendezvousReceived >= 2, 'the client READ the downloads');
+      assert.ok(rdmaT.rdmaStats.rendezvousSent - st0.rendezvousSent >= 2, 'the client sent descriptors, not bytes');
+    } finally { await s.close(); }
+  });
+
+  test('registered memory: an application Buffer sent twice hits the registration cache', async () => {
+    const s = await connect(SVC, { lanes: 1 });
+    try {
+      const buf = pattern(2 * MiB, 3);
+      const st0 = { ...rdmaT.rdmaStats };
+      for (let i = 0; i < 2; i++) assert.equal((await s.request('sum', buf)).data.toString(), sha(buf));
+      const st = rdmaT.rdmaStats;
+      assert.equal(st.registrations - st0.registrations, 1, 'registered once');
+      assert.equal(st.registrationHits - st0.registrationHits, 1, 'the second send hit the cache');
+    } finally { await s.close(); }
+  });
+
+  for (const how of ['qp-error', 'destroy']) {
+    test(`lane failure mid-load (${how} on the server side, lanes: 2): nothing lost, nothing run twice`, async () => {
+      const before = new Set(rdmaT.lanes);
+      const s = await connect(SVC, { lanes: 2, resumeTimeout: 30000 });
+      try {
+        for (let i = 0; i < 50 && s.stats().lanesUp < 2; i++) await sleep(100);
+        const victim = myLanes(before)[0];
+        const prefix = `${how}-${Date.now()}-`;
+        const N = 400;
+        let next = 0, ok = 0, killed = false;
+        const worker = async () => {
+          while (next < N) {
+            const i = next++;
+            const id = prefix + i;
+            const big = i % 50 === 0; // some rendezvous in the mix
+            const r = big ? await s.request('sum', pattern(100000, i)) : await s.request('count', id);
+            if (big) assert.equal(r.data.toString(), sha(pattern(100000, i)));
+            else assert.equal(r.data.toString(), id);
+            ok++;
+            if (!killed && ok === 60) { killed = true; diag(`kill: ${await control('kill-lane', `${victim.connection.localPort} ${how}`)}`); }
+          }
+        };
+        await within(180000, Promise.all(Array.from({ length: 16 }, worker)), 'load');
+        assert.ok(killed);
+        assert.equal(ok, N);
+        const counts = JSON.parse(await control('counts', prefix));
+        assert.deepEqual(counts.twice, [], 'no request ran twice');
+        assert.equal(counts.n, N - N / 50, 'every count request ran');
+        assert.ok(victim.state === 'closed', 'the victim lane closed');
+        diag(`session after ${how}: failovers ${s.stats().failovers}, lanes up ${s.stats().lanesUp}`);
+      } finally { await s.close(); }
+    });
+  }
+
+  test('mixed lanes: rdma:// and tcp:// portals in one session', async () => {
+    const before = new Set(rdmaT.lanes);
+    const mark = laneEvents.length;
+    const s = await connect(MIX_RDMA, { lanes: 4 });
+    try {
+      for (let i = 0; i < 50 && s.stats().lanesUp < 4; i++) await sleep(100);
+      assert.equal(s.stats().lanesUp, 4);
+      const opened = laneEvents.slice(mark).filter((e) => e.event === 'open').map((e) => new URL(e.uri).protocol);
+      assert.ok(opened.includes('rdma:') && opened.includes('tcp:'), `lanes opened: ${opened}`);
+      assert.equal(myLanes(before).length, opened.filter((p) => p === 'rdma:').length);
+      const all = await Promise.all(Array.from({ length: 100 }, (_, i) => s.request('echo', `x${i}`)));
+      all.forEach((r, i) => assert.equal(r.data.toString(), `x${i}`));
+      const big = pattern(MiB, 5);
+      const sums = await Promise.all([0, 1, 2, 3].map(() => s.request('sum', big)));
+      for (const r of sums) assert.equal(r.data.toString(), sha(big));
+      diag(`mixed lanes: ${opened.join(' ')}`);
+    } finally { await s.close(); }
+  });
+
+  test('bad peer input on an rdma lane closes that lane (NEXIO_ERR_PROTOCOL); other sessions keep working', async () => {
+    const { RdmaContext } = require(path.join(ROOT, 'native'));
+    const s = await connect(SVC, { lanes: 1 });
+    const raw = new RdmaContext();
+    try {
+      const [host, port] = [SERVER, PORT];
+      // not a nexio peer: refused at connect
+      await rejectsWithCode(raw.connect({ host, port, privateData: 'hello?' }), 'NEXIO_ERR_RDMA_REJECTED');
+      const p0 = Number(await control('protocol-errors', ''));
+      for (const garbage of [
+        Buffer.concat([Buffer.from([1]), randomBytes(2000)]),       // DATA frame: garbage for the core
+        Buffer.concat([Buffer.from([9]), randomBytes(100)]),        // unknown frame kind: the transport
+        Buffer.from([2, 0, 0]),                                      // short RDV descriptor
+      ]) {
+        const conn = await raw.connect({ host, port, privateData: 'nexio-rdma/1' });
+        const closed = new Promise((r) => conn.once('close', r));
+        conn.on('error', () => {});
+        conn.send(garbage);
+        await within(20000, closed, 'the server closes the lane');
+      }
+      let p1 = p0;
+      for (let i = 0; i < 50 && p1 < p0 + 3; i++) { p1 = Number(await control('protocol-errors', '')); if (p1 < p0 + 3) await sleep(100); }
+      assert.equal(p1 - p0, 3, 'three protocol errors reported');
+      assert.equal((await s.request('echo', 'unharmed')).data.toString(), 'unharmed', 'an existing session keeps working');
+      const s2 = await connect(SVC, { lanes: 1 });
+      assert.equal((await s2.request('echo', 'new')).data.toString(), 'new', 'new sessions keep working');
+      await s2.close();
+    } finally { await s.close(); await raw.close(); }
+  });
+
+  test('CLI: nexio ping rdma://', async () => {
+    const out = await new Promise((resolve, reject) => {
+      const p = spawn(process.execPath, [path.join(ROOT, 'dist/host/cli.js'), 'ping', SVC, '--count', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let o = '';
+      p.stdout.on('data', (d) => { o += d; });
+      p.stderr.on('data', (d) => { o += d; });
+      const t = setTimeout(() => { p.kill(); reject(new Error(`ping hung: ${o}`)); }, 120000);
+      p.on('exit', (code) => { clearTimeout(t); code === 0 ? resolve(o) : reject(new Error(`exit ${code}: ${o}`)); });
+    });
+    diag(out.trim());
+    assert.match(out, /ping rdma:/);
+  });
+}
+
+// ------------------------------------------------------------------ main
+
+(async () => {
+  let servers;
+  if (role === 'single' || role === 'server') servers = await startServers();
+  if (role === 'server') {
+    console.log(`# servers up at rdma://${ME}:${PORT} (ctl tcp ${PORT + 4}); waiting for the client`);
+    const idle = setTimeout(() => { console.log('# no shutdown from the client in 20 min'); process.exit(1); }, 20 * 60000);
+    await servers.done;
+    clearTimeout(idle);
+    await servers.close();
+    console.log('ok 1 - served the client until shutdown');
+    console.log('1..1');
+    process.exit(0);
+  }
+  let ctlSession;
+  if (role === 'single') control = (op, arg) => Promise.resolve(servers.control({ header: Buffer.from(op), data: Buffer.from(arg) })).then(String);
+  else {
+    for (let i = 0; !ctlSession; i++) {
+      try { ctlSession = await connect(CTL, { lanes: 1, timeout: 10000 }); } catch (e) { if (i > 20) throw e; await sleep(1000); }
+    }
+    control = async (op, arg) => (await ctlSession.request(op, arg)).data.toString();
+  }
+  clientTests();
+  const failed = await run(`rdma transport ${layout}/${role}`);
+  if (ctlSession) { await control('shutdown', '').catch(() => {}); await ctlSession.close(); }
+  if (servers) await servers.close();
+  process.exit(failed ? 1 : 0);
+})().catch((err) => { console.log(`not ok - ${err.stack}`); process.exit(1); });
