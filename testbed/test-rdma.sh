@@ -1,8 +1,9 @@
 #!/bin/bash
 # Host side of the rdma:// tests: prepares the lab, builds the addon if needed, then runs
-# test/rdma in both layouts (single: one guest, rxe loopback; pair: server in guest a, client in
-# guest b). Prints one summary line per layout; exits non-zero on any failure, and when the lab
-# cannot be prepared or booted (this never skips).
+# both suites of test/rdma (verbs-suite: the addon; transport-suite: rdma:// through nexio's API,
+# from dist/) in both layouts (single: one guest, rxe loopback; pair: server in guest a, client in
+# guest b). Prints one summary line per layout (and per suite); exits non-zero on any failure, and
+# when the lab cannot be prepared or booted (this never skips).
 #   env: NEXIO_LAB_DIR, NEXIO_RDMA_LAYOUTS (default "single pair"), NEXIO_RDMA_TIMEOUT (s, default 900)
 set -uo pipefail
 TB=$(cd "$(dirname "$0")" && pwd); REPO=$(cd "$TB/.." && pwd)
@@ -18,6 +19,7 @@ if [ ! -f "$addon" ] || [ -n "$(find "$REPO/native/src" "$REPO/native/binding.gy
   "$REPO/native/build.sh" || fail "addon build"
   [ -f "$addon" ] || fail "the addon was not built (rdma-core headers missing?)"
 fi
+(cd "$REPO" && npx tsc -p tsconfig.json) || fail "TypeScript build (dist/, for the transport suite)"
 "$TB/lab.sh" down >/dev/null 2>&1   # a lab left over from an interrupted run
 trap '"$TB/lab.sh" down >/dev/null 2>&1' EXIT
 
@@ -32,10 +34,13 @@ for layout in ${NEXIO_RDMA_LAYOUTS:-single pair}; do
   r=${PIPESTATUS[0]}
   "$TB/lab.sh" down >/dev/null
   pass=$(grep -c '^\(\[.\] \)\?ok ' "$log"); failn=$(grep -c '^\(\[.\] \)\?not ok ' "$log")
-  if [ "$r" = 0 ] && [ "$failn" = 0 ] && [ "$pass" -gt 0 ]; then
-    summary+=("test-rdma: $layout: PASS ($pass tests, $((SECONDS - t))s incl. boot)")
+  suites=$(grep -h 'RDMA-SUITE RESULT' "$log" | sed 's/^\[.\] //; s/^RDMA-SUITE RESULT //' | paste -sd';' | sed 's/;/; /g')
+  nres=$(grep -c 'RDMA-SUITE RESULT' "$log")
+  want=2; [ "$layout" = pair ] && want=4
+  if [ "$r" = 0 ] && [ "$failn" = 0 ] && [ "$pass" -gt 0 ] && [ "$nres" = "$want" ]; then
+    summary+=("test-rdma: $layout: PASS ($pass tests, $((SECONDS - t))s incl. boot) [$suites]")
   else
-    summary+=("test-rdma: $layout: FAIL ($pass passed, $failn failed, exit $r, $((SECONDS - t))s; log $log)"); rc=1
+    summary+=("test-rdma: $layout: FAIL ($pass passed, $failn failed, exit $r, $((SECONDS - t))s; log $log) [$suites]"); rc=1
   fi
 done
 echo "----"

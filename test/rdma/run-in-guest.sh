@@ -1,9 +1,15 @@
 #!/bin/bash
-# Entry point inside a lab guest (see testbed/lab.sh run): runs the verbs suite in the role this
-# guest plays (single: both; pair: a = server, b = client) and prints one RESULT line.
+# Entry point inside a lab guest (see testbed/lab.sh run): runs the suites in the role this guest
+# plays (single: both; pair: a = server, b = client) and prints one RESULT line per suite.
+#   usage: test/rdma/run-in-guest.sh [verbs] [transport]     (default: both, in that order)
+# The transport suite needs dist/ (npx tsc -p tsconfig.json on the host).
 cd "$(dirname "$0")/../.." || exit 125
 role=single
 [ "${NEXIO_LAB_layout:-single}" = pair ] && { [ "$NEXIO_LAB_node" = a ] && role=server || role=client; }
-node test/rdma/verbs-suite.js "$role"; rc=$?
-echo "RDMA-SUITE RESULT ${NEXIO_LAB_layout:-single}/$role: $([ $rc = 0 ] && echo PASS || echo "FAIL (exit $rc)")"
+rc=0
+for suite in ${@:-verbs transport}; do
+  node "test/rdma/$suite-suite.js" "$role"; r=$?
+  echo "RDMA-SUITE RESULT $suite ${NEXIO_LAB_layout:-single}/$role: $([ $r = 0 ] && echo PASS || echo "FAIL (exit $r)")"
+  [ $r = 0 ] || rc=$r
+done
 exit $rc
