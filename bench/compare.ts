@@ -132,6 +132,17 @@ function serverCpu(child: ChildProcess): Promise<number> {
   });
 }
 
+/** Lets a server exit by itself (so that e.g. --cpu-prof can write its profile); kills it after 5 s. */
+function stopServer(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => child.kill(), 5000);
+    child.once('exit', () => { clearTimeout(timer); resolve(); });
+    if (child.connected) child.disconnect();
+    else child.kill();
+  });
+}
+
 function clientCpu(): number {
   const c = process.cpuUsage();
   return c.user + c.system;
@@ -190,10 +201,10 @@ function versionOf(pkg: string): string {
 async function main(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: {
     json: { type: 'string' }, seconds: { type: 'string' }, rounds: { type: 'string' }, systems: { type: 'string' },
-    lanes: { type: 'string' }, 'bulk-inflight': { type: 'string' }, slice: { type: 'string' }, window: { type: 'string' }, warmup: { type: 'string' }, help: { type: 'boolean' },
+    lanes: { type: 'string' }, 'bulk-inflight': { type: 'string' }, slice: { type: 'string' }, window: { type: 'string' }, warmup: { type: 'string' }, workloads: { type: 'string' }, help: { type: 'boolean' },
   } });
   if (values.help) {
-    process.stdout.write('usage: npm run bench -- [--json FILE] [--seconds S] [--rounds R] [--systems nexio,raw,zeromq,grpc] [--lanes N] [--bulk-inflight N] [--slice S] [--warmup S] [--window MSGS,BYTES]\n');
+    process.stdout.write('usage: npm run bench -- [--json FILE] [--seconds S] [--rounds R] [--systems nexio,raw,zeromq,grpc] [--workloads rr,oneway,ping,mib] [--lanes N] [--bulk-inflight N] [--slice S] [--warmup S] [--window MSGS,BYTES]\n');
     return 0;
   }
   const seconds = num(values.seconds, 2, 'seconds');
@@ -213,7 +224,7 @@ async function main(argv: string[]): Promise<number> {
   const names = values.systems ? values.systems.split(',') : systems.map((s) => s.name);
   if (!names.includes('nexio')) names.unshift('nexio');
   const chosen = systems.filter((s) => names.includes(s.name));
-  const loads = workloads(bulkInflight);
+  const loads = workloads(bulkInflight).filter((w) => !values.workloads || values.workloads.split(',').includes(w.key));
   const loadStart = os.loadavg();
   const command = ['npm run bench --', ...argv].join(' ').replace(/ --$/, '');
   process.stderr.write(`${command}\n${os.cpus().length} cpus, load ${loadStart.map((l) => l.toFixed(1)).join(' ')}; ${rounds} rounds of ${seconds} s per workload and system\n`);
@@ -270,7 +281,7 @@ async function main(argv: string[]): Promise<number> {
     }
   } finally {
     await Promise.all(live.map((r) => r.client!.close().catch(() => undefined)));
-    for (const r of running) if (r.child.exitCode === null) r.child.kill();
+    await Promise.all(running.map((r) => stopServer(r.child)));
   }
 
   // Figures: medians over rounds. Ratios: medians of per-round ratios.
