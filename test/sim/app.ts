@@ -19,8 +19,10 @@ export const PORTAL = 'sim://server:1/sim';
 export interface OpSpec {
   /** When the application issues it (µs). */
   at: number;
-  /** 'cycle': close the session gracefully, then open a new one. */
-  kind: 'req' | 'ow' | 'cycle';
+  /** 'cycle': close the session gracefully, then open a new one; 'destroy': abruptly. */
+  kind: 'req' | 'ow' | 'cycle' | 'destroy';
+  /** Which of the client core's sessions issues it (default 0). */
+  slot?: number;
   /** Data bytes (inline) or payload bytes (ext). */
   size: number;
   ext: boolean;
@@ -45,6 +47,8 @@ export interface ResponderSpec {
   maxSize: number;
   /** Chance a new session is rejected. */
   rejectP: number;
+  /** Chance a new session is redirected (to the same portal). */
+  redirectP?: number;
 }
 
 /** What the apps share: the clock, the network, the ledger, the phases. */
@@ -56,7 +60,8 @@ export interface World {
   /** After this, clients open no new sessions (µs). */
   reconnectUntil: number;
   stats: { sent: number; responses: number; timeouts: number; aborted: number; backpressure: number; drains: number;
-    lost: number; rejected: number; closed: number; resumed: number; receipts: number; cancelsSeen: number; ext: number };
+    lost: number; rejected: number; closed: number; destroyed: number; resumed: number; receipts: number;
+    cancelsSeen: number; ext: number; redirects: number; responded: number };
 }
 
 function header(m: { id: number; client: number; inc: number; order: number }): Buffer {
@@ -85,6 +90,11 @@ export class ClientApp implements App {
     return this.w.clock.now;
   }
 
+  /** Whether session handle s is one of this app's. */
+  owns(s: number): boolean {
+    return this.#bySession.has(s);
+  }
+
   connect(): void {
     const inc = new Inc(this.idx, this.incs.length);
     this.incs.push(inc);
@@ -107,6 +117,17 @@ export class ClientApp implements App {
     if (op.kind === 'cycle') {
       const inc = this.inc;
       if (inc && inc.state === 'open' && !inc.closeCalled && !this.closing) this.#close(inc);
+      return;
+    }
+    if (op.kind === 'destroy') {
+      const inc = this.inc;
+      if (!inc || inc.state === 'ended' || this.closing) return;
+      // destroy() ends the session at once and quietly: the application
+      // itself fails what is pending.
+      const r = this.host.core.destroy(inc.session, this.now);
+      if (r < 0) this.w.ledger.report('stuck', `client ${this.idx}: destroy refused (${r})`);
+      this.#end(inc, 'destroyed', 0);
+      this.w.net.turn(this.host);
       return;
     }
     this.queue.push({ op, id: this.w.ledger.newId() });
@@ -204,7 +225,7 @@ export class ClientApp implements App {
     this.#close(inc);
   }
 
-  #end(inc: Inc, o: 'lost' | 'rejected' | 'closed', code: number): void {
+  #end(inc: Inc, o: 'lost' | 'rejected' | 'closed' | 'destroyed', code: number): void {
     if (inc.state === 'ended') {
       this.w.ledger.report('duplicated', `client ${this.idx} inc ${inc.n}: session ended twice (${inc.end}, then ${o})`);
       return;
@@ -302,6 +323,19 @@ export class ClientApp implements App {
   }
 }
 
+/** Routes a client core's events to the app that owns the session. */
+export class Router implements App {
+  readonly apps: ClientApp[] = [];
+  onEvent(h: Host, e: SimEvent): void {
+    for (const a of this.apps) {
+      if (a.owns(e.session)) {
+        a.onEvent(h, e);
+        return;
+      }
+    }
+  }
+}
+
 interface Handler { session: number; tag: number; id: number; cancelled: boolean; done: boolean }
 
 export class ServerApp implements App {
@@ -319,8 +353,14 @@ export class ServerApp implements App {
     const ledger = this.w.ledger;
     switch (e.type) {
       case EV.SESSION_REQUEST:
-        if (this.w.rng.chance(this.spec.rejectP)) core.reject(e.lane, 7, 'busy', this.now);
-        else core.accept(e.lane, [], Buffer.from('srv=1'), this.now);
+        if (this.w.rng.chance(this.spec.rejectP)) {
+          core.reject(e.lane, 7, 'busy', this.now);
+        } else if (this.w.rng.chance(this.spec.redirectP ?? 0)) {
+          this.w.stats.redirects++;
+          core.redirect(e.lane, [PORTAL], this.now);
+        } else {
+          core.accept(e.lane, [], Buffer.from('srv=1'), this.now);
+        }
         break;
       case EV.REQUEST: case EV.MESSAGE: {
         const kind = e.type === EV.REQUEST ? 'req' : 'ow';
@@ -401,6 +441,7 @@ export class ServerApp implements App {
     const extId = ext ? this.host.nextExt++ : 0;
     const res = this.host.core.respond(hd.session, hd.tag, hdr, ext ? size : body, flags, extId, this.now);
     if (res === 0) {
+      this.w.stats.responded++;
       hd.done = true;
       this.#handlers.delete(`${hd.session}:${hd.tag}`);
       if (ext) this.host.extOut.set(extId, body);

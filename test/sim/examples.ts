@@ -153,3 +153,23 @@ export function ackOnDeadLane(): Example {
   });
   return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
 }
+
+/**
+ * One request slot, cancelled requests, two lanes of very different
+ * latency: the ACK that frees a cancelled request's slot (it covers the
+ * CANCEL) overtakes the response on the slow lane, the slot is reused, and
+ * the old response arrives for the new generation of the tag. It must be
+ * dropped, and the new request must get its own response.
+ */
+export function slotReuse(): Example {
+  const c = client({
+    lanes: 2, latencyUs: 2 * MS,
+    ops: range(12).map((i) => op((100 + i * 0.5) * MS, 'req', { size: 32, cancelAfterUs: i % 3 === 2 ? -1 : 3 * MS })),
+  });
+  c.config = { ...c.config, maxRequests: 1 };
+  const scenario = scripted({ clients: [c], activeUntil: 600 * MS });
+  return {
+    scenario, seen: {},
+    options: { script: ({ net }) => { net.linkLatency = (n) => (n === 1 ? 40 * MS : 1 * MS); } },
+  };
+}

@@ -5,7 +5,7 @@
 //
 // Violations are counted in four kinds (the sim's summary line):
 //   lost        a message neither delivered nor covered by a typed outcome
-//               (session lost or rejected); a corrupted payload; a receipt
+//               (session lost, rejected or destroyed); a corrupted payload; a receipt
 //               for a message the peer never got, or a missing receipt
 //   duplicated  a handler ran twice for one id; a second outcome for one
 //               request (a response after a cancel or timeout included)
@@ -16,7 +16,7 @@
 export type Kind = 'lost' | 'duplicated' | 'order' | 'stuck';
 export const kinds: readonly Kind[] = ['lost', 'duplicated', 'order', 'stuck'];
 
-export type Outcome = 'response' | 'timeout' | 'aborted' | 'lost' | 'rejected' | 'closed';
+export type Outcome = 'response' | 'timeout' | 'aborted' | 'lost' | 'rejected' | 'closed' | 'destroyed';
 
 /** One client session incarnation (a client opens a new one after a loss). */
 export class Inc {
@@ -117,7 +117,8 @@ export class Ledger {
   /** End-of-scenario checks over every message sent. */
   check(): void {
     for (const m of this.msgs.values()) {
-      const covered = m.inc.end === 'lost' || m.inc.end === 'rejected';
+      // A destroyed session is the application's own abrupt end: covered too.
+      const covered = m.inc.end === 'lost' || m.inc.end === 'rejected' || m.inc.end === 'destroyed';
       if (m.kind === 'req' && m.outcome === undefined) {
         this.report('stuck', `request id ${m.id} (client ${m.client} inc ${m.inc.n}) has no outcome`);
       }

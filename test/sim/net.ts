@@ -156,6 +156,15 @@ export class Link {
   }
 }
 
+/** Whether a batch carries an ACK with F_RESEND (the peer lost a message mid-lane). */
+function hasResend(b: Buffer, len: number): boolean {
+  if (len < 8) return false;
+  if (b[0] !== 0x30) return b[0] === 0x20 && (b[1] & 1) === 1;
+  const end = b.readUInt32LE(4);
+  for (let p = 8; p < end; p += b.readUInt32LE(p + 4)) if (b[p] === 0x20 && (b[p + 1] & 1)) return true;
+  return false;
+}
+
 /** Frame types a duplicate may carry: messages, ACK, RECEIPT, KEEPALIVE. */
 function dupable(b: Buffer, len: number): boolean {
   const ok = (t: number) => (t >= 0x10 && t <= 0x14) || (t >= 0x20 && t <= 0x22);
@@ -175,7 +184,7 @@ export class SimNet {
   server: Host | undefined;
   /** Per client: [from, until) intervals in µs. */
   readonly partitions = new Map<number, [number, number][]>();
-  readonly stats = { batches: 0, bytes: 0, rxCalls: 0, kills: 0, dups: 0, refused: 0, held: 0 };
+  readonly stats = { batches: 0, bytes: 0, rxCalls: 0, kills: 0, dups: 0, refused: 0, held: 0, resendAcks: 0 };
   #nextLink = 1;
   #ev = new CoreEvent();
   #pools = new Map<string, Unit[]>();
@@ -346,7 +355,10 @@ export class SimNet {
   #open(h: Host, lane: number): void {
     const r = this.rng;
     const base = this.clientLatency(h.client);
-    const link = this.fixedLatency
+    const fixed = this.linkLatency?.(this.#nextLink);
+    const link = fixed !== undefined
+      ? new Link(this.#nextLink++, h, h.client, fixed, 0)
+      : this.fixedLatency
       ? new Link(this.#nextLink++, h, h.client, base, 0)
       : new Link(this.#nextLink++, h, h.client, Math.round(base * (0.5 + r.float() * 1.5)), r.int(0, base));
     link.bytesPerUs = this.clientBandwidth(h.client);
@@ -366,6 +378,8 @@ export class SimNet {
   clientBandwidth: (client: number) => number = () => 0;
   /** Every link gets exactly clientLatency, no jitter (targeted tests). */
   fixedLatency = false;
+  /** Targeted tests: the latency of link number n (1, 2, ... in opening order), no jitter. */
+  linkLatency: ((n: number) => number | undefined) | undefined;
   /** Makes the server accept no more (restart) or come back. */
   newServer: (() => Host) | undefined;
 
@@ -501,6 +515,7 @@ export class SimNet {
     const end = h.ends.get(lane);
     if (!end) { this.ledger.report('stuck', `${h.name}: transmit on unknown lane ${lane}`); return; }
     const txLen = bytes.length;
+    if (hasResend(bytes, txLen)) this.stats.resendAcks++;
     if (ext) {
       const p = h.extOut.get(ext);
       if (!p || p.length !== extLen) {

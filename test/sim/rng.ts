@@ -50,7 +50,10 @@ export class Rng {
     return hi <= lo ? lo : lo + Math.floor(this.float() * (hi - lo + 1));
   }
 
+  /** True with probability p. Draws nothing when p is 0 or 1, so a feature left off does not shift the stream. */
   chance(p: number): boolean {
+    if (p <= 0) return false;
+    if (p >= 1) return true;
     return this.float() < p;
   }
 

@@ -15,7 +15,7 @@ import { Clock } from './clock';
 import { Rng } from './rng';
 import { Ledger, Kind, kinds } from './ledger';
 import { Host, NetParams, SimCore, SimNet } from './net';
-import { ClientApp, OpSpec, ResponderSpec, ServerApp, World } from './app';
+import { ClientApp, OpSpec, ResponderSpec, Router, ServerApp, World } from './app';
 
 const MS = 1000;
 
@@ -28,6 +28,8 @@ export interface ClientSpec {
   bytesPerUs?: number;
   startAt: number;
   ops: OpSpec[];
+  /** Sessions the client core carries at once, each its own application (default 1). */
+  sessions?: number;
 }
 
 export type Fault =
@@ -60,7 +62,7 @@ export const simTimers: Partial<CoreConfig> = {
 function coreConfig(r: Rng): Partial<CoreConfig> {
   return {
     ...simTimers,
-    maxSessions: 8,
+    maxSessions: 16,
     maxLanes: 32,
     windowMsgs: r.pick([16, 32, 64]),
     windowBytes: r.pick([32768, 65536, 131072]),
@@ -86,7 +88,10 @@ export function generate(seed: number): Scenario {
       let at = r.int(startAt, activeUntil);
       const burst = r.chance(0.1) ? r.int(2, 40) : 1;
       for (let b = 0; b < burst; b++) {
-        if (r.chance(0.01)) { ops.push({ at, kind: 'cycle', size: 0, ext: false, receipt: false, timeoutMs: 0, cancelAfterUs: -1 }); continue; }
+        if (r.chance(0.015)) {
+          ops.push({ at, kind: r.chance(0.7) ? 'cycle' : 'destroy', size: 0, ext: false, receipt: false, timeoutMs: 0, cancelAfterUs: -1 });
+          continue;
+        }
         const ext = r.chance(0.06);
         const size = ext ? r.int(8193, 100_000) : r.chance(0.1) ? r.int(0, 8192 - 16) : r.int(0, 300);
         const req = r.chance(reqP);
@@ -99,7 +104,10 @@ export function generate(seed: number): Scenario {
       }
     }
     ops.sort((a, b) => a.at - b.at);
+    const sessions = r.chance(0.25) ? 2 : 1;
+    for (const o of ops) o.slot = r.int(0, sessions - 1);
     clients.push({
+      sessions,
       config: coreConfig(r), lanes: r.int(1, 3), latencyUs: r.int(100, 20_000), startAt, ops,
       bytesPerUs: r.pick([0, 0, 5, 20, 100, 1000]),
     });
@@ -131,6 +139,7 @@ export function generate(seed: number): Scenario {
     responder: {
       immediateP: r.float(), maxDelayUs: r.int(0, 100) * MS, slowP: 0.05, slowMaxUs: r.int(100, 1000) * MS,
       extP: r.pick([0, 0.03]), receiptP: 0.1, errorP: 0.05, maxSize: r.pick([64, 1000, 8180]), rejectP: r.pick([0, 0, 0.05]),
+      redirectP: r.pick([0, 0, 0.05]),
     },
     activeUntil,
     closeAt,
@@ -170,7 +179,7 @@ export function run(sc: Scenario, opts: RunOptions = {}): Result {
   const world: World = {
     clock, net, ledger, rng: rng.fork(), reconnectUntil: sc.activeUntil,
     stats: { sent: 0, responses: 0, timeouts: 0, aborted: 0, backpressure: 0, drains: 0, lost: 0, rejected: 0,
-      closed: 0, resumed: 0, receipts: 0, cancelsSeen: 0, ext: 0 },
+      closed: 0, destroyed: 0, resumed: 0, receipts: 0, cancelsSeen: 0, ext: 0, redirects: 0, responded: 0 },
   };
   const recordings = new Map<string, Recorder>();
   const hosts: Host[] = [];
@@ -193,13 +202,20 @@ export function run(sc: Scenario, opts: RunOptions = {}): Result {
   net.server = newServer();
   net.clientLatency = (c) => sc.clients[c].latencyUs;
   net.clientBandwidth = (c) => sc.clients[c].bytesPerUs ?? 0;
-  const clients = sc.clients.map((spec, i) => {
+  // Every session is its own application with its own id (the ledger's
+  // "client"); a client core with several carries them side by side.
+  const clients: ClientApp[] = [];
+  sc.clients.forEach((spec, i) => {
     const h = makeHost(`client${i}`, spec.config, i);
-    const app = new ClientApp(world, i, h, spec.lanes);
-    h.app = app;
-    clock.at(spec.startAt, () => app.connect());
-    for (const op of spec.ops) clock.at(op.at, () => app.issue(op));
-    return app;
+    const router = new Router();
+    h.app = router;
+    for (let k = 0; k < (spec.sessions ?? 1); k++) {
+      const app = new ClientApp(world, clients.length, h, spec.lanes);
+      clients.push(app);
+      router.apps.push(app);
+      clock.at(spec.startAt + k * 1000, () => app.connect());
+    }
+    for (const op of spec.ops) clock.at(op.at, () => router.apps[op.slot ?? 0].issue(op));
   });
   for (const f of sc.faults) {
     if (f.kind === 'partition') {
