@@ -25,7 +25,7 @@
 // into the stream: it is registered for remote READ only (a cache keyed by
 // its ArrayBuffer: the same application Buffer sent again costs no
 // registration), and an RDV descriptor takes its place in the stream. The
-// receiving lane READs it in RDV_CHUNK pieces into a small registered
+// receiving lane READs it in RDV_CHUNK (64 KiB) pieces, 4 in flight, into a small registered
 // staging pool (no allocation by the peer's declared length) and hands each
 // piece to sink.data() in stream order: frames that arrive while a READ is
 // outstanding are copied aside and delivered after it. When the last piece
@@ -57,9 +57,13 @@ import type * as Native from '../../native/index';
 
 /** Ext payloads at or above this many bytes go by RDMA READ; below, in DATA frames. */
 export const RDV_THRESHOLD = Number(process.env.NEXIO_RDMA_RDV_THRESHOLD) || 64 * 1024;
-/** Bytes per RDMA READ, and per staging chunk. */
-const RDV_CHUNK = 256 * 1024;
-/** READs in flight per lane (staging chunks per lane). */
+/**
+ * Bytes per RDMA READ (and per staging chunk), and READs in flight per lane. A READ's response is
+ * one burst of packets; in the lab (rxe over qemu's UDP link) bursts beyond ~64 packets get lost
+ * and each loss costs the requester a retry timeout: 1 MiB as one READ took 16 s, as 64 KiB x 4
+ * in flight 0.17 s (bench/lab-read-probe.js). Real NICs do not care much either way.
+ */
+const RDV_CHUNK = 64 * 1024;
 const RDV_READS = 4;
 /** Bytes of application memory kept registered for rendezvous (LRU, unreferenced entries evicted). */
 const REG_CACHE_BYTES = Number(process.env.NEXIO_RDMA_REG_CACHE) || 256 * 1024 * 1024;
