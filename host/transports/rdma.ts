@@ -43,6 +43,11 @@
 // frames end the lane with NEXIO_ERR_PROTOCOL. destroy() tears down the QP
 // then the cm id (the addon's reverse order).
 //
+// Known limit (core/context, not this file): ext payload bytes are not fed to
+// the core, so they do not count as life on the lane; a payload that takes
+// longer than the dead-lane time (3 x keepaliveMs) to READ gets its lane
+// declared dead and retransmitted on another. Raise keepaliveMs for slow links.
+//
 // Ownership: the bytes given to sink.data() are a view of the receive ring or
 // of the staging pool, valid during the call only (the context copies).
 
