@@ -79,8 +79,13 @@ interface LaneState {
   ext: { buf: Buffer; off: number; id: number; discard: boolean } | undefined;
 }
 
-type Pending =
-  | { kind: 1; ev: number; session: number; lane: number; code: number; seq: number; tag: number; flags: number; h: Buffer; d: Buffer; aux64: bigint; aux: number };
+/** An event copied out of the core, waiting for dispatch. */
+class Pending {
+  ev = 0; session = 0; lane = 0; code = 0; seq = 0; tag = 0; flags = 0; aux = 0;
+  h: Buffer = Buffer.alloc(0);
+  d: Buffer = Buffer.alloc(0);
+  aux64 = 0n;
+}
 
 export interface ContextOptions {
   core?: Partial<CoreConfig>;
@@ -97,7 +102,9 @@ export class Context {
   #extIn = new Map<number, Buffer>();         // received ext payloads by id, until delivered
   #extNext = 1;
   #ev = new CoreEvent();
-  #pending: Pending[] = [];
+  /** Events read in phase 1, reused record objects: [0, #count) are in use (nested drains stack above). */
+  #pool: Pending[] = [];
+  #count = 0;
   #flushQueued = false;
   #timer: NodeJS.Timeout | undefined;
   #timerAt = -1;
@@ -259,15 +266,17 @@ export class Context {
     for (;;) {
       const n = core.pollEvents();
       if (n === 0) break;
-      const start = this.#pending.length;
+      const start = this.#count;
       const ev = this.#ev;
       for (let i = 0; i < n; i++) {
         core.event(i, ev);
         this.#read(ev, i);
       }
-      if (this.#pending.length === start) continue;
-      const batch = this.#pending.splice(0);
-      for (const p of batch) this.#dispatch(p);
+      const end = this.#count;
+      // Application code runs from here: an input it makes may start a nested
+      // drain, which uses the records above `end` and gives them back.
+      for (let k = start; k < end; k++) this.#dispatch(this.#pool[k]);
+      this.#count = start;
     }
   }
 
@@ -302,10 +311,11 @@ export class Context {
     } else if (e.dataLen && e.dataPtr) {
       d = core.copy(e.dataPtr, e.dataLen);
     }
-    this.#pending.push({
-      kind: 1, ev: e.type, session: e.session, lane: e.lane, code: e.code, seq: e.seq, tag: e.tag,
-      flags: e.flags, h, d, aux64: e.type === Ev.SESSION_OPEN ? core.eventAux64(i) : 0n, aux: e.aux,
-    });
+    let p = this.#pool[this.#count];
+    if (!p) p = this.#pool[this.#count] = new Pending();
+    this.#count++;
+    p.ev = e.type; p.session = e.session; p.lane = e.lane; p.code = e.code; p.seq = e.seq; p.tag = e.tag;
+    p.flags = e.flags; p.h = h; p.d = d; p.aux64 = e.type === Ev.SESSION_OPEN ? core.eventAux64(i) : 0n; p.aux = e.aux;
   }
 
   #dispatch(p: Pending): void {
@@ -342,16 +352,18 @@ export class Context {
   }
 
   #decide(p: Pending): void {
-    const st = this.#lanes.get(p.lane);
+    // The record is reused after dispatch; the decision may come later.
+    const lane = p.lane;
+    const st = this.#lanes.get(lane);
     const info: SessionRequestInfo = {
       resource: p.h.toString(), attrs: p.d, version: p.aux, remote: st?.io?.remote ?? '', portal: st?.uri ?? '',
     };
     const apply = (d: SessionDecision) => {
       if (this.#closed || this.core.trapped) return;
       const now = this.now();
-      if ('redirect' in d) this.core.redirect(p.lane, d.redirect, now);
-      else if ('reject' in d) this.core.reject(p.lane, d.reject || Code.REJECTED, d.message ?? '', now);
-      else this.core.accept(p.lane, this.#portals, d.attrs ?? EMPTY, now);
+      if ('redirect' in d) this.core.redirect(lane, d.redirect, now);
+      else if ('reject' in d) this.core.reject(lane, d.reject || Code.REJECTED, d.message ?? '', now);
+      else this.core.accept(lane, this.#portals, d.attrs ?? EMPTY, now);
       this.#afterInput();
     };
     if (!this.#policy) { apply({ reject: Code.REJECTED, message: 'this context accepts no sessions' }); return; }

@@ -143,6 +143,11 @@ export class Session extends EventEmitter implements SessionPeer {
   #handle: number;
   #state: 'connecting' | 'open' | 'resuming' | 'closing' | 'closed' = 'connecting';
   #id = 0n;
+  /**
+   * Requests in flight, by full tag. Not by tag index: the core frees a
+   * request's index when it delivers the response, so a request issued while
+   * earlier responses of the same batch still wait for dispatch can reuse it.
+   */
   #slots = new Map<number, Slot>();
   #queue: { run: () => boolean; fail: (e: Error) => void }[] = [];
   #maxQueued: number;
@@ -319,6 +324,13 @@ export class Session extends EventEmitter implements SessionPeer {
 
   // ---- internals ----
 
+  /** Removes and returns the slot of request `tag` (undefined if it is not in flight). */
+  #take(tag: number): Slot | undefined {
+    const slot = this.#slots.get(tag);
+    if (slot) this.#slots.delete(tag);
+    return slot;
+  }
+
   #refuse(signal: AbortSignal | undefined): Error | undefined {
     if (this.#state === 'closed' || this.#state === 'closing') return this.#closeError ?? new ClosedError();
     if (this.#closing) return new ClosedError('session is closing');
@@ -345,7 +357,7 @@ export class Session extends EventEmitter implements SessionPeer {
       if (slot.onAbort) signal.removeEventListener('abort', slot.onAbort);
       slot.onAbort = () => {
         if (this.#slots.get(tag) !== slot) return;
-        this.#slots.delete(tag);
+        this.#take(tag);
         ctx.core.cancel(this.#handle, tag, ctx.now());
         ctx.afterInput();
         slot.reject?.(new AbortedError(undefined, { cause: signal.reason }));
@@ -372,7 +384,6 @@ export class Session extends EventEmitter implements SessionPeer {
   }
 
   #respond(tag: number, r: HandlerResult | Error): void {
-    const ctx = this.#ctx;
     let hdr: Uint8Array = EMPTY, dat: Uint8Array = EMPTY, flags = 0;
     try {
       if (typeof r === 'string' || r instanceof Uint8Array) {
@@ -391,19 +402,25 @@ export class Session extends EventEmitter implements SessionPeer {
       flags = FLAG_APP_ERROR;
       dat = Buffer.from(JSON.stringify({ message: r.message, code: (r as NexioError).code ?? 'ERR_HANDLER' }));
     }
-    const run = (): boolean => {
-      if (this.#state === 'closed') return true;
-      const ext = hdr.length + dat.length > INLINE_MAX;
-      const id = ext ? ctx.holdExt(dat) : 0;
-      const res = ctx.core.respond(this.#handle, tag, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), id, ctx.now());
-      if (res < 0 && ext) ctx.dropExt(id);
-      if (res === -Code.BACKPRESSURE) return false;
-      // -BAD_HANDLE: the request was cancelled meanwhile; nothing to deliver.
-      if (res === 0) { this.#st.responses++; this.#st.bytesSent += hdr.length + dat.length; }
-      ctx.afterInput();
-      return true;
-    };
-    if (this.#queue.length > 0 || !run()) this.#queue.push({ run, fail: () => undefined });
+    // The closure is made only when the response has to wait for credit.
+    if (this.#queue.length === 0 && this.#tryRespond(tag, hdr, dat, flags)) return;
+    const h = hdr, d = dat, f = flags;
+    this.#queue.push({ run: () => this.#tryRespond(tag, h, d, f), fail: () => undefined });
+  }
+
+  /** One response into the core: false when out of credit. */
+  #tryRespond(tag: number, hdr: Uint8Array, dat: Uint8Array, flags: number): boolean {
+    if (this.#state === 'closed') return true;
+    const ctx = this.#ctx;
+    const ext = hdr.length + dat.length > INLINE_MAX;
+    const id = ext ? ctx.holdExt(dat) : 0;
+    const res = ctx.core.respond(this.#handle, tag, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), id, ctx.now());
+    if (res < 0 && ext) ctx.dropExt(id);
+    if (res === -Code.BACKPRESSURE) return false;
+    // -BAD_HANDLE: the request was cancelled meanwhile; nothing to deliver.
+    if (res === 0) { this.#st.responses++; this.#st.bytesSent += hdr.length + dat.length; }
+    ctx.afterInput();
+    return true;
   }
 
   #pump(): void {
@@ -420,7 +437,7 @@ export class Session extends EventEmitter implements SessionPeer {
     this.#ctx.detach(this.#handle);
     const e = err ?? new ClosedError();
     for (const [tag, slot] of this.#slots) {
-      this.#slots.delete(tag);
+      this.#take(tag);
       if (slot.signal && slot.onAbort) slot.signal.removeEventListener('abort', slot.onAbort);
       slot.reject?.(e);
       slot.hot?.(e, EMPTY, EMPTY, tag);
@@ -483,9 +500,8 @@ export class Session extends EventEmitter implements SessionPeer {
   }
 
   onResponse(tag: number, header: Buffer, data: Buffer, flags: number): void {
-    const slot = this.#slots.get(tag);
+    const slot = this.#take(tag);
     if (!slot) return;
-    this.#slots.delete(tag);
     const st = this.#st;
     st.responses++;
     st.bytesReceived += header.length + data.length;
@@ -508,9 +524,8 @@ export class Session extends EventEmitter implements SessionPeer {
   }
 
   onRequestFailed(tag: number, code: number): void {
-    const slot = this.#slots.get(tag);
+    const slot = this.#take(tag);
     if (!slot) return;
-    this.#slots.delete(tag);
     if (slot.signal && slot.onAbort) slot.signal.removeEventListener('abort', slot.onAbort);
     const e = fromCode(code);
     slot.reject?.(e);
