@@ -337,53 +337,55 @@ export class Core {
   }
 
   /**
+   * Stages a message's header and, unless FLAG_EXT (or only a length is
+   * given), its data. Returns the inline data staged, for the recorder.
+   */
+  #stageMessage(hdr: Uint8Array, data: Uint8Array | number, flags: number): Uint8Array | undefined {
+    this.#fresh = true;
+    const inline = (flags & FLAG_EXT) !== 0 || typeof data === 'number' ? undefined : data;
+    this.#stage(hdr, inline);
+    return inline;
+  }
+
+  /**
    * Sends a request. With FLAG_EXT, `data` is not copied: only its length
    * travels in the frame, and the host writes the bytes after the batch that
    * pollTransmit reports with this ext id. Returns the tag (> 0) or -code.
    */
   request(session: number, hdr: Uint8Array, data: Uint8Array | number, flags: number, timeoutMs: number, ext: number, now: number): number {
-    this.#fresh = true;
-    const ext_ = (flags & FLAG_EXT) !== 0;
+    const inline = this.#stageMessage(hdr, data, flags);
     const dataLen = typeof data === 'number' ? data : data.length;
-    this.#stage(hdr, ext_ || typeof data === 'number' ? undefined : data);
     let r: number;
     try {
       r = this.#x.request(session, hdr.length, dataLen, flags, timeoutMs, ext, now);
     } catch (e) {
       this.#trap(e);
     }
-    return this.#rec ? this.#input(Op.REQUEST, [session, hdr.length, dataLen, flags, timeoutMs, ext, now], hdr,
-      ext_ || typeof data === 'number' ? undefined : data, r) : r;
+    return this.#rec ? this.#input(Op.REQUEST, [session, hdr.length, dataLen, flags, timeoutMs, ext, now], hdr, inline, r) : r;
   }
 
   send(session: number, hdr: Uint8Array, data: Uint8Array | number, flags: number, ext: number, now: number): number {
-    this.#fresh = true;
-    const ext_ = (flags & FLAG_EXT) !== 0;
+    const inline = this.#stageMessage(hdr, data, flags);
     const dataLen = typeof data === 'number' ? data : data.length;
-    this.#stage(hdr, ext_ || typeof data === 'number' ? undefined : data);
     let r: number;
     try {
       r = this.#x.send(session, hdr.length, dataLen, flags, ext, now);
     } catch (e) {
       this.#trap(e);
     }
-    return this.#rec ? this.#input(Op.SEND, [session, hdr.length, dataLen, flags, ext, now], hdr,
-      ext_ || typeof data === 'number' ? undefined : data, r) : r;
+    return this.#rec ? this.#input(Op.SEND, [session, hdr.length, dataLen, flags, ext, now], hdr, inline, r) : r;
   }
 
   respond(session: number, tag: number, hdr: Uint8Array, data: Uint8Array | number, flags: number, ext: number, now: number): number {
-    this.#fresh = true;
-    const ext_ = (flags & FLAG_EXT) !== 0;
+    const inline = this.#stageMessage(hdr, data, flags);
     const dataLen = typeof data === 'number' ? data : data.length;
-    this.#stage(hdr, ext_ || typeof data === 'number' ? undefined : data);
     let r: number;
     try {
       r = this.#x.respond(session, tag, hdr.length, dataLen, flags, ext, now);
     } catch (e) {
       this.#trap(e);
     }
-    return this.#rec ? this.#input(Op.RESPOND, [session, tag, hdr.length, dataLen, flags, ext, now], hdr,
-      ext_ || typeof data === 'number' ? undefined : data, r) : r;
+    return this.#rec ? this.#input(Op.RESPOND, [session, tag, hdr.length, dataLen, flags, ext, now], hdr, inline, r) : r;
   }
 
   cancel(session: number, tag: number, now: number): number {
