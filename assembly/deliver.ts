@@ -236,8 +236,8 @@ function deliver(si: i32, li: i32, now: u64): bool {
       // A response that matches no request of ours is dropped; its tag is
       // range-checked before it names a table entry.
       let idx = tag & 0xffff;
-      let st = idx < s.R ? load<u8>(pendEntry(s, idx)) : P_FREE;
-      let pe = pendEntry(s, idx < s.R ? idx : 0);
+      let pe = pendEntry(s, idx);
+      let st = idx < s.R ? load<u8>(pe) : P_FREE;
       if (st != P_FREE && <u32>load<u16>(pe, 2) == tag >> 16) {
         if (st == P_WAITING) {
           store<u8>(pe, P_FREE);
