@@ -132,7 +132,8 @@ export function generate(seed: number): Scenario {
   const closeAt = lastFault + 300 * MS;
   return {
     seed,
-    server: coreConfig(r),
+    // The server's lane table never the limit: 4 clients x 2 sessions x 3 lanes, plus lanes closing or in handshake.
+    server: { ...coreConfig(r), maxLanes: 64 },
     clients,
     faults,
     net: { splitP: r.pick([0, 0.3, 0.8]), coalesceP: r.pick([0, 0.5]), dupP: r.pick([0, 0.02, 0.1]) },
