@@ -462,9 +462,12 @@ export class Context {
     if (this.#closed) return;
     this.#closed = true;
     if (this.#timer) clearTimeout(this.#timer);
-    await Promise.all(this.#listeners.map((l) => l.close()));
+    // A listener's close() waits for its connections to end, and with the
+    // timer stopped nothing else ends them: drop the lanes first.
+    const listeners = this.#listeners.map((l) => l.close());
     for (const st of this.#lanes.values()) st.io?.destroy();
     this.#lanes.clear();
+    await Promise.all(listeners);
   }
 }
 

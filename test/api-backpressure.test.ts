@@ -41,21 +41,31 @@ async function setup(t: Test, options: ConnectOptions): Promise<Fixture> {
 
 const settle = (p: Promise<unknown>) => p.then(() => 'ok', (e) => e.code as string);
 
+/** Waits for p, but fails with what the session looks like if it takes more than ms (no silent hang). */
+async function within<T>(t: Test, p: Promise<T>, ms: number, what: string | (() => string), s: Session): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([p, new Promise<'stuck'>((res) => { timer = setTimeout(() => res('stuck'), ms); })]);
+  clearTimeout(timer);
+  if (r === 'stuck') { t.fail(`${typeof what === 'string' ? what : what()}: still waiting after ${ms} ms`, { stats: s.stats() }); return undefined; }
+  return r as T;
+}
+
 t.test('request(): credits bound what is in flight, maxQueued bounds the wait, beyond it NEXIO_ERR_BACKPRESSURE', async (t) => {
   const f = await setup(t, { credits: { requests: 4 }, maxQueued: 3 });
   const outcomes: Promise<string>[] = [];
   for (let i = 0; i < 10; i++) outcomes.push(settle(f.s.request(`r${i}`, 'x')));
-  let timer: NodeJS.Timeout | undefined;
-  const early = await Promise.race([Promise.all(outcomes.slice(7)), new Promise((r) => { timer = setTimeout(() => r('pending'), 5000); })]);
-  clearTimeout(timer);
+  const early = await within(t, Promise.all(outcomes.slice(7)), 5000, 'refusals', f.s);
   t.same(early, ['NEXIO_ERR_BACKPRESSURE', 'NEXIO_ERR_BACKPRESSURE', 'NEXIO_ERR_BACKPRESSURE'],
     'the three beyond credit + queue are refused at once');
-  while (f.handled.length < 4) await new Promise((r) => setTimeout(r, 10));
+  for (let waited = 0; f.handled.length < 4 && waited < 20000; waited += 10) await new Promise((r) => setTimeout(r, 10));
   await new Promise((r) => setTimeout(r, 100));
   t.equal(f.handled.length, 4, 'only four reached the server while the handler held them');
   t.equal(f.s.stats().core?.maxRequests, 4, 'the session runs with 4 request credits');
   f.release();
-  t.same(await Promise.all(outcomes.slice(0, 7)), Array(7).fill('ok'), 'the four in flight and the three queued complete');
+  const outcomeNow: string[] = Array(7).fill('pending');
+  outcomes.slice(0, 7).forEach((p, i) => p.then((o) => { outcomeNow[i] = o; }));
+  const all = await within(t, Promise.all(outcomes.slice(0, 7)), 20000, () => `completion (outcomes ${outcomeNow}, handled ${f.handled})`, f.s);
+  t.same(all, Array(7).fill('ok'), 'the four in flight and the three queued complete');
   t.equal(f.maxRunning(), 4, 'the server never had more than four at once');
   t.same(f.handled, ['r0', 'r1', 'r2', 'r3', 'r4', 'r5', 'r6'], 'in order');
 });

@@ -6,7 +6,9 @@
 
 import t, { Test } from 'tap';
 import diagnostics_channel from 'node:diagnostics_channel';
+import * as net from 'node:net';
 import { connect, createServer, Session, Server } from '../host/index';
+import { encodeHello } from '../host/wire';
 
 async function setup(t: Test): Promise<{ server: Server; peers: Session[] }> {
   const peers: Session[] = [];
@@ -72,6 +74,39 @@ t.test('server.close(): clients fail loudly, not silently', async (t) => {
   t.comment(`server.close(): ${e.code} ${e.message}`);
   t.match(e, { code: /^NEXIO_ERR_(SESSION_LOST|CLOSED)$/ }, 'the pending request fails with a typed error');
   t.match(await closed, { code: /^NEXIO_ERR_(SESSION_LOST|CLOSED)$/ }, "and the session emits 'close' with it");
+});
+
+t.test('server.close() completes while peers hold connections open', { timeout: 30000 }, async (t) => {
+  // One connection that never says HELLO, one whose HELLO waits for a
+  // decision, one with an accepted session whose peer never closes: none of
+  // them may keep close() waiting.
+  let decide!: () => void;
+  const server = await createServer({
+    portals: ['tcp://127.0.0.1:0/svc'],
+    onSession: (info) => (info.resource === '/wait' ? new Promise((r) => { decide = () => r('accept'); }) : 'accept'),
+    handler: () => 'x',
+  });
+  const port = Number(new URL(server.portals[0]).port);
+  const hello = (resource: string) => encodeHello({
+    verMin: 1, verMax: 1, sessionId: 0n, ackSeq: 0n, windowMsgs: 16, windowBytes: 32768, maxRequests: 4, keepaliveMs: 1000,
+    resource, attrs: Buffer.alloc(0),
+  });
+  const socks = await Promise.all([undefined, hello('/wait'), hello('/svc')].map(async (first) => {
+    const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    sock.on('error', () => undefined);
+    sock.resume();
+    await new Promise((r) => sock.once('connect', r));
+    if (first) sock.write(first);
+    return sock;
+  }));
+  t.teardown(() => { for (const x of socks) x.destroy(); decide?.(); });
+  await new Promise((r) => setTimeout(r, 200));
+  const ended = socks.map((x) => new Promise<void>((r) => { x.once('end', () => r()); x.once('close', () => r()); }));
+  await server.close();
+  t.pass('server.close() resolved');
+  await Promise.all(ended);
+  t.pass('and the server ended every connection');
+  decide();
 });
 
 t.test('diagnostics_channel: nexio:session and nexio:lane', async (t) => {
