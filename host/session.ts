@@ -95,6 +95,11 @@ export function toBytes(b: Bytes | undefined | null): Uint8Array {
   throw new InvalidArgumentError('header and data must be a Uint8Array (Buffer) or a string');
 }
 
+/** The error for an operation the core refused: an oversize header is the caller's argument, not a peer's protocol error. */
+function opError(code: number): NexioError {
+  return code === Code.FRAME_TOO_LARGE ? new InvalidArgumentError(`header over ${MAX_APP_HEADER} bytes`) : fromCode(code);
+}
+
 /** An application header: at most MAX_APP_HEADER bytes (the core would refuse it as a frame). */
 function headerBytes(b: Bytes | undefined | null): Uint8Array {
   const h = toBytes(b);
@@ -263,7 +268,7 @@ export class Session extends EventEmitter implements SessionPeer {
     if (this.#state !== 'open' && this.#state !== 'resuming') throw this.#refuse(undefined) ?? new ClosedError();
     const seq = this.#oneway(header, data, 0);
     if (seq === -Code.BACKPRESSURE) return false;
-    if (seq < 0) throw fromCode(-seq);
+    if (seq < 0) throw opError(-seq);
     return true;
   }
 
@@ -275,7 +280,7 @@ export class Session extends EventEmitter implements SessionPeer {
   tryRequest(header: Uint8Array, data: Uint8Array, done: HotCallback, timeoutMs = 0): number {
     if (this.#state !== 'open' && this.#state !== 'resuming') throw this.#refuse(undefined) ?? new ClosedError();
     const tag = this.#issue(header, data, 0, timeoutMs, { hot: done, t0: 0 });
-    if (tag < 0) throw fromCode(-tag);
+    if (tag < 0) throw opError(-tag);
     return tag;
   }
 
