@@ -119,7 +119,12 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     if (typeof options.handler === 'string') ({ handler, onMessage = onMessage } = loadHandler(options.handler));
     const sessions = serveContext(ctx, handler, onMessage, async (info) => toDecision(await onSession(info)));
     const bound: string[] = [];
-    for (let i = 0; i < options.portals.length; i++) bound.push(await ctx.listen(options.portals[i], options.advertise?.[i]));
+    try {
+      for (let i = 0; i < options.portals.length; i++) bound.push(await ctx.listen(options.portals[i], options.advertise?.[i]));
+    } catch (e) {
+      await ctx.close(); // keep none of the portals bound so far
+      throw e;
+    }
     return new Server([bound], async () => {
       await Promise.all([...sessions].map((s) => s.destroy()));
       await ctx.close();
