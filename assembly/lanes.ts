@@ -150,23 +150,26 @@ export function detach(li: i32, code: i32, now: u64, wasOpen: bool): void {
   let p = <i32>l.pos;
   setPosLane(s, p, -1);
   l.session = -1;
-  // A message this lane was still receiving must come again.
+  // A message this lane was still receiving must come again: the sender
+  // may believe it delivered (another copy of it may be on a live lane of
+  // the sender's, skipped here as a duplicate), so ask (ACK with RESEND).
   if ((l.bodyLeft > 0 || l.extWait) && !l.bodySkip) {
     let e = rxEntry(s, l.bodySeq);
     if (load<u8>(e) == RX_RECEIVING && load<i32>(e, 4) == li) {
       store<u8>(e, RX_EMPTY);
-      s.flags |= SF_ACK | SF_RESEND;
-      markSession(si);
+      if (l.bodySeq >= s.resendUntil) s.resendUntil = l.bodySeq + 1;
     }
   }
   l.bodyLeft = 0;
   l.extWait = 0;
   requeueLane(si, li);
-  // The last ACK may have gone out on this lane and died with it; an ACK is
-  // sent only when something arrives, so a quiet peer would wait for it
-  // forever (its CLOSE never acked). Say it again on the other lanes.
-  if (s.rxNext > 0) {
+  // The last ACK may have gone out on this lane and died with it, and with
+  // it a RESEND not yet answered. An ACK is sent only when something
+  // arrives, so a quiet peer would wait forever (its CLOSE never acked, the
+  // message never sent again). Say both again on the other lanes.
+  if (s.rxNext > 0 || s.resendUntil > 0) {
     s.flags |= SF_ACK;
+    if (s.resendUntil > s.rxNext) s.flags |= SF_RESEND;
     markSession(si);
   }
   if (wasOpen) push(EV_LANE_DOWN, sessionHandle(si), laneHandle(li), code);

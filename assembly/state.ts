@@ -101,6 +101,8 @@ export const SF_RESEND: u8 = 0x10;
   rxBase: u32;
   /** One past the highest sequence number held in the receive window (scans stop there). */
   rxHigh: u64;
+  /** Messages below this one were lost mid-lane here: RESEND until rxNext passes it. */
+  resendUntil: u64;
   resumeAt: u64;
   reqDeadline: u64;
   closeSeq: u64;
@@ -317,6 +319,7 @@ export function allocSession(role: u8, state: u8): i32 {
     s.rxNext = 0;
     s.rxBase = 0;
     s.rxHigh = 0;
+    s.resendUntil = 0;
     s.resumeAt = 0;
     s.reqDeadline = 0;
     s.closeSeq = 0;
