@@ -166,6 +166,16 @@ t.test('an ACK lost on a half-open lane is sent again (core: re-ack when a lane 
   t.end();
 });
 
+t.test('a RESEND lost with its lane is asked again (core: resendUntil)', (t) => {
+  const e = ex.resendLost();
+  const res = run(e.scenario, e.options);
+  clean(t, res, 'resend lost');
+  const seen = e.seen as typeof e.seen & { a?: unknown; b?: unknown; resendOn?: unknown };
+  t.ok(seen.a && seen.b && seen.resendOn && seen.resendOn !== seen.b, 'the scenario happened: copy on A, copy on B, RESEND on a third lane, killed');
+  t.ok([...res.world.ledger.msgs.values()].every((m) => m.delivered === 1), 'both messages delivered once');
+  t.end();
+});
+
 t.test('random seeds that fail on the core before each fix', (t) => {
   // Found with the generator as it is now (a change to generate() moves
   // them; the hand-written tests above stay): on the core before 1c50484,

@@ -173,3 +173,55 @@ export function slotReuse(): Example {
     options: { script: ({ net }) => { net.linkLatency = (n) => (n === 1 ? 40 * MS : 1 * MS); } },
   };
 }
+
+/**
+ * A RESEND lost with its lane. Three lanes. An EXT message's header reaches
+ * the server on lane A, then A dies, the server's end never told
+ * (half-open); the client sends the message again on lane B, which the
+ * server skips as a duplicate of the copy still arriving on A. When the
+ * server's keepalive finds A dead it asks for the message again (ACK with
+ * RESEND), and that ACK goes out on lane C, which dies too. The ask must be
+ * repeated, or the message never comes (B is alive: the client sees no
+ * reason to send it again) and the session stalls.
+ */
+export function resendLost(): Example {
+  const seen: Example['seen'] & { a?: Link; b?: Link; resendOn?: Link } = {};
+  const scenario = scripted({
+    clients: [client({ lanes: 3, ops: [op(100 * MS, 'ow', { ext: true, size: 60000 }), op(600 * MS, 'ow')] })],
+    activeUntil: 700 * MS,
+  });
+  return {
+    scenario, seen,
+    options: {
+      script: ({ net, world }) => {
+        net.fixedLatency = true;
+        net.cutter = (link, fromClient, bytes) => {
+          if (fromClient && bytes.length > 10000) {
+            if (!seen.a) {
+              // The first copy: its header and a little payload, then A dies.
+              seen.a = link;
+              world.clock.after(1500, () => net.kill(link, true, 'server'));
+              return [{ at: 2000, gapUs: 1000 }];
+            }
+            seen.b ??= link;
+          }
+          if (!fromClient && bytes.length >= 16 && hasResendAck(bytes) && !seen.resendOn) {
+            seen.resendOn = link;
+            if (link !== seen.b) world.clock.after(0, () => net.kill(link));
+          }
+          return undefined;
+        };
+      },
+    },
+  };
+}
+
+function hasResendAck(b: Buffer): boolean {
+  if (b[0] === 0x20) return (b[1] & 1) === 1;
+  if (b[0] !== 0x30) return false;
+  for (let p = 8; p + 8 <= b.length && p < b.readUInt32LE(4); p += b.readUInt32LE(p + 4)) {
+    if (b[p] === 0x20 && (b[p + 1] & 1)) return true;
+    if (b.readUInt32LE(p + 4) < 8) break;
+  }
+  return false;
+}
