@@ -66,7 +66,7 @@ t.test('AbortSignal: the request fails at once and the handler sees its signal a
 
 t.test('per-request timeout: NEXIO_ERR_TIMEOUT, the handler is told, no late response', async (t) => {
   const { s, got } = await setup(t);
-  const e = await s.request('slow', '1000', { timeout: 100 }).catch((x) => x);
+  const e = await s.request('slow', '600', { timeout: 100 }).catch((x) => x);
   t.type(e, TimeoutError);
   t.equal(e.code, 'NEXIO_ERR_TIMEOUT');
   t.match(await got.get('slow')!.aborted, { code: 'NEXIO_ERR_ABORTED' }, "the handler's req.signal aborted");
@@ -87,7 +87,7 @@ t.test('an already-aborted signal: rejected at once, nothing is sent', async (t)
 
 t.test('AbortSignal.timeout(): aborted with the timeout as cause', async (t) => {
   const { s } = await setup(t);
-  const e = await s.request('x', '2000', { signal: AbortSignal.timeout(50) }).catch((x) => x);
+  const e = await s.request('x', '500', { signal: AbortSignal.timeout(50) }).catch((x) => x);
   t.match(e, { code: 'NEXIO_ERR_ABORTED', cause: { name: 'TimeoutError' } });
 });
 
@@ -132,7 +132,7 @@ t.test('a request waiting for credit: cancel and timeout take it out of the queu
 t.test('hot path: tryRequest with a timeout', async (t) => {
   const { s } = await setup(t);
   const e = await new Promise<Error | null>((resolve) => {
-    const ok = s.tryRequest(Buffer.from('hot'), Buffer.from('1000'), (err) => resolve(err), 100);
+    const ok = s.tryRequest(Buffer.from('hot'), Buffer.from('500'), (err) => resolve(err), 100);
     if (!ok) resolve(new Error('no credit on an idle session'));
   });
   t.match(e, { code: 'NEXIO_ERR_TIMEOUT' }, 'the callback gets NEXIO_ERR_TIMEOUT');
