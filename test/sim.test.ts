@@ -182,8 +182,9 @@ t.test('random seeds that fail on the core before each fix', (t) => {
   // a graceful close during a partition reported a clean close with
   // messages lost (5, 9, 15); before 2fc3764, a lane closed by the core mid
   // ext payload wedged the session (561, 647, 861); before ad81851, the ACK
-  // of a CLOSE lost on a half-open lane was never sent again (115, 788).
-  for (const seed of [5, 9, 15, 561, 647, 861, 115, 788]) clean(t, run(generate(seed)), `seed ${seed}`);
+  // of a CLOSE lost on a half-open lane was never sent again (115, 788);
+  // before 74271ae, a RESEND lost with its lane was never asked again (4321).
+  for (const seed of [5, 9, 15, 561, 647, 861, 115, 788, 4321]) clean(t, run(generate(seed)), `seed ${seed}`);
   t.end();
 });
 
