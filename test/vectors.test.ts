@@ -346,9 +346,8 @@ const recipes: Record<string, Recipe> = {
       const evs = p.feed('cli', p.cliLanes[0], b);
       tt.equal(one(evs, 'close-lane').code, 0, 'the lane closes without error');
       tt.equal(one(evs, 'open-lane').hdr.toString(), 'tcp://10.0.0.2:7000/echo', 'the new lane goes to the first portal');
-      tt.same(names(evs), ['close-lane', 'open-lane'], 'no lane-down for a lane that never came up', {
-        todo: 'core: detach() computes wasOpen after closeLane() set L_CLOSING, so a HELLO_SENT lane reports lane-down',
-      });
+      // Fixed in 2fc3764 (detach() computed wasOpen after closeLane() set L_CLOSING).
+      tt.same(names(evs), ['close-lane', 'open-lane'], 'no lane-down for a lane that never came up');
     },
   },
   'request-inline': {
@@ -798,10 +797,9 @@ t.test('an ACK for a message assigned but not yet sent is a window error', async
   const p = Pair.open(1);
   p.cli.core.send(p.cliSession, text('ev'), text('queued'), 0, 0, p.now);
   const evs = p.feed('cli', p.cliLanes[0], W.encodeAck({ ackSeq: 1n }));
-  const todo = 'core: processAck() checks ackSeq only against txNextSeq (the first test is dead code), ' +
-    'so the queued message is dropped unsent';
-  tt.same(names(evs).slice(0, 1), ['protocol-error'], 'refused', { todo });
-  tt.equal(p.cli.transmit(p.now).length > 0, true, 'the message still goes out', { todo });
+  // Fixed in 59676d7 (processAck() checked ackSeq only against txNextSeq: the queued message was dropped unsent).
+  tt.same(names(evs).slice(0, 1), ['protocol-error'], 'refused');
+  tt.equal(p.cli.transmit(p.now).length > 0, true, 'the message still goes out');
 });
 
 t.test('host/wire.ts and the core agree on mutated message headers', async (tt) => {
