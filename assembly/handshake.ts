@@ -24,7 +24,7 @@ import { closeLane, protocolError, openPosition, endSession, laneOpened } from "
 import { processAck } from "./deliver";
 import {
   putHeader, T_ACCEPT, T_REJECT, T_REDIRECT, ACCEPT_SIZE, REJECT_SIZE, REDIRECT_SIZE, HELLO_SIZE,
-  PROTOCOL_MIN, PROTOCOL_MAX, MAX_CONTROL_FRAME, MAX_PORTALS_BYTES, MAX_REDIRECTS, F_JOINED,
+  PROTOCOL_MIN, PROTOCOL_MAX, MAX_CONTROL_FRAME, MAX_PORTALS_BYTES, MAX_REDIRECTS, F_JOINED, KEY_SIZE,
 } from "./wire";
 import {
   E_MALFORMED, E_BAD_STATE, E_VERSION, E_UNKNOWN_SESSION, E_LIMIT, E_REJECTED, E_REDIRECT_LOOP,
@@ -69,6 +69,9 @@ function sendAccept(li: i32, si: i32, flags: u8, src: usize, portalsLen: u32, at
   store<u32>(p, <u32>(cfg.keepaliveUs / 1000), 44);
   store<u32>(p, <u32>(cfg.resumeUs / 1000), 48);
   store<u32>(p, 0, 52);
+  let joined = flags & F_JOINED;
+  store<u64>(p, joined ? 0 : s.keyLo, 56);
+  store<u64>(p, joined ? 0 : s.keyHi, 64);
   memory.copy(p + ACCEPT_SIZE, src, portalsLen + attrsLen);
 }
 
@@ -90,6 +93,12 @@ function findSession(id: u64): i32 {
     if (s.state != S_FREE && s.role == ROLE_SERVER && s.id == id) return <i32>i;
   }
   return -1;
+}
+
+/** Compares the key at k with the session's, in time independent of where they differ. */
+function keyMatches(s: Session, k: usize): bool {
+  let d = (load<u64>(k) ^ s.keyLo) | (load<u64>(k, 8) ^ s.keyHi);
+  return d == 0 && (s.keyLo | s.keyHi) != 0;
 }
 
 function freePosition(s: Session): i32 {
@@ -130,9 +139,10 @@ export function onHello(li: i32, f: usize, len: u32, now: u64): void {
     setAux(e, hi, 0);
     return;
   }
-  // Join or resume an existing session.
+  // Join or resume an existing session: the HELLO must carry its key. A wrong
+  // key gets the same answer as an unknown id, so a guess learns nothing.
   let si = findSession(id);
-  if (si < 0) { sendReject(li, E_UNKNOWN_SESSION, 0, 0, now); return; }
+  if (si < 0 || !keyMatches(session(si), f + 48)) { sendReject(li, E_UNKNOWN_SESSION, 0, 0, now); return; }
   let s = session(si);
   let p = freePosition(s);
   // A closing session takes lanes too: its CLOSE, or the ack of the peer's,
@@ -154,11 +164,17 @@ export function onHello(li: i32, f: usize, len: u32, now: u64): void {
   markSession(si);
 }
 
-/** Server host: accept the session asked for on lane li. Returns the session handle or -error. */
+/**
+ * Server host: accept the session asked for on lane li. src holds the
+ * session key (KEY_SIZE bytes from the host's CSPRNG; all zero is refused),
+ * then portals, then attrs. Returns the session handle or -error.
+ */
 export function accept(li: i32, src: usize, portalsLen: u32, attrsLen: u32, now: u64): i32 {
   let l = lane(li);
   if (l.state != L_PENDING_ACCEPT) return -E_BAD_STATE;
   if (portalsLen > MAX_PORTALS_BYTES || ACCEPT_SIZE + portalsLen + attrsLen > MAX_CONTROL_FRAME) return -E_BAD_ARGUMENT;
+  let keyLo = load<u64>(src), keyHi = load<u64>(src, 8);
+  if ((keyLo | keyHi) == 0) return -E_BAD_ARGUMENT;
   let si = allocSession(ROLE_SERVER, S_OPEN);
   if (si < 0) {
     sendReject(li, E_LIMIT, 0, 0, now);
@@ -168,13 +184,15 @@ export function accept(li: i32, src: usize, portalsLen: u32, attrsLen: u32, now:
   let id = rng.next();
   while (id == 0 || findSession(id) >= 0) id = rng.next();
   s.id = id;
+  s.keyLo = keyLo;
+  s.keyHi = keyHi;
   s.version = l.version;
   setWindows(s, l.peerMsgs, l.peerBytes, l.peerRequests, l.peerKeepaliveMs);
   setPosLane(s, 0, li);
   l.session = si;
   l.pos = 0;
   laneOpened(s, l);
-  sendAccept(li, si, 0, src, portalsLen, attrsLen);
+  sendAccept(li, si, 0, src + KEY_SIZE, portalsLen, attrsLen);
   let e = push(EV_SESSION_OPEN, sessionHandle(si), laneHandle(li), 0);
   setAux(e, s.version, s.id);
   return <i32>sessionHandle(si);
@@ -219,11 +237,14 @@ export function onAccept(li: i32, f: usize, len: u32, now: u64): void {
   }
   let id = load<u64>(f, 16);
   if (s.state == S_CONNECTING) {
-    if (id == 0 || !setWindows(s, load<u32>(f, 32), load<u32>(f, 36), load<u32>(f, 40), load<u32>(f, 44))) {
+    let keyLo = load<u64>(f, 56), keyHi = load<u64>(f, 64);
+    if (id == 0 || (keyLo | keyHi) == 0 || !setWindows(s, load<u32>(f, 32), load<u32>(f, 36), load<u32>(f, 40), load<u32>(f, 44))) {
       protocolError(li, E_MALFORMED, now);
       return;
     }
     s.id = id;
+    s.keyLo = keyLo;
+    s.keyHi = keyHi;
     s.version = version;
     s.state = S_OPEN;
     s.resumeAt = 0;

@@ -155,7 +155,7 @@ export function extDone(h: u32, nowUs: f64): i32 {
 
 // ---- server decisions ----
 
-/** Accepts the session asked for on this lane; staging holds portals then attrs. */
+/** Accepts the session asked for on this lane; staging holds the session key (16 bytes), portals, attrs. */
 export function accept(h: u32, portalsLen: u32, attrsLen: u32, nowUs: f64): i32 {
   input(nowUs);
   let li = laneFromHandle(h);

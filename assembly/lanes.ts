@@ -90,6 +90,8 @@ export function sendHello(li: i32, now: u64): void {
   store<u32>(p, cfg.windowBytes, 36);
   store<u32>(p, cfg.maxRequests, 40);
   store<u32>(p, <u32>(cfg.keepaliveUs / 1000), 44);
+  store<u64>(p, s.keyLo, 48);
+  store<u64>(p, s.keyHi, 56);
   l.state = L_HELLO_SENT;
   l.lastRx = now;
 }

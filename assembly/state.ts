@@ -85,6 +85,8 @@ export const SF_RESEND: u8 = 0x10;
   inDirty: u8;
   flags: u8;
   id: u64;
+  keyLo: u64;         // the session key (wire.ts KEY_SIZE), bytes 0..7
+  keyHi: u64;         //   and 8..15; 0 until known
   version: u32;
   M: u32;
   W: u32;
@@ -305,6 +307,8 @@ export function allocSession(role: u8, state: u8): i32 {
     s.inDirty = 0;
     s.flags = 0;
     s.id = 0;
+    s.keyLo = 0;
+    s.keyHi = 0;
     s.version = 0;
     s.M = cfg.windowMsgs;
     s.W = cfg.windowBytes;

@@ -51,19 +51,26 @@ export const F_RESEND: u8 = 0x01;
 // ACCEPT flags.
 export const F_JOINED: u8 = 0x01;
 
-// HELLO: 48 bytes + resource + attrs.
+// The session key: 16 random bytes the server draws for each session (from
+// the host's CSPRNG) and sends in the new session's ACCEPT; a join or resume
+// HELLO must carry it. The session id only names a session; the key proves
+// the lane belongs to it.
+export const KEY_SIZE: u32 = 16;
+// HELLO: 64 bytes + resource + attrs.
 //   8 u16 verMin | 10 u16 verMax | 12 u16 resourceLen | 14 u16 attrsLen
 //  16 u64 sessionId (0 = new session)
 //  24 u64 ackSeq (next sequence the sender expects; 0 for a new session)
 //  32 u32 windowMsgs | 36 u32 windowBytes
 //  40 u32 maxRequests | 44 u32 keepaliveMs
-export const HELLO_SIZE: u32 = 48;
-// ACCEPT: 56 bytes + portals + attrs.
+//  48 key[16] (join/resume: the session's key; new session: 0)
+export const HELLO_SIZE: u32 = 64;
+// ACCEPT: 72 bytes + portals + attrs.
 //   8 u16 version | 10 u16 portalsLen | 12 u16 attrsLen | 14 u16 reserved
 //  16 u64 sessionId | 24 u64 ackSeq
 //  32 u32 windowMsgs | 36 u32 windowBytes | 40 u32 maxRequests | 44 u32 keepaliveMs
 //  48 u32 resumeMs | 52 u32 reserved
-export const ACCEPT_SIZE: u32 = 56;
+//  56 key[16] (new session: the session's key, never all zero; join: 0)
+export const ACCEPT_SIZE: u32 = 72;
 // REJECT: 16 bytes + message.
 //   8 u16 reason | 10 u16 verMin | 12 u16 verMax | 14 u16 msgLen
 export const REJECT_SIZE: u32 = 16;

@@ -44,6 +44,7 @@ const SIZE = Number(opt.size);
 
 const config = { ...defaultConfig };
 const EMPTY = new Uint8Array(0);
+const KEY = Buffer.from('bench-session-k!');
 const reqData = Buffer.alloc(SIZE, 0x71);
 const respData = Buffer.alloc(SIZE, 0x72);
 let now = 1_000_000;
@@ -68,7 +69,7 @@ function openPair(): Pair {
         todo.push(() => { sl = srv.laneAccepted(now); cli.laneUp(cl, now); });
       } else if (core === srv && ev.type === Ev.SESSION_REQUEST) {
         const lane = ev.lane;
-        todo.push(() => { ss = srv.accept(lane, [], EMPTY, now); });
+        todo.push(() => { ss = srv.accept(lane, KEY, [], EMPTY, now); });
       } else if (core === cli && ev.type === Ev.SESSION_OPEN) {
         open = true;
       }

@@ -9,7 +9,7 @@
 // once per turn (a microtask after the inputs of a callback), so everything
 // queued in one turn leaves as one batch per lane.
 
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { Core, CoreConfig, CoreEvent, Ev } from './core';
 import { Recorder } from './record';
 import { Transport, Lane, LaneSink, Listener } from './transports/transport';
@@ -363,7 +363,7 @@ export class Context {
       const now = this.now();
       if ('redirect' in d) this.core.redirect(lane, d.redirect, now);
       else if ('reject' in d) this.core.reject(lane, d.reject || Code.REJECTED, d.message ?? '', now);
-      else this.core.accept(lane, this.#portals, d.attrs ?? EMPTY, now);
+      else this.core.accept(lane, sessionKey(), this.#portals, d.attrs ?? EMPTY, now);
       this.#afterInput();
     };
     if (!this.#policy) { apply({ reject: Code.REJECTED, message: 'this context accepts no sessions' }); return; }
@@ -472,6 +472,17 @@ export class Context {
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
+
+// Session keys come from the CSPRNG, drawn 256 at a time: every lane that
+// joins or resumes a session must present its key, so it must not be
+// guessable from anything a client sees (session ids are not secret).
+const KEY_SIZE = 16;
+const keyPool = Buffer.alloc(KEY_SIZE * 256);
+let keyAt = keyPool.length;
+function sessionKey(): Buffer {
+  if (keyAt === keyPool.length) { randomFillSync(keyPool); keyAt = 0; }
+  return keyPool.subarray(keyAt, (keyAt += KEY_SIZE));
+}
 
 export function isNexioError(e: unknown): e is NexioError {
   return e instanceof NexioError;

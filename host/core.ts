@@ -9,6 +9,7 @@
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { CoreTrapError, InvalidArgumentError } from './errors';
+import { KEY_SIZE } from './wire';
 import type { Recorder } from './record';
 
 export interface CoreConfig {
@@ -312,12 +313,19 @@ export class Core {
     return this.#rec ? this.#input(Op.EXT_DONE, [lane, now], undefined, undefined, r) : r;
   }
 
-  accept(lane: number, portals: string[], attrs: Uint8Array, now: number): number {
+  /**
+   * Accepts the new session asked for on `lane`. `key` is the session key:
+   * 16 bytes from a CSPRNG (Context uses crypto.randomFillSync); every later
+   * lane of the session must present it. A recording holds it.
+   */
+  accept(lane: number, key: Uint8Array, portals: string[], attrs: Uint8Array, now: number): number {
     this.#fresh = true;
+    if (key.length !== KEY_SIZE) throw new InvalidArgumentError(`a session key is ${KEY_SIZE} bytes, not ${key.length}`);
     const p = Buffer.from(portals.join('\n'));
-    this.#stage(p, attrs);
+    const kp = Buffer.concat([key, p]);
+    this.#stage(kp, attrs);
     const r = this.#call(() => this.#x.accept(lane, p.length, attrs.length, now));
-    return this.#rec ? this.#input(Op.ACCEPT, [lane, p.length, attrs.length, now], p, attrs, r) : r;
+    return this.#rec ? this.#input(Op.ACCEPT, [lane, p.length, attrs.length, now], kp, attrs, r) : r;
   }
 
   reject(lane: number, reason: number, message: string, now: number): number {

@@ -34,8 +34,10 @@ export const MAX_PORTALS_BYTES = 2048;
 export const MIN_WINDOW_MSGS = 16;
 export const MIN_WINDOW_BYTES = 32768;
 
-export const HELLO_SIZE = 48;
-export const ACCEPT_SIZE = 56;
+/** The session key's length: a join or resume HELLO must carry the key the new session's ACCEPT gave. */
+export const KEY_SIZE = 16;
+export const HELLO_SIZE = 64;
+export const ACCEPT_SIZE = 72;
 export const REJECT_SIZE = 16;
 export const REDIRECT_SIZE = 16;
 export const ACK_SIZE = 16;
@@ -92,6 +94,8 @@ export interface Hello {
   /** Next sequence number the sender expects (0n for a new session). */
   ackSeq: bigint;
   windowMsgs: number; windowBytes: number; maxRequests: number; keepaliveMs: number;
+  /** Join or resume: the session's key (KEY_SIZE bytes); a new session: zeros. */
+  key: Buffer;
   resource: string; attrs: Buffer;
 }
 export interface Accept {
@@ -101,6 +105,8 @@ export interface Accept {
   ackSeq: bigint;
   windowMsgs: number; windowBytes: number; maxRequests: number; keepaliveMs: number;
   resumeMs: number;
+  /** A new session: its key (KEY_SIZE bytes, not all zero); a join: zeros. */
+  key: Buffer;
   portals: string[]; attrs: Buffer;
 }
 export interface Reject {
@@ -165,6 +171,11 @@ function portalBytes(portals: string[]): Buffer {
   return utf8(portals.join('\n'));
 }
 
+function keyBytes(k: Uint8Array): Buffer {
+  if (k.length !== KEY_SIZE) throw new InvalidArgumentError(`a session key is ${KEY_SIZE} bytes, not ${k.length}`);
+  return Buffer.from(k);
+}
+
 type Fields<T extends Frame> = Omit<T, 'type' | 'flags'> & { flags?: number };
 
 export function encodeHello(f: Fields<Hello>): Buffer {
@@ -180,6 +191,7 @@ export function encodeHello(f: Fields<Hello>): Buffer {
   b.writeUInt32LE(fits('windowBytes', f.windowBytes, 32), 36);
   b.writeUInt32LE(fits('maxRequests', f.maxRequests, 32), 40);
   b.writeUInt32LE(fits('keepaliveMs', f.keepaliveMs, 32), 44);
+  keyBytes(f.key).copy(b, 48);
   res.copy(b, HELLO_SIZE);
   Buffer.from(f.attrs).copy(b, HELLO_SIZE + res.length);
   return b;
@@ -198,6 +210,7 @@ export function encodeAccept(f: Fields<Accept>): Buffer {
   b.writeUInt32LE(fits('maxRequests', f.maxRequests, 32), 40);
   b.writeUInt32LE(fits('keepaliveMs', f.keepaliveMs, 32), 44);
   b.writeUInt32LE(fits('resumeMs', f.resumeMs, 32), 48);
+  keyBytes(f.key).copy(b, 56);
   portals.copy(b, ACCEPT_SIZE);
   Buffer.from(f.attrs).copy(b, ACCEPT_SIZE + portals.length);
   return b;
@@ -424,6 +437,7 @@ function decodeControl(b: Buffer): Frame {
         sessionId: b.readBigUInt64LE(16), ackSeq: b.readBigUInt64LE(24),
         windowMsgs: b.readUInt32LE(32), windowBytes: b.readUInt32LE(36),
         maxRequests: b.readUInt32LE(40), keepaliveMs: b.readUInt32LE(44),
+        key: Buffer.from(b.subarray(48, 48 + KEY_SIZE)),
         resource: text(b, HELLO_SIZE, resLen),
         attrs: Buffer.from(b.subarray(HELLO_SIZE + resLen, len)),
       };
@@ -447,13 +461,19 @@ function decodeControl(b: Buffer): Frame {
         windowMsgs: b.readUInt32LE(32), windowBytes: b.readUInt32LE(36),
         maxRequests: b.readUInt32LE(40), keepaliveMs: b.readUInt32LE(44),
         resumeMs: b.readUInt32LE(48),
+        key: Buffer.from(b.subarray(56, 56 + KEY_SIZE)),
         portals: portalList(b, ACCEPT_SIZE, portalsLen),
         attrs: Buffer.from(b.subarray(ACCEPT_SIZE + portalsLen, len)),
       };
       if (f.sessionId === 0n) fail(Code.MALFORMED, 'ACCEPT without a session id');
       // A join's ACCEPT repeats the server's windows; only a new session applies them.
-      if ((flags & F_JOINED) === 0 && f.windowMsgs < MIN_WINDOW_MSGS || f.windowBytes < MIN_WINDOW_BYTES || f.maxRequests < 1) {
-        fail(Code.MALFORMED, 'ACCEPT windows below the minimum');
+      // A join's ACCEPT repeats the server's windows and carries no key; only
+      // a new session's ACCEPT is checked for both.
+      if ((flags & F_JOINED) === 0) {
+        if (f.windowMsgs < MIN_WINDOW_MSGS || f.windowBytes < MIN_WINDOW_BYTES || f.maxRequests < 1) {
+          fail(Code.MALFORMED, 'ACCEPT windows below the minimum');
+        }
+        if (f.key.every((x) => x === 0)) fail(Code.MALFORMED, 'ACCEPT of a new session without a key');
       }
       return f;
     }
@@ -556,7 +576,7 @@ export function frameToJson(f: Frame): Record<string, unknown> {
 }
 
 const u64Fields = new Set(['sessionId', 'ackSeq', 'seq']);
-const byteFields = new Set(['attrs', 'header', 'data']);
+const byteFields = new Set(['attrs', 'header', 'data', 'key']);
 
 /**
  * The frame a JSON form names. Omitted fields take their defaults: flags 0,
@@ -573,8 +593,8 @@ export function frameFromJson(j: Record<string, unknown>): Frame {
     else f[k] = v;
   }
   const defaults: Record<string, Record<string, unknown>> = {
-    hello: { resource: '', attrs: Buffer.alloc(0), sessionId: 0n, ackSeq: 0n },
-    accept: { portals: [], attrs: Buffer.alloc(0), ackSeq: 0n },
+    hello: { resource: '', attrs: Buffer.alloc(0), sessionId: 0n, ackSeq: 0n, key: Buffer.alloc(KEY_SIZE) },
+    accept: { portals: [], attrs: Buffer.alloc(0), ackSeq: 0n, key: Buffer.alloc(KEY_SIZE) },
     reject: { message: '' },
     error: { message: '' },
     batch: { count: (f.frames as Frame[] | undefined)?.length ?? 0 },

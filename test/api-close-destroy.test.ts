@@ -89,7 +89,7 @@ t.test('server.close() completes while peers hold connections open', { timeout: 
   const port = Number(new URL(server.portals[0]).port);
   const hello = (resource: string) => encodeHello({
     verMin: 1, verMax: 1, sessionId: 0n, ackSeq: 0n, windowMsgs: 16, windowBytes: 32768, maxRequests: 4, keepaliveMs: 1000,
-    resource, attrs: Buffer.alloc(0),
+    key: Buffer.alloc(16), resource, attrs: Buffer.alloc(0),
   });
   const socks = await Promise.all([undefined, hello('/wait'), hello('/svc')].map(async (first) => {
     const sock = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });

@@ -5,7 +5,7 @@
 
 import t, { Test } from 'tap';
 import * as net from 'node:net';
-import { connect, createServer, Session, NexioError } from '../host/index';
+import { connect, createServer, Session, NexioError, Code } from '../host/index';
 import {
 
   decodeFrame, encodeHello, encodeRequest, encodeKeepalive, Frame,
@@ -13,7 +13,7 @@ import {
 
 const hello = (sessionId = 0n, over: Partial<Parameters<typeof encodeHello>[0]> = {}) => encodeHello({
   verMin: 1, verMax: 1, sessionId, ackSeq: 0n, windowMsgs: 16, windowBytes: 32768, maxRequests: 4, keepaliveMs: 1000,
-  resource: '/svc', attrs: Buffer.alloc(0), ...over,
+  key: Buffer.alloc(16), resource: '/svc', attrs: Buffer.alloc(0), ...over,
 });
 /** A request as the first of a session: seq 0, slot 0, the first tag (generation 1, index 0). */
 const request = (over: Partial<Parameters<typeof encodeRequest>[0]> = {}) => encodeRequest({
@@ -198,35 +198,31 @@ t.test('fifty hostile connections at once', async (t) => {
   await untouched();
 });
 
-// xorshift64* as the core's rng.ts: its output is state * M, so one session
-// id gives the generator's state, and the next id follows.
-const M = 0x2545f4914f6cdd1dn, MASK = (1n << 64n) - 1n;
-const inverse = (a: bigint) => { let x = 1n; for (let i = 0; i < 7; i++) x = (x * (2n - a * x)) & MASK; return x; };
-const nextSessionId = (id: bigint) => {
-  let x = (id * inverse(M)) & MASK;
-  x ^= x >> 12n; x ^= (x << 25n) & MASK; x ^= x >> 27n;
-  return (x * M) & MASK;
-};
-
-// Known core bug, reported: the assertions are marked todo so the suite
-// stays green while they fail; drop the marks when the core is fixed.
-const HIJACK = 'core: session ids are successive xorshift64* outputs and a HELLO naming an id joins that session with no other proof (assembly/handshake.ts, rng.ts)';
-
-t.test('a peer cannot join a stranger\'s session by predicting its id', async (t) => {
+// Session ids name sessions; they are not secret (an observer sees them on
+// the wire, and a client may guess its neighbours'). What admits a lane to a
+// session is its key: 16 bytes from the server's CSPRNG, sent once in the
+// new session's ACCEPT, required in every join or resume HELLO.
+t.test('a peer that knows a session id but not its key cannot join it', async (t) => {
   const { port, server } = await setup(t);
-  const mine = await connect(server.portals[0], { lanes: 1 });
-  t.teardown(() => mine.destroy());
-  const guess = nextSessionId(mine.id);
   const victim = await connect(server.portals[0], { lanes: 1 });
   t.teardown(() => victim.destroy());
-  t.not(victim.id, guess, "the next client's session id cannot be computed from one's own", { todo: HIJACK });
-  const p = new RawPeer(port);
-  t.teardown(() => p.sock.destroy());
-  await p.ready();
-  p.send(hello(victim.id));
-  const answer = await p.until('accept');
-  await Promise.all(Array.from({ length: 10 }, (_, i) => victim.request('', `private ${i}`)));
-  t.notOk(answer && p.frames().some((f) => f.type === 'response'), "a HELLO naming another client's session does not get its responses", { todo: HIJACK });
+  const tries: [string, Buffer | undefined][] = [
+    ['no key', undefined],
+    ['a wrong key', Buffer.from('0123456789abcdef')],
+  ];
+  for (const [what, key] of tries) {
+    const p = new RawPeer(port);
+    t.teardown(() => p.sock.destroy());
+    await p.ready();
+    p.send(hello(victim.id, key ? { key } : {}));
+    const answer = await p.until('reject');
+    t.equal(answer?.type === 'reject' ? answer.reason : -1, Code.UNKNOWN_SESSION, `a join HELLO with ${what} is refused as an unknown session`);
+    t.notOk(p.frames().some((f) => f.type === 'accept'), `and gets no ACCEPT (${what})`);
+    t.ok(await within(p.closed, 5000), `and the connection is closed (${what})`);
+  }
+  const got = await Promise.all(Array.from({ length: 10 }, (_, i) => victim.request('', `private ${i}`)));
+  t.equal(got.length, 10, 'the session goes on');
+  t.equal(victim.stats().lanesUp, 1, 'with its one lane');
 });
 
 /** Whether p settles within ms: a wait that can fail instead of hang. */

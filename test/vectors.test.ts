@@ -14,9 +14,9 @@ import t from 'tap';
 import { readdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import * as W from '../host/wire';
-import { NexioError } from '../host/errors';
+import { NexioError, Code } from '../host/errors';
 import { FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT } from '../host/core';
-import { Ev, Pair, Peer, Tx, T0, hex, PORTAL } from './vectors/harness';
+import { Ev, Pair, Peer, Tx, T0, hex, PORTAL, VECTOR_KEY } from './vectors/harness';
 
 interface Vector {
   name: string; note: string; fields: Record<string, unknown>; hex: string;
@@ -221,7 +221,7 @@ const recipes: Record<string, Recipe> = {
       const p = new Pair();
       const hello = p.laneUp(p.connect(2)[0].lane);
       const req = one(p.feed('srv', p.srvLanes[0], hello[0].bytes), 'session-request');
-      p.srv.core.accept(req.lane, ['tcp://10.0.0.2:7000/echo', 'tcp://10.0.0.3:7000/echo'], text('srv'), p.now);
+      p.srv.core.accept(req.lane, VECTOR_KEY, ['tcp://10.0.0.2:7000/echo', 'tcp://10.0.0.3:7000/echo'], text('srv'), p.now);
       p.srv.events();
       return only(p.srv.transmit(p.now)).bytes;
     },
@@ -240,7 +240,7 @@ const recipes: Record<string, Recipe> = {
       const p = new Pair();
       const hello = p.laneUp(p.connect(1)[0].lane);
       const req = one(p.feed('srv', p.srvLanes[0], hello[0].bytes), 'session-request');
-      p.srv.core.accept(req.lane, [], Buffer.alloc(0), p.now);
+      p.srv.core.accept(req.lane, VECTOR_KEY, [], Buffer.alloc(0), p.now);
       p.srv.events();
       return only(p.srv.transmit(p.now)).bytes;
     },
@@ -831,7 +831,7 @@ t.test('host/wire.ts and the core agree on mutated message headers', async (tt) 
       }
       const { srv, lane } = serverLane();
       srv.core.rx(lane, bytes('hello-new'), T0);
-      srv.core.accept(one(srv.events(), 'session-request').lane, [], Buffer.alloc(0), T0);
+      srv.core.accept(one(srv.events(), 'session-request').lane, VECTOR_KEY, [], Buffer.alloc(0), T0);
       srv.events();
       srv.transmit(T0);
       srv.core.rx(lane, b, T0);
@@ -843,4 +843,42 @@ t.test('host/wire.ts and the core agree on mutated message headers', async (tt) 
     }
   }
   tt.ok(agreed > 150, `${agreed} mutations judged alike (the rest hit the sequence window)`);
+});
+
+// ---- session keys (protocol.md §5, §10): an id names a session, its key admits a lane ----
+
+t.test('a join HELLO must carry the session key: a wrong or missing key is answered as an unknown session', async (tt) => {
+  const p = new Pair();
+  const open = one(p.handshake(2), 'open-lane');
+  const good = only(p.laneUp(open.lane)).bytes;
+  const f = W.decodeFrame(good) as W.Hello;
+  tt.equal(hex(f.key), hex(VECTOR_KEY), 'the client joins with the key the ACCEPT gave');
+  for (const [what, key] of [['no key', Buffer.alloc(16)], ['a key off by one bit', Buffer.from(VECTOR_KEY).fill(VECTOR_KEY[15] ^ 1, 15)]] as const) {
+    const lane = p.srv.core.laneAccepted(p.now);
+    p.srv.events();
+    const evs = p.srv.core.rx(lane, W.encodeFrame({ ...f, key: key as Buffer }), p.now);
+    tt.ok(evs >= 0, `${what}: taken`);
+    tt.same(names(p.srv.events()), ['close-lane'], `${what}: no lane-up`);
+    const r = W.decodeFrame(frameOf(p.srv.transmit(p.now), W.T_REJECT, lane)) as W.Reject;
+    tt.equal(r.reason, 8, `${what}: REJECT(unknown-session)`);
+  }
+  const sl = p.peerLane('cli', open.lane);
+  tt.same(names(p.feed('srv', sl, good)), ['lane-up'], 'the right key joins');
+});
+
+t.test("a new session's ACCEPT without a key is malformed; accept() refuses an all-zero key", async (tt) => {
+  const p = new Pair();
+  const ev = p.connect(1);
+  const hello = p.laneUp(ev[0].lane);
+  const req = one(p.feed('srv', p.srvLanes[0], hello[0].bytes), 'session-request');
+  tt.equal(p.srv.core.accept(req.lane, Buffer.alloc(16), [], Buffer.alloc(0), p.now), -Code.BAD_ARGUMENT, 'accept() with a zero key: bad-argument');
+  tt.throws(() => p.srv.core.accept(req.lane, Buffer.alloc(8), [], Buffer.alloc(0), p.now), /16 bytes/, 'a key of the wrong size is refused by the host');
+  const acc = W.decodeFrame(bytes('accept-plain')) as W.Accept;
+  const raw = W.encodeFrame({ ...acc, key: Buffer.from(VECTOR_KEY) });
+  raw.fill(0, 56, 72);
+  let wire = -1;
+  try { W.decodeFrame(raw); } catch (e) { wire = (e as NexioError).wire ?? -1; }
+  tt.equal(wire, 1, 'the codec: malformed');
+  const evs = p.feed('cli', ev[0].lane, raw);
+  tt.equal(one(evs, 'protocol-error').code, 1, 'the core: malformed');
 });

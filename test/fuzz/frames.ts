@@ -14,8 +14,11 @@ export const T = {
 import {
   F_RECEIPT, F_EXT, F_APP_ERROR, F_RESEND, F_JOINED, FRAME_HEADER, MSG_HEADER, MAX_CONTROL_FRAME,
   MAX_APP_HEADER, INLINE_MAX, MAX_MSG_FRAME, MAX_BATCH, MAX_PORTALS_BYTES, HELLO_SIZE, ACCEPT_SIZE,
-  REJECT_SIZE, REDIRECT_SIZE, ACK_SIZE, RECEIPT_SIZE, KEEPALIVE_SIZE, ERROR_SIZE, BATCH_SIZE,
+  REJECT_SIZE, REDIRECT_SIZE, ACK_SIZE, RECEIPT_SIZE, KEEPALIVE_SIZE, ERROR_SIZE, BATCH_SIZE, KEY_SIZE,
 } from '../../host/wire';
+
+/** The session key the fuzz targets' hosts accept with; joins must present it. */
+export const FUZZ_KEY = Buffer.from('fuzz-session-key');
 
 export {
   F_RECEIPT, F_EXT, F_APP_ERROR, F_RESEND, F_JOINED, FRAME_HEADER, MSG_HEADER, MAX_CONTROL_FRAME,
@@ -44,6 +47,8 @@ export interface HelloFields {
   verMin?: number; verMax?: number; sessionId?: bigint; ackSeq?: bigint | number;
   windowMsgs?: number; windowBytes?: number; maxRequests?: number; keepaliveMs?: number;
   resource?: Uint8Array; attrs?: Uint8Array;
+  /** Default: FUZZ_KEY for a join (sessionId set), zeros for a new session. */
+  key?: Uint8Array;
 }
 
 export function hello(f: HelloFields = {}): Buffer {
@@ -60,6 +65,7 @@ export function hello(f: HelloFields = {}): Buffer {
   b.writeUInt32LE(f.windowBytes ?? 256 * 1024, 36);
   b.writeUInt32LE(f.maxRequests ?? 256, 40);
   b.writeUInt32LE(f.keepaliveMs ?? 1000, 44);
+  b.set(f.key ?? (f.sessionId ? FUZZ_KEY : Buffer.alloc(KEY_SIZE)), 48);
   b.set(res, HELLO_SIZE);
   b.set(attrs, HELLO_SIZE + res.length);
   return b;
@@ -69,6 +75,8 @@ export interface AcceptFields {
   flags?: number; version?: number; sessionId?: bigint; ackSeq?: bigint | number;
   windowMsgs?: number; windowBytes?: number; maxRequests?: number; keepaliveMs?: number;
   resumeMs?: number; portals?: Uint8Array; attrs?: Uint8Array;
+  /** Default: FUZZ_KEY, or zeros with F_JOINED. */
+  key?: Uint8Array;
 }
 
 export function accept(f: AcceptFields = {}): Buffer {
@@ -85,6 +93,7 @@ export function accept(f: AcceptFields = {}): Buffer {
   b.writeUInt32LE(f.maxRequests ?? 256, 40);
   b.writeUInt32LE(f.keepaliveMs ?? 1000, 44);
   b.writeUInt32LE(f.resumeMs ?? 10000, 48);
+  b.set(f.key ?? ((f.flags ?? 0) & F_JOINED ? Buffer.alloc(KEY_SIZE) : FUZZ_KEY), 56);
   b.set(portals, ACCEPT_SIZE);
   b.set(attrs, ACCEPT_SIZE + portals.length);
   return b;

@@ -32,7 +32,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Core, CoreEvent, CoreConfig, Ev } from '../../host/core';
 import { CoreTrapError, codeNames } from '../../host/errors';
-import { T, isMessage, MSG_HEADER, BATCH_SIZE, ACCEPT_SIZE } from './frames';
+import { T, isMessage, MSG_HEADER, BATCH_SIZE, ACCEPT_SIZE, FUZZ_KEY } from './frames';
 import { Rng } from './rng';
 
 /** Small tables so limits are reached quickly; windows small enough to wrap often. */
@@ -467,7 +467,7 @@ export class Harness {
     let r: number;
     switch (run.script.decision) {
       case 'accept':
-        r = this.#input(core, ctx, () => core.accept(hl.handle, ['tcp://portal-a:1', 'tcp://portal-b:2'], Buffer.from('k=v'), this.now));
+        r = this.#input(core, ctx, () => core.accept(hl.handle, FUZZ_KEY, ['tcp://portal-a:1', 'tcp://portal-b:2'], Buffer.from('k=v'), this.now));
         if (r < 0) this.#fail('stuck', `srv.accept() returned ${codeName(-r)}: a session leaked?`);
         break;
       case 'reject':
@@ -518,7 +518,7 @@ export class Harness {
         const lane = ev.lane;
         this.#actions.push(() => {
           this.#hsSrv = this.#input(this.srv, { kind: 'healthy', fed: 0, adopt: false },
-            () => this.srv.accept(lane, [], new Uint8Array(0), this.now));
+            () => this.srv.accept(lane, FUZZ_KEY, [], new Uint8Array(0), this.now));
         });
       }
       return;

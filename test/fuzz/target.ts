@@ -32,7 +32,7 @@ export class Target {
     let asked = false;
     this.drain((e) => { if (e.type === Ev.SESSION_REQUEST) asked = true; });
     if (!asked) throw new Error('no session request');
-    this.session = this.core.accept(this.lane, [], new Uint8Array(0), this.now);
+    this.session = this.core.accept(this.lane, F.FUZZ_KEY, [], new Uint8Array(0), this.now);
     if (this.session < 0) throw new Error(`accept: ${this.session}`);
     this.drain();
   }
@@ -42,7 +42,7 @@ export class Target {
     const lane = this.core.laneAccepted(this.now);
     this.core.rx(lane, F.hello(), this.now);
     this.drain();
-    const session = this.core.accept(lane, [], new Uint8Array(0), this.now);
+    const session = this.core.accept(lane, F.FUZZ_KEY, [], new Uint8Array(0), this.now);
     this.drain();
     return { lane, session };
   }

@@ -342,10 +342,20 @@ export class ServerApp implements App {
   readonly #handlers = new Map<string, Handler>();
   readonly #blocked = new Map<number, Handler[]>();
 
+  #keys = 0;
+
   constructor(readonly w: World, readonly host: Host, readonly spec: ResponderSpec) {}
 
   get now(): number {
     return this.w.clock.now;
+  }
+
+  /** Session keys: distinct and deterministic (drawn apart from the world's rng, so they move no scenario). */
+  #nextKey(): Buffer {
+    const k = Buffer.alloc(16);
+    k.write(`k:${this.host.name}`.slice(0, 12));
+    k.writeUInt32LE(++this.#keys, 12);
+    return k;
   }
 
   onEvent(h: Host, e: SimEvent): void {
@@ -359,7 +369,7 @@ export class ServerApp implements App {
           this.w.stats.redirects++;
           core.redirect(e.lane, [PORTAL], this.now);
         } else {
-          core.accept(e.lane, [], Buffer.from('srv=1'), this.now);
+          core.accept(e.lane, this.#nextKey(), [], Buffer.from('srv=1'), this.now);
         }
         break;
       case EV.REQUEST: case EV.MESSAGE: {

@@ -27,6 +27,8 @@ export const RESOURCE = '/echo';
 export const ATTRS = Buffer.from('k=v');
 /** The first input's time (µs). */
 export const T0 = 1_000_000;
+/** The session key the server's host hands its core in the vectors ("nexio-key-000001"). */
+export const VECTOR_KEY = Buffer.from('nexio-key-000001');
 
 /** An event with its header and data copied out of core memory. */
 export interface Ev {
@@ -168,7 +170,7 @@ export class Pair {
     const hello = this.laneUp(first[0].lane);
     const req = this.feed('srv', this.srvLanes[0], hello[0].bytes).find((e) => e.name === 'session-request');
     if (!req) throw new Error('no session-request');
-    this.srvSession = this.srv.core.accept(req.lane, portals, attrs, this.now);
+    this.srvSession = this.srv.core.accept(req.lane, VECTOR_KEY, portals, attrs, this.now);
     if (this.srvSession < 0) throw new Error(`accept: ${this.srvSession}`);
     this.srv.events();
     const acc = this.srv.transmit(this.now);
