@@ -882,3 +882,13 @@ t.test("a new session's ACCEPT without a key is malformed; accept() refuses an a
   const evs = p.feed('cli', ev[0].lane, raw);
   tt.equal(one(evs, 'protocol-error').code, 1, 'the core: malformed');
 });
+
+t.test("a join's ACCEPT is not checked for windows, by the codec as by the core", async (tt) => {
+  const acc = W.decodeFrame(bytes('accept-joined')) as W.Accept;
+  const small = W.encodeFrame({ ...acc, windowBytes: 1024, maxRequests: 0 });
+  tt.doesNotThrow(() => W.decodeFrame(small), 'the codec takes it (it once refused it: operator precedence)');
+  const p = new Pair();
+  const open = one(p.handshake(2), 'open-lane');
+  p.laneUp(open.lane);
+  tt.same(names(p.feed('cli', open.lane, small)), ['lane-up'], 'the core takes it');
+});
