@@ -18,7 +18,13 @@ KPKG=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '/Depends: linux-im
 DEB=$(ls ${KPKG}_*.deb 2>/dev/null | head -1 || true)
 if [ -z "$DEB" ]; then
   echo "setup: downloading $KPKG"
-  apt-get download -qq -o APT::Sandbox::User=root "$KPKG"
+  # stale package lists name a version the mirror no longer has: refresh them and resolve again
+  if ! apt-get download -qq -o APT::Sandbox::User=root "$KPKG"; then
+    echo "setup: download of $KPKG failed; apt-get update and resolving again"
+    apt-get update -qq
+    KPKG=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-/{print $2; exit}')
+    apt-get download -qq -o APT::Sandbox::User=root "$KPKG"
+  fi
   DEB=$(ls ${KPKG}_*.deb | head -1)
 fi
 # Rebuild the initramfs only when the kernel or our init/builder changed.

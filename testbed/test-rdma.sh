@@ -11,7 +11,9 @@ LAB=${NEXIO_LAB_DIR:-/var/tmp/nexio-lab}; export NEXIO_LAB_DIR=$LAB
 t0=$SECONDS
 fail() { echo "test-rdma: FAIL: $*"; exit 1; }
 
+echo "==== test-rdma: lab setup [$(date -u +%H:%M:%S)]"
 "$TB/setup.sh" || fail "lab setup (testbed/setup.sh)"
+echo "==== test-rdma: builds (addon, dist/) [$(date -u +%H:%M:%S), +$((SECONDS - t0))s]"
 addon=$REPO/native/build/Release/nexio_rdma.node
 if [ ! -f "$addon" ] || [ -n "$(find "$REPO/native/src" "$REPO/native/binding.gyp" -newer "$addon" 2>/dev/null | head -1)" ]; then
   (cd "$REPO/native" && node -e "require.resolve('node-addon-api')" 2>/dev/null) ||
@@ -23,11 +25,25 @@ fi
 "$TB/lab.sh" down >/dev/null 2>&1   # a lab left over from an interrupted run
 trap '"$TB/lab.sh" down >/dev/null 2>&1' EXIT
 
+# A guest that does not come up is retried once, loudly (qemu under TCG on a loaded machine);
+# a test is never retried. The failed boot's job folders (console logs) are kept in
+# $LAB/boot-failed-<layout>-<attempt>/ (lab.sh up starts from an empty run/).
+boot() { # LAYOUT
+  local attempt
+  for attempt in 1 2; do
+    "$TB/lab.sh" up "$1" && return 0
+    echo "test-rdma: WARNING: the $1 lab did not boot (attempt $attempt of 2)"
+    rm -rf "$LAB/boot-failed-$1-$attempt"; cp -r "$LAB/run" "$LAB/boot-failed-$1-$attempt" 2>/dev/null
+  done
+  return 1
+}
+
 summary=() rc=0
 for layout in ${NEXIO_RDMA_LAYOUTS:-single pair}; do
   t=$SECONDS
-  if ! "$TB/lab.sh" up "$layout"; then
-    summary+=("test-rdma: $layout: FAIL (lab did not boot)"); rc=1; continue
+  echo "==== test-rdma: $layout layout [$(date -u +%H:%M:%S), +$((SECONDS - t0))s]"
+  if ! boot "$layout"; then
+    summary+=("test-rdma: $layout: FAIL (lab did not boot, twice)"); rc=1; continue
   fi
   log=$LAB/test-rdma-$layout.log
   "$TB/lab.sh" run -t "${NEXIO_RDMA_TIMEOUT:-900}" -- test/rdma/run-in-guest.sh 2>&1 | tee "$log"
@@ -41,6 +57,7 @@ for layout in ${NEXIO_RDMA_LAYOUTS:-single pair}; do
     summary+=("test-rdma: $layout: PASS ($pass tests, $((SECONDS - t))s incl. boot) [$suites]")
   else
     summary+=("test-rdma: $layout: FAIL ($pass passed, $failn failed, exit $r, $((SECONDS - t))s; log $log) [$suites]"); rc=1
+    for c in "$LAB"/run/*/console.log; do echo "---- $c (last 40 lines)"; tail -n 40 "$c"; done
   fi
 done
 echo "----"
