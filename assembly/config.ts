@@ -5,7 +5,8 @@
 //   0 maxSessions   1 maxLanes     2 windowMsgs (pow2)  3 windowBytes (pow2)
 //   4 maxRequests   5 keepaliveMs  6 resumeMs           7 helloTimeoutMs
 //   8 backoffMinMs  9 backoffMaxMs 10 seedLo            11 seedHi
-//  12 eventCap
+//  12 eventCap    13 holdRx (1: delivered messages stay in the receive ring,
+//                     unacked, until the host releases them: zero-copy views)
 
 export const CONFIG_WORDS: i32 = 16;
 export const configBlock: usize = memory.data(CONFIG_WORDS * 4);
@@ -23,6 +24,7 @@ export let backoffMaxUs: u64 = 0;
 export let seedLo: u32 = 0;
 export let seedHi: u32 = 0;
 export let eventCap: u32 = 0;
+export let holdRx: u32 = 0;
 
 export const LANES_PER_SESSION: i32 = 8;
 
@@ -49,6 +51,7 @@ export function readConfig(): bool {
   seedLo = word(10);
   seedHi = word(11);
   eventCap = word(12);
+  holdRx = word(13);
   if (maxSessions < 1 || maxSessions > 16384) return false;
   if (maxLanes < 1 || maxLanes > 65535) return false;
   if (!isPow2(windowMsgs) || windowMsgs < 16 || windowMsgs > 65536) return false;
@@ -57,5 +60,6 @@ export function readConfig(): bool {
   if (keepaliveUs == 0 || helloTimeoutUs == 0) return false;
   if (backoffMinUs == 0 || backoffMaxUs < backoffMinUs) return false;
   if (eventCap < 64 || eventCap > 65536) return false;
+  if (holdRx > 1) return false;
   return true;
 }

@@ -11,7 +11,7 @@
 import * as cfg from "./config";
 import {
   Session, lane, session, sessionHandle, laneHandle, txEntry, rxEntry, pendEntry, inbEntry,
-  L_OPEN, RX_EMPTY, RX_RECEIVING, RX_PRESENT, P_FREE, P_WAITING, P_CANCEL_UNSENT, P_CANCELLED,
+  L_OPEN, RX_EMPTY, RX_RECEIVING, RX_PRESENT, RX_HELD, P_FREE, P_WAITING, P_CANCEL_UNSENT, P_CANCELLED,
   SF_ACK, SF_BACKPRESSURED, S_CLOSING, S_DRAINING, S_OPEN, SF_CLOSE_QUEUED,
 } from "./state";
 import {
@@ -26,7 +26,7 @@ import {
   F_EXT, F_RECEIPT, F_KNOWN_MSG, F_RESEND,
 } from "./wire";
 import {
-  E_MALFORMED, E_BAD_STATE, E_WINDOW, E_LIMIT, E_FRAME_TOO_LARGE, E_BACKPRESSURE,
+  E_MALFORMED, E_BAD_STATE, E_WINDOW, E_LIMIT, E_FRAME_TOO_LARGE, E_BACKPRESSURE, E_BAD_ARGUMENT,
 } from "./errors";
 
 let extCounter: u32 = 0;
@@ -67,7 +67,8 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
   }
   let pos = slot & (cfg.windowBytes - 1);
   if (pos + frameLen > cfg.windowBytes) { protocolError(li, E_WINDOW, now); return false; }
-  if (seq >= s.rxNext + <u64>s.M) { protocolError(li, E_WINDOW, now); return false; }
+  // Entries from rxAck on are in use (delivered ones may still be held).
+  if (seq >= s.rxAck + <u64>s.M) { protocolError(li, E_WINDOW, now); return false; }
   l.bodySeq = seq;
   l.bodyLeft = frameLen - MSG_HEADER;
   let e = rxEntry(s, seq);
@@ -76,7 +77,7 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
     l.bodySkip = 1;
     if (seq < s.rxNext) { s.flags |= SF_ACK; markSession(si); }
   } else {
-    if (!inByteWindow(s, seq, slot, frameLen)) { protocolError(li, E_WINDOW, now); return false; }
+    if (!inByteWindow(s, seq, slot, frameLen) || overlapsLent(s, pos, frameLen)) { protocolError(li, E_WINDOW, now); return false; }
     l.bodySkip = 0;
     let dst = s.rxRing + <usize>pos;
     memory.copy(dst, h, MSG_HEADER);
@@ -146,6 +147,47 @@ function inByteWindow(s: Session, seq: u64, slot: u32, frameLen: u32): bool {
   return hi - lo <= W;
 }
 
+/**
+ * holdRx: whether ring bytes [pos, pos + len) overlap what is lent to the
+ * host, [ackBase, rxBase) of the stream. An honest sender never writes
+ * there: it is unacked, so still inside its own ring's credit.
+ */
+function overlapsLent(s: Session, pos: u32, len: u32): bool {
+  if (s.rxAck == s.rxNext) return false;
+  let RB = cfg.windowBytes;
+  let h = s.rxBase - s.ackBase;
+  if (h >= RB) return true;
+  let a = s.ackBase & (RB - 1);
+  let end = a + h;
+  if (pos < (end < RB ? end : RB) && a < pos + len) return true;
+  return end > RB && pos < end - RB;
+}
+
+/** Moves the ack point over released messages (holdRx), or to rxNext. */
+function advanceAck(s: Session): void {
+  if (!cfg.holdRx) { s.rxAck = s.rxNext; return; }
+  while (s.rxAck < s.rxNext && load<u8>(rxEntry(s, s.rxAck)) != RX_HELD) s.rxAck++;
+  s.ackBase = s.rxAck < s.rxNext ? load<u32>(rxEntry(s, s.rxAck), 16) : s.rxBase;
+}
+
+/**
+ * holdRx: the host is done with delivered message seq (its header and data
+ * views). Acks once everything below is released too. Returns 0 or -error.
+ */
+export function release(si: i32, seq: u64): i32 {
+  let s = session(si);
+  if (seq < s.rxAck || seq >= s.rxNext) return -E_BAD_ARGUMENT;
+  let e = rxEntry(s, seq);
+  if (load<u8>(e) != RX_HELD) return -E_BAD_ARGUMENT;
+  store<u8>(e, RX_EMPTY);
+  if (seq == s.rxAck) {
+    advanceAck(s);
+    s.flags |= SF_ACK;
+    markSession(si);
+  }
+  return 0;
+}
+
 /** The body of lane li's current message has arrived. Returns false if the lane was closed. */
 export function onMessageBody(li: i32, now: u64): bool {
   let l = lane(li);
@@ -210,16 +252,18 @@ function deliver(si: i32, li: i32, now: u64): bool {
     let tag = load<u32>(e, 28);
     let ext = load<u32>(e, 12);
     store<u8>(e, RX_EMPTY);
+    let lent = false;
     s.rxNext = seq + 1;
     s.rxBase = load<u32>(e, 16) + MSG_HEADER + hdrLen + ((flags & F_EXT) ? 0 : dataLen);
     s.flags |= SF_ACK;
     if (type == T_REQUEST) {
       let ib = inbEntry(s, tag & 0xffff);
-      if (load<u8>(ib) != P_FREE) { protocolError(li, E_LIMIT, now); return false; }
+      if (load<u8>(ib) != P_FREE) { advanceAck(s); protocolError(li, E_LIMIT, now); return false; }
       store<u8>(ib, P_WAITING);
       store<u32>(ib, tag, 4);
       store<u64>(ib, seq, 8);
       let ev = push(EV_REQUEST, sh, laneHandle(li), 0);
+      lent = cfg.holdRx != 0;
       setSeq(ev, seq);
       setTag(ev, tag, flags);
       setHdr(ev, p + MSG_HEADER, hdrLen);
@@ -227,6 +271,7 @@ function deliver(si: i32, li: i32, now: u64): bool {
       setExt(ev, ext);
     } else if (type == T_ONEWAY) {
       let ev = push(EV_MESSAGE, sh, laneHandle(li), 0);
+      lent = cfg.holdRx != 0;
       setSeq(ev, seq);
       setTag(ev, 0, flags);
       setHdr(ev, p + MSG_HEADER, hdrLen);
@@ -242,6 +287,7 @@ function deliver(si: i32, li: i32, now: u64): bool {
         if (st == P_WAITING) {
           store<u8>(pe, P_FREE);
           let ev = push(EV_RESPONSE, sh, laneHandle(li), 0);
+          lent = cfg.holdRx != 0;
           setSeq(ev, seq);
           setTag(ev, tag, flags);
           setHdr(ev, p + MSG_HEADER, hdrLen);
@@ -276,7 +322,9 @@ function deliver(si: i32, li: i32, now: u64): bool {
       store<u64>(s.receipts + (<usize>s.receiptCount << 3), seq);
       s.receiptCount++;
     }
+    if (lent) store<u8>(e, RX_HELD);
   }
+  advanceAck(s);
   markSession(si);
   maybeDrain(si);
   return true;
@@ -311,6 +359,7 @@ export function processAck(si: i32, ackSeq: u64, li: i32, now: u64): bool {
     if ((flags & F_RECEIPT) && !load<u8>(e, 18)) {
       let ev = push(EV_RECEIPT, sh, 0, 0);
       setSeq(ev, q);
+      if (type == T_REQUEST) setTag(ev, load<u32>(e, 20), 0);
     }
     if (flags & F_EXT) {
       let ev = push(EV_EXT_RELEASE, sh, 0, 0);
@@ -346,6 +395,7 @@ export function onReceipt(si: i32, seq: u64): void {
     store<u8>(e, 1, 18);
     let ev = push(EV_RECEIPT, sessionHandle(si), 0, 0);
     setSeq(ev, seq);
+    if (load<u8>(e, 16) == T_REQUEST) setTag(ev, load<u32>(e, 20), 0);
   }
 }
 

@@ -31,7 +31,7 @@ export const EV_PROTOCOL_ERROR: u32 = 11; // session (or 0), lane, code: the pee
 export const EV_REQUEST: u32 = 12;        // session, seq, tag, hdr, data, ext, flags
 export const EV_MESSAGE: u32 = 13;        // session, seq, hdr, data, ext, flags
 export const EV_RESPONSE: u32 = 14;       // session, seq, tag, hdr, data, ext, flags
-export const EV_RECEIPT: u32 = 15;        // session, seq
+export const EV_RECEIPT: u32 = 15;        // session, seq, tag (a request's; 0 for a one-way message)
 export const EV_REQUEST_FAILED: u32 = 16; // session, tag, code
 export const EV_CANCEL: u32 = 17;         // session, tag: the requester gave up
 export const EV_EXT_RX: u32 = 18;         // session, lane, seq, ext, dataLen, flags bit0 = discard

@@ -62,7 +62,7 @@ function sendAccept(li: i32, si: i32, flags: u8, src: usize, portalsLen: u32, at
   store<u16>(p, <u16>attrsLen, 12);
   store<u16>(p, 0, 14);
   store<u64>(p, s.id, 16);
-  store<u64>(p, s.rxNext, 24);
+  store<u64>(p, s.rxAck, 24);
   store<u32>(p, cfg.windowMsgs, 32);
   store<u32>(p, cfg.windowBytes, 36);
   store<u32>(p, cfg.maxRequests, 40);

@@ -29,7 +29,7 @@ import * as dl from "./deliver";
 import * as timers from "./timers";
 import { MAX_APP_HEADER, INLINE_MAX, MAX_PORTALS_BYTES, MAX_BATCH, HELLO_SIZE, MAX_CONTROL_FRAME, F_RECEIPT, F_EXT, F_APP_ERROR } from "./wire";
 import {
-  E_BAD_HANDLE, E_BAD_ARGUMENT, E_NOT_OPEN, E_LIMIT, E_CLOSED, E_FRAME_TOO_LARGE,
+  E_BAD_HANDLE, E_BAD_ARGUMENT, E_BAD_STATE, E_NOT_OPEN, E_LIMIT, E_CLOSED, E_FRAME_TOO_LARGE,
 } from "./errors";
 
 /** Bytes the host may place in the staging area at once. */
@@ -227,6 +227,19 @@ export function respond(h: u32, tag: u32, hdrLen: u32, dataLen: u32, flags: u32,
   return dl.respond(si, tag, staging, hdrLen, dataLen, <u8>(flags & (F_RECEIPT | F_EXT | F_APP_ERROR)), ext);
 }
 
+/**
+ * holdRx: the host is done with delivered message seq (the header and data
+ * views its event pointed at). Returns 0, or -error (bad-state without holdRx,
+ * bad-argument for a seq not delivered or already released).
+ */
+export function release(h: u32, seq: f64, nowUs: f64): i32 {
+  input(nowUs);
+  let si = sessionFromHandle(h);
+  if (si < 0) return -E_BAD_HANDLE;
+  if (!cfg.holdRx) return -E_BAD_STATE;
+  return dl.release(si, <u64>seq);
+}
+
 /** The application gave up on a request: no response will be delivered. */
 export function cancel(h: u32, tag: u32, nowUs: f64): i32 {
   input(nowUs);
@@ -308,7 +321,8 @@ export function sessionInfo(h: u32): i32 {
   store<u64>(staging, <u64>s.M, 40);
   store<u64>(staging, <u64>s.W, 48);
   store<u64>(staging, <u64>s.R, 56);
-  return 8;
+  store<u64>(staging, s.rxAck, 64);
+  return 9;
 }
 
 export const MAX_BATCH_BYTES: u32 = MAX_BATCH;

@@ -85,7 +85,7 @@ export function sendHello(li: i32, now: u64): void {
   store<u16>(p, <u16>(extra ? s.helloLen - s.resourceLen : 0), 14);
   memory.copy(p + HELLO_SIZE, s.hello, extra);
   store<u64>(p, s.id, 16);
-  store<u64>(p, s.rxNext, 24);
+  store<u64>(p, s.rxAck, 24);
   store<u32>(p, cfg.windowMsgs, 32);
   store<u32>(p, cfg.windowBytes, 36);
   store<u32>(p, cfg.maxRequests, 40);

@@ -99,6 +99,10 @@ export const SF_RESEND: u8 = 0x10;
   txHead: u32;
   txTail: u32;
   rxNext: u64;
+  /** What our ACKs say: every message below it was delivered and released (= rxNext without holdRx). */
+  rxAck: u64;
+  /** Stream offset where the message at rxAck starts (= rxBase when nothing is held). */
+  ackBase: u32;
   /** Stream offset where the last delivered message ended (receive byte window). */
   rxBase: u32;
   /** One past the highest sequence number held in the receive window (scans stop there). */
@@ -144,6 +148,8 @@ export const RX_ENTRY: u32 = 32;
 export const RX_EMPTY: u8 = 0;
 export const RX_RECEIVING: u8 = 1;
 export const RX_PRESENT: u8 = 2;
+/** Delivered, and its bytes lent to the host (holdRx) until release(). */
+export const RX_HELD: u8 = 3;
 // PendEntry, 16 bytes: 0 u8 state | 2 u16 gen | 8 u64 deadline (0 none)
 export const PEND_ENTRY: u32 = 16;
 export const P_FREE: u8 = 0;
@@ -321,6 +327,8 @@ export function allocSession(role: u8, state: u8): i32 {
     s.txHead = 0;
     s.txTail = 0;
     s.rxNext = 0;
+    s.rxAck = 0;
+    s.ackBase = 0;
     s.rxBase = 0;
     s.rxHigh = 0;
     s.resendUntil = 0;

@@ -196,7 +196,7 @@ function fillSession(si: i32, li: i32): bool {
   if ((s.flags & SF_ACK) && room() >= ACK_SIZE) {
     let p = txBase + bLen;
     putHeader(p, T_ACK, (s.flags & SF_RESEND) ? F_RESEND : 0, 0, ACK_SIZE);
-    store<u64>(p, s.rxNext, 8);
+    store<u64>(p, s.rxAck, 8);
     bLen += ACK_SIZE;
     bFrames++;
     s.flags &= ~(SF_ACK | SF_RESEND);

@@ -40,12 +40,12 @@ export function transportFor(uri: URL): Transport {
 export interface SessionPeer {
   readonly handle: number;
   onOpen(lane: number, attrs: Buffer, id: bigint): void;
-  onRequest(tag: number, header: Buffer, data: Buffer, flags: number): void;
+  onRequest(tag: number, header: Buffer, data: Buffer, flags: number, seq: number): void;
   onMessage(seq: number, header: Buffer, data: Buffer, flags: number): void;
-  onResponse(tag: number, header: Buffer, data: Buffer, flags: number): void;
+  onResponse(tag: number, header: Buffer, data: Buffer, flags: number, seq: number): void;
   onRequestFailed(tag: number, code: number): void;
   onCancel(tag: number): void;
-  onReceipt(seq: number): void;
+  onReceipt(seq: number, tag: number): void;
   onDrain(): void;
   onLane(up: boolean, lane: number, code: number): void;
   onResumed(): void;
@@ -90,12 +90,19 @@ class Pending {
 export interface ContextOptions {
   core?: Partial<CoreConfig>;
   recorder?: Recorder;
-  /** Give received payloads as views valid only during the callback (zero-copy). */
+  /**
+   * Zero-copy receive: received headers and data (below the ext threshold)
+   * are Buffers over the core's receive ring, lent to the application until
+   * released (docs/api.md, "Zero-copy receive"). Each message held keeps
+   * its credit from the sender until then.
+   */
   views?: boolean;
 }
 
 export class Context {
   readonly core: Core;
+  /** Received messages are lent views that must be released (ContextOptions.views). */
+  readonly views: boolean;
   #lanes = new Map<number, LaneState>();
   #sessions = new Map<number, SessionPeer>();
   #ext = new Map<number, Uint8Array>();       // outgoing ext payloads by id, until acked
@@ -109,6 +116,7 @@ export class Context {
   #timer: NodeJS.Timeout | undefined;
   #timerAt = -1;
   #listeners: Listener[] = [];
+  #unlistened: Promise<void>[] = [];
   #policy: SessionPolicy | undefined;
   #onAccepted: ((session: number, lane: number) => void) | undefined;
   #portals: string[] = [];
@@ -121,6 +129,8 @@ export class Context {
     // a stranger's session. Tests and replays pass their own seed.
     const core = { ...options.core };
     if (core.seed === undefined) core.seed = randomBytes(6).readUIntLE(0, 6) || 1;
+    if (options.views) core.holdRx = true;
+    this.views = !!core.holdRx;
     this.core = new Core(core, { recorder: options.recorder });
   }
 
@@ -153,6 +163,12 @@ export class Context {
       this.#lanes.set(lane, st);
       bind(this.#sink(lane));
       this.#afterInput();
+    }).catch((e: unknown) => {
+      // EADDRINUSE, EACCES, EADDRNOTAVAIL...: a typed error; the system's is its cause.
+      if (e instanceof NexioError) throw e;
+      const err = e as NodeJS.ErrnoException;
+      const why = err.code && !err.message.includes(err.code) ? `${err.code}: ${err.message}` : err.message;
+      throw new NexioError('NEXIO_ERR_TRANSPORT', `cannot listen on ${u.href}: ${why}`, Code.TRANSPORT, { cause: e });
     });
     this.#listeners.push(l);
     const pub = advertise ?? l.uri;
@@ -304,12 +320,15 @@ export class Context {
         return;
     }
     let h: Buffer = EMPTY, d: Buffer = EMPTY;
-    if (e.hdrLen && e.hdrPtr) h = core.copy(e.hdrPtr, e.hdrLen);
+    // Views: the ring bytes stay put until the application releases the
+    // message (the core holds its ack); copies otherwise.
+    const lend = this.views && (e.type === Ev.REQUEST || e.type === Ev.MESSAGE || e.type === Ev.RESPONSE);
+    if (e.hdrLen && e.hdrPtr) h = lend ? core.lend(e.hdrPtr, e.hdrLen) : core.copy(e.hdrPtr, e.hdrLen);
     if (e.ext) {
       d = this.#extIn.get(e.ext) ?? EMPTY;
       this.#extIn.delete(e.ext);
     } else if (e.dataLen && e.dataPtr) {
-      d = core.copy(e.dataPtr, e.dataLen);
+      d = lend ? core.lend(e.dataPtr, e.dataLen) : core.copy(e.dataPtr, e.dataLen);
     }
     let p = this.#pool[this.#count];
     if (!p) p = this.#pool[this.#count] = new Pending();
@@ -341,10 +360,10 @@ export class Context {
       case Ev.LANE_UP: peer.onLane(true, p.lane, 0); break;
       case Ev.LANE_DOWN: peer.onLane(false, p.lane, p.code); break;
       case Ev.PROTOCOL_ERROR: peer.onProtocolError(p.lane, p.code); break;
-      case Ev.REQUEST: peer.onRequest(p.tag, p.h, p.d, p.flags); break;
+      case Ev.REQUEST: peer.onRequest(p.tag, p.h, p.d, p.flags, p.seq); break;
       case Ev.MESSAGE: peer.onMessage(p.seq, p.h, p.d, p.flags); break;
-      case Ev.RESPONSE: peer.onResponse(p.tag, p.h, p.d, p.flags); break;
-      case Ev.RECEIPT: peer.onReceipt(p.seq); break;
+      case Ev.RESPONSE: peer.onResponse(p.tag, p.h, p.d, p.flags, p.seq); break;
+      case Ev.RECEIPT: peer.onReceipt(p.seq, p.tag); break;
       case Ev.REQUEST_FAILED: peer.onRequestFailed(p.tag, p.code); break;
       case Ev.CANCEL: peer.onCancel(p.tag); break;
       case Ev.DRAIN: peer.onDrain(); break;
@@ -457,6 +476,14 @@ export class Context {
     if (this.#timer) (on ? this.#timer.ref() : this.#timer.unref());
   }
 
+  /** Stops accepting connections; lanes already up stay up (close() ends them). */
+  stopListening(): void {
+    // A listener's close() resolves when its connections have ended: keep
+    // the promise for close().
+    for (const l of this.#listeners) this.#unlistened.push(l.close());
+    this.#listeners = [];
+  }
+
   /** Stops listening and drops every lane. */
   async close(): Promise<void> {
     if (this.#closed) return;
@@ -464,7 +491,8 @@ export class Context {
     if (this.#timer) clearTimeout(this.#timer);
     // A listener's close() waits for its connections to end, and with the
     // timer stopped nothing else ends them: drop the lanes first.
-    const listeners = this.#listeners.map((l) => l.close());
+    this.stopListening();
+    const listeners = this.#unlistened;
     for (const st of this.#lanes.values()) st.io?.destroy();
     this.#lanes.clear();
     await Promise.all(listeners);

@@ -30,6 +30,11 @@ export interface CoreConfig {
   /** Seed for session ids and reconnect jitter. */
   seed: number;
   eventCap: number;
+  /**
+   * Zero-copy receive: delivered messages stay in the receive ring, unacked,
+   * until release(session, seq); event pointers stay valid until then.
+   */
+  holdRx?: boolean;
 }
 
 export const defaultConfig: CoreConfig = {
@@ -45,11 +50,12 @@ export const defaultConfig: CoreConfig = {
   backoffMaxMs: 1000,
   seed: 1,
   eventCap: 4096,
+  holdRx: false,
 };
 
 const configOrder: (keyof CoreConfig)[] = [
   'maxSessions', 'maxLanes', 'windowMsgs', 'windowBytes', 'maxRequests', 'keepaliveMs',
-  'resumeMs', 'helloTimeoutMs', 'backoffMinMs', 'backoffMaxMs', 'seed', 'seed', 'eventCap',
+  'resumeMs', 'helloTimeoutMs', 'backoffMinMs', 'backoffMaxMs', 'seed', 'seed', 'eventCap', 'holdRx',
 ];
 
 /** The config as the 16 u32 words of the core's config block. */
@@ -94,7 +100,7 @@ export class CoreEvent {
 export const enum Op {
   CONNECT = 1, LANE_ACCEPTED = 2, LANE_UP = 3, LANE_DOWN = 4, RX = 5, EXT_DONE = 6, ACCEPT = 7,
   REJECT = 8, REDIRECT = 9, REQUEST = 10, SEND = 11, RESPOND = 12, CANCEL = 13, CLOSE = 14,
-  DESTROY = 15, TIMEOUT = 16,
+  DESTROY = 15, TIMEOUT = 16, RELEASE = 17,
 }
 
 interface Exports {
@@ -114,6 +120,7 @@ interface Exports {
   send(h: number, hdrLen: number, dataLen: number, flags: number, ext: number, now: number): number;
   respond(h: number, tag: number, hdrLen: number, dataLen: number, flags: number, ext: number, now: number): number;
   cancel(h: number, tag: number, now: number): number;
+  release(h: number, seq: number, now: number): number;
   close(h: number, now: number): number;
   destroy(h: number, now: number): number;
   timeout(now: number): void;
@@ -402,6 +409,13 @@ export class Core {
     return this.#rec ? this.#input(Op.CANCEL, [session, tag, now], undefined, undefined, r) : r;
   }
 
+  /** holdRx: the host is done with the views of delivered message `seq`. */
+  release(session: number, seq: number, now: number): number {
+    this.#fresh = true;
+    const r = this.#call(() => this.#x.release(session, seq, now));
+    return this.#rec ? this.#input(Op.RELEASE, [session, seq, now], undefined, undefined, r) : r;
+  }
+
   close(session: number, now: number): number {
     this.#fresh = true;
     const r = this.#call(() => this.#x.close(session, now));
@@ -440,6 +454,7 @@ export class Core {
         case Op.SEND: return x.send(a[0], a[1], a[2], a[3], a[4], a[5]);
         case Op.RESPOND: return x.respond(a[0], a[1], a[2], a[3], a[4], a[5], a[6]);
         case Op.CANCEL: return x.cancel(a[0], a[1], a[2]);
+        case Op.RELEASE: return x.release(a[0], a[1], a[2]);
         case Op.CLOSE: return x.close(a[0], a[1]);
         case Op.DESTROY: return x.destroy(a[0], a[1]);
         case Op.TIMEOUT: x.timeout(a[0]); return 0;
@@ -515,6 +530,15 @@ export class Core {
     const b = Buffer.allocUnsafe(len);
     b.set(this.memory.subarray(ptr, ptr + len));
     return b;
+  }
+
+  /**
+   * A Buffer over core memory, for bytes the core lends (holdRx): the core
+   * allocates all its memory at init and never grows it, so the Buffer
+   * stays attached; its bytes stay put until the message is released.
+   */
+  lend(ptr: number, len: number): Buffer {
+    return Buffer.from(this.memory.buffer, this.memory.byteOffset + ptr, len);
   }
 
   /** A view of core memory: valid only until the next input to this core. */

@@ -32,6 +32,12 @@ export interface ConnectOptions {
   context?: Context;
   keepaliveMs?: number;
   core?: Partial<CoreConfig>;
+  /**
+   * Zero-copy receive: replies and messages arrive as views of the receive
+   * ring that must be released (docs/api.md, "Zero-copy receive"). The
+   * session gets a context of its own.
+   */
+  views?: boolean;
 }
 
 const pow2 = (n: number) => 2 ** Math.round(Math.log2(n));
@@ -40,13 +46,15 @@ let shared: Context | undefined;
 /** Opens a session to a portal; resolves once the server accepted it. */
 export async function connect(uri: string, options: ConnectOptions = {}): Promise<Session> {
   const u = new URL(uri);
-  transportFor(u); // an unknown scheme fails now, not after the connect timeout
+  // An unknown scheme or a URI its transport cannot use fails now, not after the connect timeout.
+  transportFor(u).check?.(u);
   const lanes = options.lanes ?? 2;
   if (!Number.isInteger(lanes) || lanes < 1 || lanes > 8) throw new InvalidArgumentError('lanes must be 1..8');
   let ctx = options.context;
-  const custom = options.credits || options.resumeTimeout || options.timeout || options.keepaliveMs || options.core;
+  const custom = options.credits || options.resumeTimeout || options.timeout || options.keepaliveMs || options.core || options.views;
   if (!ctx && custom) {
     const c: ContextOptions = {
+      views: options.views,
       core: {
         ...options.core,
         ...(options.credits?.messages ? { windowMsgs: pow2(options.credits.messages) } : {}),

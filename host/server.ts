@@ -28,9 +28,15 @@ export interface ServerOptions {
   onSession?: (info: SessionRequestInfo) => Decision | Promise<Decision>;
   /** Request handler: a function (threads: 0 only) or a module path exporting `handler` (and optionally `onMessage`). */
   handler?: Handler | string;
-  /** One-way messages (threads: 0 only; with threads, export onMessage from the handler module). */
-  onMessage?: (session: Session, header: Buffer, data: Buffer) => void;
+  /**
+   * One-way messages (threads: 0 only; with threads, export onMessage from
+   * the handler module). With `views`, header and data are lent: call
+   * `release()` when done with them.
+   */
+  onMessage?: (session: Session, header: Buffer, data: Buffer, release?: () => void) => void;
   balance?: Balance;
+  /** Zero-copy receive on the server's contexts: a handler's req.header/req.data are views, valid until it settles. */
+  views?: boolean;
   core?: Partial<CoreConfig>;
 }
 
@@ -50,7 +56,7 @@ function portFor(uri: string, i: number): string {
   return u.href;
 }
 
-export function loadHandler(spec: string): { handler?: Handler; onMessage?: (s: Session, h: Buffer, d: Buffer) => void } {
+export function loadHandler(spec: string): { handler?: Handler; onMessage?: ServerOptions['onMessage'] } {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const m = require(path.resolve(spec));
   const handler = m.handler ?? m.default ?? (typeof m === 'function' ? m : undefined);
@@ -73,23 +79,45 @@ export function chooseContext(balance: Balance, info: SessionRequestInfo, n: num
 
 export class Server {
   readonly portals: string[];
-  #close: () => Promise<void>;
+  #close: (timeoutMs: number) => Promise<void>;
   #closing: Promise<void> | undefined;
   /** Portals of every context, by context index. */
   readonly contexts: string[][];
 
   /** @internal */
-  constructor(portals: string[][], close: () => Promise<void>) {
+  constructor(portals: string[][], close: (timeoutMs: number) => Promise<void>) {
     this.contexts = portals;
     this.portals = portals[0];
     this.#close = close;
   }
 
-  /** Stops every context. Idempotent. */
-  close(): Promise<void> {
-    this.#closing ??= this.#close();
+  /**
+   * Stops every context. Idempotent. New connections are refused at once;
+   * each session then closes gracefully (in-flight requests are answered,
+   * the clients get CLOSE and see their sessions end, not break), and
+   * whatever is still open after `timeout` ms (default 5000) is destroyed.
+   */
+  close(options: { timeout?: number } = {}): Promise<void> {
+    this.#closing ??= this.#close(options.timeout ?? 5000);
     return this.#closing;
   }
+}
+
+/** Closes a server context: no new lanes, graceful session closes bounded by timeoutMs, then everything dropped. */
+export async function closeContext(ctx: Context, sessions: Set<Session>, timeoutMs: number): Promise<void> {
+  ctx.stopListening();
+  let timer: NodeJS.Timeout | undefined;
+  // A session with no lane up has no client to tell (it would wait out the
+  // grace period resuming): it is destroyed at once, now or when it gets there.
+  const graceful = Promise.all([...sessions].map((s) => {
+    if (s.state === 'resuming') return s.destroy();
+    s.on('lane-down', () => { if (s.stats().lanesUp === 0) void s.destroy(); });
+    return s.close().catch(() => undefined);
+  }));
+  await Promise.race([graceful, new Promise<void>((r) => { timer = setTimeout(r, Math.max(0, timeoutMs)); })]);
+  clearTimeout(timer);
+  await Promise.all([...sessions].map((s) => s.destroy()));
+  await ctx.close();
 }
 
 /** Wires a context's sessions to a handler: each accepted session becomes a Session. */
@@ -99,7 +127,7 @@ export function serveContext(ctx: Context, handler: Handler | undefined, onMessa
   ctx.setPolicy(policy, (handle) => {
     const s = new Session(ctx, handle, { handler, open: true });
     sessions.add(s);
-    if (onMessage) s.on('message', (h: Buffer, d: Buffer) => onMessage(s, h, d));
+    if (onMessage) s.on('message', (h: Buffer, d: Buffer, release?: () => void) => onMessage(s, h, d, release));
     s.on('close', () => sessions.delete(s));
     s.on('error', () => undefined);
   });
@@ -113,7 +141,7 @@ export async function createServer(options: ServerOptions): Promise<Server> {
   const balance = options.balance ?? 'round-robin';
   const rr = { next: 0 };
   if (threads <= 0) {
-    const ctx = new Context({ core: options.core });
+    const ctx = new Context({ core: options.core, views: options.views });
     let handler = options.handler as Handler | undefined;
     let onMessage = options.onMessage;
     if (typeof options.handler === 'string') ({ handler, onMessage = onMessage } = loadHandler(options.handler));
@@ -125,23 +153,24 @@ export async function createServer(options: ServerOptions): Promise<Server> {
       await ctx.close(); // keep none of the portals bound so far
       throw e;
     }
-    return new Server([bound], async () => {
-      await Promise.all([...sessions].map((s) => s.destroy()));
-      await ctx.close();
-    });
+    return new Server([bound], (ms) => closeContext(ctx, sessions, ms));
   }
   if (typeof options.handler === 'function') {
     throw new InvalidArgumentError('with threads, handler must be a module path: each worker loads it itself');
   }
   const workers: Worker[] = [];
   const portals: string[][] = [];
+  // A new session comes to context 0's portals first; balancing sends it on
+  // to its context with a REDIRECT, and the context that will hold it asks
+  // onSession. So onSession runs once per session, where the session lives
+  // (its accept attrs reach the client), and a client that dials a worker's
+  // portal directly is decided like any other.
   const ask = async (from: number, info: SessionRequestInfo): Promise<SessionDecision> => {
-    // Sessions redirected here were already decided at the public portal.
-    if (from !== 0) return { accept: true };
-    const d = toDecision(await onSession(info));
-    if (!('accept' in d)) return d;
-    const target = chooseContext(balance, info, threads, rr);
-    return target === 0 ? d : { redirect: portals[target] };
+    if (from === 0) {
+      const target = chooseContext(balance, info, threads, rr);
+      if (target !== 0) return { redirect: portals[target] };
+    }
+    return toDecision(await onSession(info));
   };
   const started: Promise<void>[] = [];
   for (let i = 0; i < threads; i++) {
@@ -149,6 +178,7 @@ export async function createServer(options: ServerOptions): Promise<Server> {
       workerData: {
         index: i, portals: options.portals.map((p) => portFor(p, i)),
         advertise: options.advertise?.map((p) => portFor(p, i)), handler: options.handler, core: options.core,
+        views: options.views,
       },
     });
     workers.push(w);
@@ -172,10 +202,10 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     await Promise.all(workers.map((w) => w.terminate()));
     throw e;
   }
-  return new Server(portals, async () => {
+  return new Server(portals, async (timeout) => {
     await Promise.all(workers.map((w) => new Promise<void>((res) => {
       w.once('exit', () => res());
-      w.postMessage({ type: 'close' });
+      w.postMessage({ type: 'close', timeout });
     })));
   });
 }

@@ -22,8 +22,13 @@ export interface RequestOptions {
   signal?: AbortSignal;
   /** Milliseconds until the request fails with NEXIO_ERR_TIMEOUT (0: none). */
   timeout?: number;
-  /** Also resolve `receipt` when the peer application got the request. */
-  receipt?: boolean;
+  /**
+   * Ask for a delivery receipt. A function is called once, when the peer's
+   * application got the request (before it answered; at the latest just
+   * before the response resolves the promise); `true` only emits the
+   * session's 'receipt' event.
+   */
+  receipt?: boolean | (() => void);
 }
 
 export interface SendOptions {
@@ -34,6 +39,12 @@ export interface SendOptions {
 export interface Reply {
   header: Buffer;
   data: Buffer;
+  /**
+   * Zero-copy receive (`views: true`) only: header and data are lent views;
+   * call release() when done with them (idempotent). Until then the
+   * message's credit is not returned to the sender.
+   */
+  release?: () => void;
 }
 
 /** A request the server's handler answers. */
@@ -83,6 +94,8 @@ interface Slot {
   hot?: HotCallback;
   signal?: AbortSignal;
   onAbort?: () => void;
+  /** Called when the request's receipt arrives (RequestOptions.receipt). */
+  receipt?: () => void;
   t0: number;
 }
 
@@ -157,6 +170,7 @@ export class Session extends EventEmitter implements SessionPeer {
   #queue: { run: () => boolean; fail: (e: Error) => void }[] = [];
   #maxQueued: number;
   #receipts = new Map<number, () => void>();
+  #attrs: Buffer = EMPTY;
   #inbound = new Map<number, Inbound>();
   #handler: Handler | undefined;
   #opened: { resolve: (s: Session) => void; reject: (e: Error) => void } | undefined;
@@ -187,6 +201,8 @@ export class Session extends EventEmitter implements SessionPeer {
   get state(): string { return this.#state; }
   /** The session id the server assigned (what a resume names). */
   get id(): bigint { return this.#id; }
+  /** Client: the attrs the server's onSession accepted with (`{ accept: true, attrs }`); empty otherwise. */
+  get attrs(): Buffer { return this.#attrs; }
 
   /** @internal */
   whenOpen(): Promise<Session> {
@@ -203,6 +219,7 @@ export class Session extends EventEmitter implements SessionPeer {
       const hdr = headerBytes(header), dat = toBytes(data);
       const timeout = options.timeout ?? 0;
       const slot: Slot = { resolve, reject, signal: options.signal, t0: 0 };
+      if (typeof options.receipt === 'function') slot.receipt = options.receipt;
       let timer: NodeJS.Timeout | undefined;
       let queued = false;
       const run = (): boolean => {
@@ -286,12 +303,16 @@ export class Session extends EventEmitter implements SessionPeer {
 
   // ---- lifecycle ----
 
-  /** Graceful: waits for outstanding requests, then closes the session with the peer. Idempotent. */
+  /**
+   * Graceful: waits for outstanding requests in both directions (its own,
+   * and the peer's its handler is still answering), then closes the session
+   * with the peer (CLOSE). Idempotent.
+   */
   close(): Promise<void> {
     if (this.#closing) return this.#closing;
     this.#closing = (async () => {
       if (this.#state === 'connecting') await this.whenOpen().catch(() => undefined);
-      while ((this.#slots.size > 0 || this.#queue.length > 0) && this.#state !== 'closed') {
+      while ((this.#slots.size > 0 || this.#queue.length > 0 || this.#inbound.size > 0) && this.#state !== 'closed') {
         await new Promise((r) => setTimeout(r, 5));
       }
       if (this.#state === 'closed') return;
@@ -463,6 +484,7 @@ export class Session extends EventEmitter implements SessionPeer {
 
   onOpen(_lane: number, attrs: Buffer, id: bigint): void {
     this.#id = id;
+    this.#attrs = attrs;
     this.#state = 'open';
     this.#lanesUp = 1;
     channels.session.publish({ event: 'open', session: this.#handle, id });
@@ -472,11 +494,15 @@ export class Session extends EventEmitter implements SessionPeer {
     this.#pump();
   }
 
-  onRequest(tag: number, header: Buffer, data: Buffer, _flags: number): void {
+  onRequest(tag: number, header: Buffer, data: Buffer, _flags: number, seq: number): void {
     this.#st.bytesReceived += header.length + data.length;
     const handler = this.#handler;
+    // With views, the request's bytes are lent until the handler settled
+    // (its reply, which may be those very bytes, is in the core by then).
+    const lent = this.#ctx.views;
     if (!handler) {
       this.#respond(tag, new NexioError('NEXIO_ERR_NO_HANDLER', 'no request handler on this side of the session'));
+      if (lent) this.#release(seq);
       return;
     }
     const req = new Inbound(this, header, data);
@@ -487,26 +513,47 @@ export class Session extends EventEmitter implements SessionPeer {
     } catch (e) {
       this.#inbound.delete(tag);
       this.#respond(tag, e instanceof Error ? e : new Error(String(e)));
+      if (lent) this.#release(seq);
       return;
     }
     if (r instanceof Promise) {
-      r.then((v) => { if (this.#inbound.delete(tag)) this.#respond(tag, v); },
-        (e) => { if (this.#inbound.delete(tag)) this.#respond(tag, e instanceof Error ? e : new Error(String(e))); });
+      r.then((v) => { if (this.#inbound.delete(tag)) this.#respond(tag, v); if (lent) this.#release(seq); },
+        (e) => {
+          if (this.#inbound.delete(tag)) this.#respond(tag, e instanceof Error ? e : new Error(String(e)));
+          if (lent) this.#release(seq);
+        });
     } else {
       this.#inbound.delete(tag);
       this.#respond(tag, r);
+      if (lent) this.#release(seq);
     }
   }
 
-  onMessage(_seq: number, header: Buffer, data: Buffer, _flags: number): void {
+  onMessage(seq: number, header: Buffer, data: Buffer, _flags: number): void {
     this.#st.messagesReceived++;
     this.#st.bytesReceived += header.length + data.length;
-    this.emit('message', header, data);
+    if (this.#ctx.views) this.emit('message', header, data, this.#releaser(seq));
+    else this.emit('message', header, data);
   }
 
-  onResponse(tag: number, header: Buffer, data: Buffer, flags: number): void {
+  /** Returns a lent message's bytes to the core (views); later calls do nothing. */
+  #release(seq: number): void {
+    if (this.#state === 'closed') return;
+    this.#ctx.core.release(this.#handle, seq, this.#ctx.now());
+    this.#ctx.afterInput();
+  }
+
+  #releaser(seq: number): () => void {
+    let done = false;
+    return () => { if (!done) { done = true; this.#release(seq); } };
+  }
+
+  onResponse(tag: number, header: Buffer, data: Buffer, flags: number, seq: number): void {
     const slot = this.#take(tag);
-    if (!slot) return;
+    if (!slot) {
+      if (this.#ctx.views) this.#release(seq);
+      return;
+    }
     const st = this.#st;
     st.responses++;
     st.bytesReceived += header.length + data.length;
@@ -516,16 +563,32 @@ export class Session extends EventEmitter implements SessionPeer {
     if (us < st.rttMin) st.rttMin = us;
     if (us > st.rttMax) st.rttMax = us;
     if (slot.signal && slot.onAbort) slot.signal.removeEventListener('abort', slot.onAbort);
+    // A response proves delivery: a receipt still on its way is not waited for.
+    if (slot.receipt) this.#receipted(slot);
     if (flags & FLAG_APP_ERROR) {
       let msg = 'remote handler failed', code = 'ERR_HANDLER';
       try { ({ message: msg, code } = JSON.parse(data.toString())); } catch { /* keep defaults */ }
       const e = new RemoteError(msg, code);
+      if (this.#ctx.views) {
+        try { slot.hot?.(e, header, data, tag); } finally { this.#release(seq); }
+        slot.reject?.(e);
+        return;
+      }
       slot.reject?.(e);
       slot.hot?.(e, header, data, tag);
       return;
     }
-    if (slot.resolve) slot.resolve({ header, data });
-    else slot.hot?.(null, header, data, tag);
+    if (!this.#ctx.views) {
+      if (slot.resolve) slot.resolve({ header, data });
+      else slot.hot?.(null, header, data, tag);
+      return;
+    }
+    // Views: a promise's reply is the application's to release; the hot
+    // path's views are valid during its callback only.
+    if (slot.resolve) slot.resolve({ header, data, release: this.#releaser(seq) });
+    else {
+      try { slot.hot?.(null, header, data, tag); } finally { this.#release(seq); }
+    }
   }
 
   onRequestFailed(tag: number, code: number): void {
@@ -544,10 +607,21 @@ export class Session extends EventEmitter implements SessionPeer {
     c.abort(new AbortedError('the requester cancelled'));
   }
 
-  onReceipt(seq: number): void {
-    const r = this.#receipts.get(seq);
-    if (r) { this.#receipts.delete(seq); r(); }
+  onReceipt(seq: number, tag: number): void {
+    if (tag !== 0) {
+      const slot = this.#slots.get(tag);
+      if (slot?.receipt) this.#receipted(slot);
+    } else {
+      const r = this.#receipts.get(seq);
+      if (r) { this.#receipts.delete(seq); r(); }
+    }
     this.emit('receipt', seq);
+  }
+
+  #receipted(slot: Slot): void {
+    const f = slot.receipt!;
+    slot.receipt = undefined;
+    try { f(); } catch (e) { process.nextTick(() => { throw e; }); }
   }
 
   onDrain(): void {

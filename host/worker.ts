@@ -2,14 +2,14 @@
 // binds its portals, and asks the main thread to decide new sessions.
 import { parentPort, workerData } from 'node:worker_threads';
 import { Context, SessionDecision } from './context';
-import { serveContext, loadHandler } from './server';
+import { serveContext, loadHandler, closeContext } from './server';
 
-interface Data { index: number; portals: string[]; advertise?: string[]; handler?: string; core?: object }
+interface Data { index: number; portals: string[]; advertise?: string[]; handler?: string; core?: object; views?: boolean }
 
 async function main(): Promise<void> {
   const d = workerData as Data;
   const port = parentPort!;
-  const ctx = new Context({ core: d.core });
+  const ctx = new Context({ core: d.core, views: d.views });
   const { handler, onMessage } = d.handler ? loadHandler(d.handler) : { handler: undefined, onMessage: undefined };
   const waiting = new Map<number, (x: SessionDecision) => void>();
   let next = 1;
@@ -18,14 +18,13 @@ async function main(): Promise<void> {
     waiting.set(id, resolve);
     port.postMessage({ type: 'session', id, info: { ...info, attrs: new Uint8Array(info.attrs) } });
   }));
-  port.on('message', async (m: { type: string; id?: number; decision?: SessionDecision }) => {
+  port.on('message', async (m: { type: string; id?: number; decision?: SessionDecision; timeout?: number }) => {
     if (m.type === 'decision') {
       const r = waiting.get(m.id!);
       waiting.delete(m.id!);
-      if (r) r(m.decision!.hasOwnProperty('accept') ? { accept: true } : m.decision!);
+      if (r) r(m.decision!); // accept attrs arrive as a Uint8Array (structured clone)
     } else if (m.type === 'close') {
-      await Promise.all([...sessions].map((s) => s.destroy()));
-      await ctx.close();
+      await closeContext(ctx, sessions, m.timeout ?? 5000);
       port.close();
     }
   });

@@ -35,7 +35,7 @@ t.test('a portal that cannot be bound: createServer fails and keeps nothing', as
   t.teardown(() => taken.close());
   const port = await freePort();
   const e = await createServer({ portals: [`tcp://127.0.0.1:${port}/ok`, taken.portals[0]] }).catch((x) => x);
-  t.match(e, { code: 'EADDRINUSE' }, 'rejected with the reason');
+  t.match(e, { code: 'NEXIO_ERR_TRANSPORT', cause: { code: 'EADDRINUSE' } }, 'rejected with a typed error, the reason its cause');
   const again = await createServer({ portals: [`tcp://127.0.0.1:${port}/ok`] }).catch((x) => x);
   t.match(again, { portals: [`tcp://127.0.0.1:${port}/ok`] }, 'the portal it did bind was released');
   if (typeof again.close === 'function') await again.close();

@@ -892,3 +892,94 @@ t.test("a join's ACCEPT is not checked for windows, by the codec as by the core"
   p.laneUp(open.lane);
   tt.same(names(p.feed('cli', open.lane, small)), ['lane-up'], 'the core takes it');
 });
+
+// ---- zero-copy receive (holdRx): delivered bytes are lent until released ----
+
+t.test('holdRx: the ack waits for releases, in order; credits stay with the receiver until then', async (tt) => {
+  const p = Pair.open(1, { holdRx: true, windowMsgs: 16 });
+  const sendN = (n: number, from: number) => {
+    for (let i = 0; i < n; i++) {
+      const r = p.cli.core.send(p.cliSession, text('m'), text(`payload-${from + i}`), 0, 0, p.now);
+      if (r < 0) return i;
+    }
+    return n;
+  };
+  const delivered = (): Ev[] => {
+    const got: Ev[] = [];
+    for (let round = 0; round < 20; round++) {
+      const a = p.cli.transmit(p.now);
+      for (const x of a) got.push(...named(p.feed('srv', p.peerLane('cli', x.lane), x.bytes), 'message'));
+      const b = p.srv.transmit(p.now);
+      for (const x of b) p.feed('cli', p.peerLane('srv', x.lane), x.bytes);
+      if (a.length === 0 && b.length === 0) break;
+    }
+    return got;
+  };
+  const acked = () => p.cli.core.sessionInfo(p.cliSession)![2];
+  tt.equal(sendN(3, 0), 3, 'three one-way messages');
+  const m = delivered();
+  tt.same(m.map((e) => [e.seq, e.data.toString()]), [[0, 'payload-0'], [1, 'payload-1'], [2, 'payload-2']], 'delivered in order');
+  tt.equal(acked(), 0, 'nothing acked while all three are lent');
+  const mem = () => Buffer.from(p.srv.core.memory.subarray(m[0].dataPtr, m[0].dataPtr + m[0].dataLen)).toString();
+  const rel = (seq: number) => { const r = p.srv.core.release(p.srvSession, seq, p.now); delivered(); return r; };
+  tt.equal(rel(1), 0, 'release seq 1');
+  tt.equal(acked(), 0, 'still 0: seq 0 is lent');
+  tt.equal(rel(1), -Code.BAD_ARGUMENT, 'releasing twice is a bad argument');
+  tt.equal(rel(7), -Code.BAD_ARGUMENT, 'so is a seq not delivered');
+  // Fill the message credit: 16 in flight from the oldest unacked (seq 0).
+  const more = sendN(20, 3);
+  tt.equal(more, 13, 'the sender stops at its 16-message credit (3 lent + 13 more)');
+  const m2 = delivered();
+  tt.equal(m2.length, 13, 'the 13 are delivered');
+  tt.equal(mem(), 'payload-0', "seq 0's lent bytes are untouched by them");
+  tt.equal(rel(0), 0, 'release seq 0');
+  tt.equal(acked(), 2, 'the ack moves over 0 and 1');
+  for (const e of m2) rel(e.seq);
+  tt.equal(acked(), 2, 'seq 2 still holds the rest back');
+  tt.equal(rel(2), 0, 'release seq 2');
+  tt.equal(acked(), 16, 'everything acked');
+  tt.equal(sendN(20, 16), 16, 'and the credit is back');
+  tt.equal(p.srv.core.sessionInfo(p.srvSession)![8], 16, "the core's rxAck");
+});
+
+t.test('holdRx: a resume repeats nothing delivered, lent or not; release() without holdRx is bad-state', async (tt) => {
+  const p = Pair.open(1, { holdRx: true });
+  for (let i = 0; i < 3; i++) p.cli.core.send(p.cliSession, text('m'), text(`x${i}`), 0, 0, p.now);
+  const got: number[] = [];
+  const a = p.cli.transmit(p.now);
+  for (const x of a) got.push(...named(p.feed('srv', p.peerLane('cli', x.lane), x.bytes), 'message').map((e) => e.seq));
+  tt.same(got, [0, 1, 2], 'delivered');
+  tt.equal(p.srv.core.release(p.srvSession, 0, p.now), 0, 'seq 0 released; 1 and 2 still lent');
+  p.flush();
+  tt.equal(p.cli.core.sessionInfo(p.cliSession)![2], 1, 'acked up to 1');
+  // The lane dies; the client resumes and sends 1 and 2 again: duplicates.
+  p.cli.core.laneDown(p.cliLanes[0], 0, p.now);
+  p.srv.core.laneDown(p.srvLanes[0], 0, p.now);
+  p.cli.events(); p.srv.events();
+  p.cli.transmit(p.now); p.srv.transmit(p.now);
+  p.now += 2_000_000;
+  p.cli.core.timeout(p.now);
+  const open = named(p.cli.events(), 'open-lane');
+  tt.equal(open.length, 1, 'the client reconnects');
+  p.cliLanes[0] = open[0].lane;
+  p.srvLanes[0] = p.srv.core.laneAccepted(p.now);
+  p.srv.events();
+  const hello = p.laneUp(open[0].lane);
+  const evs = p.feed('srv', p.srvLanes[0], hello[0].bytes);
+  tt.ok(named(evs, 'session-resumed').length === 1, 'resumed');
+  const again: Ev[] = [];
+  for (let round = 0; round < 10; round++) {
+    const c = p.cli.transmit(p.now);
+    for (const x of c) again.push(...named(p.feed('srv', p.peerLane('cli', x.lane), x.bytes), 'message'));
+    const s = p.srv.transmit(p.now);
+    for (const x of s) p.feed('cli', p.peerLane('srv', x.lane), x.bytes);
+    if (c.length === 0 && s.length === 0) break;
+  }
+  tt.same(again, [], 'seq 1 and 2 came again and were dropped as duplicates');
+  tt.equal(p.srv.core.release(p.srvSession, 1, p.now), 0, 'the lent ones are still releasable');
+  tt.equal(p.srv.core.release(p.srvSession, 2, p.now), 0, 'both');
+  p.flush();
+  tt.equal(p.cli.core.sessionInfo(p.cliSession)![2], 3, 'and then acked');
+  const q = Pair.open(1);
+  tt.equal(q.srv.core.release(q.srvSession, 0, q.now), -Code.BAD_STATE, 'without holdRx: bad-state');
+});

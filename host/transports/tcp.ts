@@ -55,9 +55,11 @@ class TcpLane implements Lane {
 }
 
 function hostPort(uri: URL): { host: string; port: number } {
+  // No default port: a URI without one is a mistake, not port 0 (write
+  // :0 to listen on a port the system picks).
   const port = Number(uri.port);
-  if (!uri.hostname || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new InvalidArgumentError(`tcp portal needs host and port: ${uri.href}`);
+  if (!uri.hostname || uri.port === '' || !Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new InvalidArgumentError(`tcp portal needs host and port (tcp://host:port/resource; :0 to listen on any port): ${uri.href}`);
   }
   return { host: uri.hostname.replace(/^\[|\]$/g, ''), port };
 }
@@ -65,6 +67,10 @@ function hostPort(uri: URL): { host: string; port: number } {
 export const tcp: Transport = {
   scheme: 'tcp',
   caps: { stream: true, rendezvous: false },
+
+  check(uri: URL): void {
+    hostPort(uri);
+  },
 
   connect(uri: URL, sink: LaneSink): Lane {
     const { host, port } = hostPort(uri);

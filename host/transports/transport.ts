@@ -44,5 +44,7 @@ export interface Transport {
   readonly scheme: string;
   readonly caps: Capabilities;
   connect(uri: URL, sink: LaneSink): Lane;
+  /** Throws InvalidArgumentError for a URI this transport can never reach (checked once by connect()). */
+  check?(uri: URL): void;
   listen(uri: URL, accept: (bind: (sink: LaneSink) => void, lane: Lane) => void): Promise<Listener>;
 }

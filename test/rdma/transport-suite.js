@@ -7,7 +7,7 @@
 // usage: node test/rdma/transport-suite.js [single|server|client]   (needs `npx tsc` first: dist/)
 // Figures printed here are qemu TCG figures: they show the path works, not how fast it is.
 const { createHash, randomBytes } = require('node:crypto');
-const { spawn } = require('node:child_process');
+const { spawn, execFile } = require('node:child_process');
 const path = require('node:path');
 const dc = require('node:diagnostics_channel');
 const harness = require('./harness');
@@ -28,10 +28,18 @@ const PORT = Number(process.env.NEXIO_RDMA_PORT || 7100);
 const SVC = `rdma://${SERVER}:${PORT}/svc`;
 const MIX_RDMA = `rdma://${SERVER}:${PORT + 2}/mix`;
 const MIX_TCP = `tcp://${SERVER}:${PORT + 3}/mix`;
-const CTL = `tcp://${SERVER}:${PORT + 4}/ctl`;
+// pair layout (qemu lab): a second link between the guests, eth1, IP only. The control session
+// and the interface-down test's tcp:// portal use it, so taking eth0 (rxe0's netdev) down leaves
+// them a path.
+const ME2 = process.env.NEXIO_LAB_ADDR2;
+const SERVER2 = role === 'client' ? process.env.NEXIO_LAB_PEER2 : ME2;
+const LAB_IF = process.env.NEXIO_LAB_IF || 'eth0';
+const CTL = `tcp://${SERVER2 || SERVER}:${PORT + 4}/ctl`;
+const IFD = `rdma://${SERVER}:${PORT + 5}/ifd`;
 const MiB = 1 << 20;
 const KA = 10000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const ip = (...args) => new Promise((resolve, reject) => execFile('ip', args, (err) => (err ? reject(err) : resolve())));
 const sha = (b) => createHash('sha256').update(b).digest('hex');
 const pattern = (n, seed) => { const b = Buffer.allocUnsafe(n); for (let i = 0; i < n; i++) b[i] = (i * 31 + seed + (i >>> 10)) & 0xff; return b; };
 
@@ -93,8 +101,10 @@ async function startServers() {
       default: throw new Error(`unknown control ${op}`);
     }
   }
-  const ctl = role === 'server' ? await createServer({ portals: [`tcp://${ME}:${PORT + 4}/ctl`], handler: control }) : null;
-  return { state, control, done, close: async () => { await svc.close(); await mix.close(); if (ctl) await ctl.close(); } };
+  // interface down: rdma lanes over eth0, tcp lanes over eth1 (pair layout)
+  const ifd = ME2 ? await createServer({ portals: [`rdma://${ME}:${PORT + 5}/ifd`, `tcp://${ME2}:${PORT + 6}/ifd`], handler, onMessage, onSession }) : null;
+  const ctl = role === 'server' ? await createServer({ portals: [`tcp://${ME2 || ME}:${PORT + 4}/ctl`], handler: control }) : null;
+  return { state, control, done, close: async () => { await svc.close(); await mix.close(); if (ifd) await ifd.close(); if (ctl) await ctl.close(); } };
 }
 
 /** Ends the server-side rdma lane whose peer is at `port` with a fault: 'qp-error' or 'destroy'. */
@@ -271,6 +281,59 @@ function clientTests() {
         assert.ok(victim.state === 'closed', 'the victim lane closed');
         diag(`session after ${how}: failovers ${s.stats().failovers}, lanes up ${s.stats().lanesUp}`);
       } finally { await s.close(); }
+    });
+  }
+
+  // Pair layout: guest b takes its eth0 down (rxe0's netdev, so the link of every rdma lane) for
+  // a few seconds in the middle of a load, then up again. The session also has tcp:// lanes over
+  // eth1. The load runs from before the link goes down until well after it is back.
+  if (role === 'client' && SERVER2) {
+    test(`interface down mid-load (${LAB_IF}, the rdma lanes' link, down 3 s; tcp:// lanes on eth1; lanes: 4): nothing lost, nothing run twice`, async () => {
+      const mark = laneEvents.length;
+      const s = await within(30000, connect(IFD, { lanes: 4, keepaliveMs: 1000, resumeTimeout: 60000 }), 'connect');
+      let down = false;
+      try {
+        for (let i = 0; i < 50 && s.stats().lanesUp < 4; i++) await sleep(100);
+        const opened = laneEvents.slice(mark).filter((e) => e.event === 'open').map((e) => new URL(e.uri).protocol);
+        assert.ok(opened.includes('rdma:') && opened.includes('tcp:'), `lanes opened: ${opened}`);
+        const prefix = `ifdown-${Date.now()}-`;
+        let next = 0, ok = 0, counted = 0, okAfterUp = 0, flap = null, flapDone = false;
+        const t0 = Date.now();
+        const flapLink = async (ms) => {
+          await ip('link', 'set', LAB_IF, 'down'); down = true;
+          const t = Date.now();
+          diag(`${LAB_IF} down at ${t - t0} ms (${ok} requests answered)`);
+          await sleep(ms);
+          await ip('link', 'set', LAB_IF, 'up'); down = false;
+          diag(`${LAB_IF} up after ${Date.now() - t} ms (${ok} requests answered)`);
+          flapDone = true;
+        };
+        const worker = async () => {
+          while (!flapDone || okAfterUp < 300) {
+            const i = next++;
+            const id = prefix + i;
+            const big = i % 50 === 0; // some rendezvous in the mix (rdma lanes READ them)
+            if (!big) counted++;
+            const r = big ? await s.request('sum', pattern(100000, i)) : await s.request('count', id);
+            if (big) assert.equal(r.data.toString(), sha(pattern(100000, i)));
+            else assert.equal(r.data.toString(), id);
+            ok++;
+            if (flapDone) okAfterUp++;
+            if (!flap && ok === 60) flap = flapLink(3000);
+          }
+        };
+        await within(240000, Promise.all(Array.from({ length: 16 }, worker)), `load (${ok} answered, link ${down ? 'down' : 'up'})`);
+        await flap;
+        const counts = JSON.parse(await control('counts', prefix));
+        assert.deepEqual(counts.twice, [], 'no request ran twice');
+        assert.equal(counts.n, counted, 'every count request ran');
+        const closed = laneEvents.slice(mark).filter((e) => e.event === 'closed').map((e) => `${new URL(e.uri).protocol}${e.error ? ` (${e.error.code})` : ''}`);
+        diag(`interface down: ${ok} requests in ${Date.now() - t0} ms; failovers ${s.stats().failovers}, lanes up ${s.stats().lanesUp}; lanes closed: ${closed.join(', ') || 'none'}`);
+        assert.equal((await s.request('echo', 'after')).data.toString(), 'after');
+      } finally {
+        if (down) await ip('link', 'set', LAB_IF, 'up');
+        await s.close();
+      }
     });
   }
 

@@ -35,6 +35,8 @@ export interface Ev {
   type: number; name: string; session: number; lane: number; code: number;
   seq: number; tag: number; flags: number; hdr: Buffer; data: Buffer;
   dataLen: number; ext: number; aux: number; aux64: number;
+  /** Where the data was in core memory (for tests of lent bytes). */
+  dataPtr: number;
 }
 export interface Tx { lane: number; bytes: Buffer; ext: number; extLen: number }
 
@@ -56,7 +58,7 @@ export class Peer {
         seq: e.seq, tag: e.tag, flags: e.flags,
         hdr: this.core.copy(e.hdrPtr, e.hdrLen),
         data: e.dataPtr ? this.core.copy(e.dataPtr, e.dataLen) : Buffer.alloc(0),
-        dataLen: e.dataLen, ext: e.ext, aux: e.aux, aux64: e.aux64,
+        dataLen: e.dataLen, ext: e.ext, aux: e.aux, aux64: e.aux64, dataPtr: e.dataPtr,
       });
     }
     return out;
