@@ -76,7 +76,7 @@ interface LaneState {
   uri: string;
   closing: boolean;
   /** Incoming ext payload being diverted from this lane's stream. */
-  ext: { buf: Buffer; off: number; id: number; discard: boolean } | undefined;
+  ext: { buf: Buffer; off: number; id: number; discard: boolean; alive: number } | undefined;
 }
 
 /** An event copied out of the core, waiting for dispatch. */
@@ -251,6 +251,14 @@ export class Context {
         if (!x.discard) x.buf.set(chunk.subarray(off, off + n), x.off);
         x.off += n;
         off += n;
+        // The core sees no frames while a payload streams past it: tell it
+        // the lane is alive (an empty rx) now and then, or a slow transfer
+        // longer than the dead-lane time would be taken for a dead lane.
+        const now = this.now();
+        if (now - x.alive >= EXT_ALIVE_US && x.off < x.buf.length) {
+          x.alive = now;
+          core.rx(lane, EMPTY, now);
+        }
         if (x.off === x.buf.length) {
           st.ext = undefined;
           if (!x.discard) this.#extIn.set(x.id, x.buf);
@@ -311,7 +319,7 @@ export class Context {
       }
       case Ev.EXT_RX: {
         const st = this.#lanes.get(e.lane);
-        if (st) st.ext = { buf: Buffer.allocUnsafe(e.dataLen), off: 0, id: e.ext, discard: (e.flags & 1) !== 0 };
+        if (st) st.ext = { buf: Buffer.allocUnsafe(e.dataLen), off: 0, id: e.ext, discard: (e.flags & 1) !== 0, alive: this.now() };
         return;
       }
       case Ev.EXT_RELEASE:
@@ -500,6 +508,8 @@ export class Context {
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
+/** How often a lane streaming an ext payload tells the core it is alive (µs). */
+const EXT_ALIVE_US = 50_000;
 
 // Session keys come from the CSPRNG, drawn 256 at a time: every lane that
 // joins or resumes a session must present its key, so it must not be
