@@ -15,7 +15,7 @@ import {
   SF_ACK, SF_BACKPRESSURED, S_CLOSING, S_DRAINING, S_OPEN, SF_CLOSE_QUEUED,
 } from "./state";
 import {
-  push, setSeq, setTag, setHdr, setData, setExt, EV_REQUEST, EV_MESSAGE, EV_RESPONSE,
+  push, setSeq, setTag, setHdr, setData, setExt, setAux, EV_REQUEST, EV_MESSAGE, EV_RESPONSE,
   EV_RECEIPT, EV_EXT_RX, EV_EXT_RELEASE, EV_DRAIN, EV_CANCEL, EV_SESSION_CLOSED,
   EV_REQUEST_FAILED,
 } from "./events";
@@ -23,13 +23,18 @@ import { markSession, enqueue, hasCredit, requeueAll } from "./tx";
 import { protocolError, endSession } from "./lanes";
 import {
   MSG_HEADER, MAX_APP_HEADER, INLINE_MAX, T_REQUEST, T_RESPONSE, T_ONEWAY, T_CANCEL, T_CLOSE,
-  F_EXT, F_RECEIPT, F_KNOWN_MSG, F_RESEND,
+  F_EXT, F_RECEIPT, F_KNOWN_MSG, F_RESEND, F_RDV, RDV_DESC,
 } from "./wire";
 import {
   E_MALFORMED, E_BAD_STATE, E_WINDOW, E_LIMIT, E_FRAME_TOO_LARGE, E_BACKPRESSURE, E_BAD_ARGUMENT,
 } from "./errors";
 
 let extCounter: u32 = 0;
+
+/** Where a rendezvous descriptor is read to, in the lane's control buffer. */
+const RDV_SCRATCH: usize = 64;
+/** EV_EXT_RX flags: bit 0 the payload is a duplicate's (drop it), bit 1 rendezvous (READ it). */
+const EXT_RX_RDV: u32 = 2;
 
 /**
  * A message frame header (32 bytes at h) arrived on lane li. Checks it and
@@ -50,9 +55,15 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
   let dataLen = load<u32>(h, 20);
   let tag = load<u32>(h, 24);
   let ext = (flags & F_EXT) != 0;
+  let rdv = (flags & F_RDV) != 0;
   if ((flags & ~F_KNOWN_MSG) != 0 || load<u32>(h, 28) != 0) { protocolError(li, E_MALFORMED, now); return false; }
   if (hdrLen > MAX_APP_HEADER) { protocolError(li, E_FRAME_TOO_LARGE, now); return false; }
+  // A rendezvous only where the host can READ (rdma:// lanes), and only for EXT payloads.
+  if (rdv && (!ext || l.rdvMin == 0)) { protocolError(li, E_MALFORMED, now); return false; }
   if (ext) {
+    // The descriptor is not part of the sender's stream: it is read off the
+    // lane, not into the ring, and the frame occupies frameLen - RDV_DESC there.
+    if (rdv) frameLen -= RDV_DESC;
     if (dataLen == 0 || frameLen != MSG_HEADER + hdrLen) { protocolError(li, E_MALFORMED, now); return false; }
   } else {
     if (hdrLen + dataLen > INLINE_MAX) { protocolError(li, E_FRAME_TOO_LARGE, now); return false; }
@@ -71,6 +82,7 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
   if (seq >= s.rxAck + <u64>s.M) { protocolError(li, E_WINDOW, now); return false; }
   l.bodySeq = seq;
   l.bodyLeft = frameLen - MSG_HEADER;
+  l.rdvStage = rdv ? 1 : 0;
   let e = rxEntry(s, seq);
   if (seq < s.rxNext || load<u8>(e) != RX_EMPTY) {
     // Duplicate: already delivered, or already arriving on another lane.
@@ -195,6 +207,22 @@ export function onMessageBody(li: i32, now: u64): bool {
   let s = session(si);
   let e = rxEntry(s, l.bodySeq);
   let skip = l.bodySkip != 0;
+  if (l.rdvStage == 1) {
+    // The header bytes are in; the rendezvous descriptor follows, into the
+    // lane's scratch (its control buffer is free while a body streams).
+    l.rdvStage = 2;
+    l.bodyLeft = RDV_DESC;
+    l.bodyDst = l.rxBuf + RDV_SCRATCH;
+    return true;
+  }
+  let rdv = l.rdvStage == 2;
+  l.rdvStage = 0;
+  if (rdv) {
+    let d = l.rxBuf + RDV_SCRATCH;
+    if (!skip && load<u32>(d, 12) != 0) { protocolError(li, E_MALFORMED, now); return false; }
+    // A duplicate's payload is nowhere on the lane: nothing to drop.
+    if (skip) return true;
+  }
   if (!skip && (load<u8>(e, 2) & F_EXT)) {
     let id = ++extCounter;
     if (id == 0) id = ++extCounter;
@@ -204,6 +232,12 @@ export function onMessageBody(li: i32, now: u64): bool {
     setSeq(ev, l.bodySeq);
     setExt(ev, id);
     setData(ev, 0, load<u32>(e, 24));
+    if (rdv) {
+      // The host READs the payload from the peer's memory, then extDone().
+      let d = l.rxBuf + RDV_SCRATCH;
+      setTag(ev, 0, EXT_RX_RDV);
+      setAux(ev, load<u32>(d, 8), load<u64>(d));
+    }
     return true;
   }
   if (skip) {

@@ -121,6 +121,19 @@ export function laneUp(h: u32, nowUs: f64): i32 {
   return 0;
 }
 
+/**
+ * The lane's transport can READ a peer's memory (rdma://): EXT payloads of
+ * at least minBytes go by rendezvous on it (0: never), and the peer's
+ * rendezvous frames are accepted on it.
+ */
+export function laneRendezvous(h: u32, minBytes: u32, nowUs: f64): i32 {
+  input(nowUs);
+  let li = laneFromHandle(h);
+  if (li < 0) return -E_BAD_HANDLE;
+  lane(li).rdvMin = minBytes;
+  return 0;
+}
+
 /** The transport lost this lane's connection (code: why). */
 export function laneDown(h: u32, code: i32, nowUs: f64): i32 {
   input(nowUs);
@@ -305,6 +318,8 @@ export function txPtr(): usize { return tx.txStart; }
 export function txLen(): u32 { return tx.txLen; }
 export function txExt(): u32 { return tx.txExt; }
 export function txExtLen(): u32 { return tx.txExtLen; }
+/** Offset in the batch of its rendezvous descriptor, for the host to fill in (addr, rkey); -1 when none. */
+export function txRdv(): i32 { return tx.txRdv ? <i32>(tx.txRdv - tx.txStart) : -1; }
 
 // ---- introspection (stats, tests) ----
 

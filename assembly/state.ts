@@ -50,6 +50,8 @@ export const SF_RESEND: u8 = 0x10;
   role: u8;
   pos: u8;
   extWait: u8;
+  /** 1: the message body being read ends with a rendezvous descriptor; 2: reading it. */
+  rdvStage: u8;
   gen: u16;
   inDirty: u8;
   inBatch: u8;
@@ -72,6 +74,8 @@ export const SF_RESEND: u8 = 0x10;
   lastRx: u64;
   lastTx: u64;
   opened: u64;
+  /** Rendezvous: EXT payloads of at least this many bytes go by F_RDV on this lane (0: never). */
+  rdvMin: u32;
   rxBuf: usize;
   ctlBuf: usize;
 }
@@ -271,6 +275,8 @@ export function allocLane(role: u8, state: u8, now: u64): i32 {
     l.role = role;
     l.pos = 0;
     l.extWait = 0;
+    l.rdvStage = 0;
+    l.rdvMin = 0;
     l.inDirty = 0;
     l.inBatch = 0;
     l.session = -1;

@@ -11,7 +11,7 @@ import {
 } from "./state";
 import {
   MSG_HEADER, MAX_CONTROL_FRAME, MAX_BATCH, BATCH_SIZE, ACK_SIZE, RECEIPT_SIZE,
-  T_ACK, T_RECEIPT, T_BATCH, F_EXT, F_RESEND, putHeader,
+  T_ACK, T_RECEIPT, T_BATCH, F_EXT, F_RESEND, F_RDV, RDV_DESC, putHeader,
 } from "./wire";
 import { E_BACKPRESSURE } from "./errors";
 import { traceTx } from "./trace";
@@ -21,6 +21,7 @@ export let txStart: usize = 0;  // first byte of the last batch
 export let txLen: u32 = 0;
 export let txExt: u32 = 0;      // ext payload to write after the batch (0 none)
 export let txExtLen: u32 = 0;
+export let txRdv: usize = 0;    // where the batch's rendezvous descriptor is (0 none): the host fills it in
 
 let dirtySessions: usize = 0; // ring of i32
 let dsHead: u32 = 0;
@@ -173,17 +174,35 @@ function putCtl(l: Lane): void {
   l.ctlFrames = 0;
 }
 
-/** Copies message q to the batch; returns false when it does not fit. */
+/**
+ * Copies message q to the batch; returns false when it does not fit. An
+ * EXT payload of at least the lane's rdvMin goes by rendezvous: the batch
+ * copy gets F_RDV and an empty descriptor (txRdv) for the host to fill in,
+ * and no payload follows it (the ring copy stays as it was, for lanes
+ * without rendezvous).
+ */
 function putMessage(s: Session, q: u64, li: i32): bool {
   let e = txEntry(s, q);
   let len = load<u32>(e, 4);
-  if (len > room()) return false;
-  put(s.txRing + <usize>(load<u32>(e) & (cfg.windowBytes - 1)), len);
+  let src = s.txRing + <usize>(load<u32>(e) & (cfg.windowBytes - 1));
+  let ext = load<u8>(e, 17) & F_EXT;
+  let extLen = ext ? load<u32>(src, 20) : 0;
+  let rdvMin = lane(li).rdvMin;
+  let rdv = ext && rdvMin != 0 && extLen >= rdvMin;
+  if (len + (rdv ? RDV_DESC : 0) > room()) return false;
+  let p = txBase + bLen;
+  put(src, len);
   store<i32>(e, li, 8);
-  let ext = load<u32>(e, 12);
-  if (load<u8>(e, 17) & F_EXT) {
-    txExt = ext;
-    txExtLen = load<u32>(s.txRing + <usize>(load<u32>(e) & (cfg.windowBytes - 1)), 20);
+  if (ext) {
+    txExt = load<u32>(e, 12);
+    txExtLen = extLen;
+    if (rdv) {
+      store<u8>(p, load<u8>(p, 1) | F_RDV, 1);
+      store<u32>(p, len + RDV_DESC, 4);
+      txRdv = p + len;
+      memory.fill(txRdv, 0, RDV_DESC);
+      bLen += RDV_DESC;
+    }
   }
   return true;
 }
@@ -254,6 +273,7 @@ function finish(li: i32, now: u64): u32 {
 export function pollTransmit(now: u64): u32 {
   txExt = 0;
   txExtLen = 0;
+  txRdv = 0;
   while (dsCount > 0) {
     let si = load<i32>(dirtySessions + (<usize>dsHead << 2));
     let s = session(si);

@@ -45,7 +45,14 @@ export const T_BATCH: u8 = 0x30;
 export const F_RECEIPT: u8 = 0x01;
 export const F_EXT: u8 = 0x02;
 export const F_APP_ERROR: u8 = 0x04;
-export const F_KNOWN_MSG: u8 = F_RECEIPT | F_EXT | F_APP_ERROR;
+/**
+ * With F_EXT: rendezvous. The payload is not on the lane: the frame ends
+ * with a 16-byte descriptor (addr u64, rkey u32, reserved u32 = 0) from
+ * which the receiver READs dataLen bytes (rdma:// lanes only).
+ */
+export const F_RDV: u8 = 0x08;
+export const RDV_DESC: u32 = 16;
+export const F_KNOWN_MSG: u8 = F_RECEIPT | F_EXT | F_APP_ERROR | F_RDV;
 // ACK flags.
 export const F_RESEND: u8 = 0x01;
 // ACCEPT flags.

@@ -76,7 +76,11 @@ interface LaneState {
   uri: string;
   closing: boolean;
   /** Incoming ext payload being diverted from this lane's stream. */
-  ext: { buf: Buffer; off: number; id: number; discard: boolean; alive: number } | undefined;
+  ext: { buf: Buffer; off: number; id: number; discard: boolean; alive: number; rdv: boolean } | undefined;
+  /** Client lanes of rendezvous transports: told to the core when the lane is up. */
+  rendezvousMin?: number;
+  /** Lane bytes that arrived while a rendezvous READ was in flight: fed to the core after it. */
+  held?: Uint8Array[];
 }
 
 /** An event copied out of the core, waiting for dispatch. */
@@ -159,6 +163,7 @@ export class Context {
       if (this.#closed) { io.destroy(); return; }
       const lane = this.core.laneAccepted(this.now());
       if (lane < 0) { io.destroy(); return; }
+      if (t.caps.rendezvous) this.core.laneRendezvous(lane, t.caps.rendezvousMin ?? RENDEZVOUS_MIN, this.now());
       const st: LaneState = { io, uri: l.uri, closing: false, ext: undefined };
       this.#lanes.set(lane, st);
       bind(this.#sink(lane));
@@ -221,6 +226,8 @@ export class Context {
     return {
       connected: () => {
         if (this.#closed) return;
+        const min = this.#lanes.get(lane)?.rendezvousMin;
+        if (min) this.core.laneRendezvous(lane, min, this.now());
         this.core.laneUp(lane, this.now());
         this.#afterInput();
       },
@@ -246,6 +253,11 @@ export class Context {
       const st = this.#lanes.get(lane);
       if (!st) return;
       const x = st.ext;
+      if (x?.rdv) {
+        // The payload is being READ; what follows it on the lane waits.
+        (st.held ??= []).push(Buffer.from(chunk.subarray(off)));
+        break;
+      }
       if (x) {
         const n = Math.min(chunk.length - off, x.buf.length - x.off);
         if (!x.discard) x.buf.set(chunk.subarray(off, off + n), x.off);
@@ -319,7 +331,11 @@ export class Context {
       }
       case Ev.EXT_RX: {
         const st = this.#lanes.get(e.lane);
-        if (st) st.ext = { buf: Buffer.allocUnsafe(e.dataLen), off: 0, id: e.ext, discard: (e.flags & 1) !== 0, alive: this.now() };
+        if (!st) return;
+        const rdv = (e.flags & 2) !== 0;
+        const x = { buf: Buffer.allocUnsafe(e.dataLen), off: 0, id: e.ext, discard: (e.flags & 1) !== 0, alive: this.now(), rdv };
+        st.ext = x;
+        if (rdv) this.#rendezvous(e.lane, st, x, core.eventAux64(i), e.aux);
         return;
       }
       case Ev.EXT_RELEASE:
@@ -405,6 +421,24 @@ export class Context {
     else apply(d);
   }
 
+  /** Rendezvous: READs an EXT payload from the peer's memory, then lets the lane go on. */
+  #rendezvous(lane: number, st: LaneState, x: NonNullable<LaneState['ext']>, addr: bigint, rkey: number): void {
+    const io = st.io;
+    if (!io?.read) { io?.destroy(); return; }
+    io.read(addr, rkey, x.buf, (err) => {
+      if (this.#closed || this.core.trapped || this.#lanes.get(lane) !== st || st.ext !== x) return;
+      if (err) { io.destroy(); return; }
+      st.ext = undefined;
+      if (!x.discard) this.#extIn.set(x.id, x.buf);
+      this.core.extDone(lane, this.now());
+      this.#drain();
+      const held = st.held;
+      st.held = undefined;
+      if (held) for (const c of held) this.#data(lane, c);
+      this.#afterInput();
+    });
+  }
+
   #openLane(lane: number, uri: string): void {
     let u: URL;
     let t: Transport;
@@ -413,6 +447,9 @@ export class Context {
     try {
       u = new URL(uri);
       t = transportFor(u);
+      // (An input here would invalidate the events being read: the core
+      // learns about rendezvous when the lane is up.)
+      if (t.caps.rendezvous) st.rendezvousMin = t.caps.rendezvousMin ?? RENDEZVOUS_MIN;
       st.io = t.connect(u, this.#sink(lane));
     } catch (e) {
       // Report the failure as the lane going down, after this drain.
@@ -434,7 +471,8 @@ export class Context {
       if (!st?.io) continue;
       const bytes = Buffer.from(core.txView());
       const ext = core.txExt();
-      st.io.write(bytes, ext ? this.#ext.get(ext) : undefined);
+      const rdv = ext ? core.txRdv() : -1;
+      st.io.write(bytes, ext ? this.#ext.get(ext) : undefined, rdv >= 0 ? rdv : undefined);
     }
     for (const [lane, st] of this.#lanes) {
       if (st.closing) {
@@ -508,6 +546,8 @@ export class Context {
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
+/** Smallest EXT payload sent by rendezvous when the transport names none. */
+const RENDEZVOUS_MIN = 64 * 1024;
 /** How often a lane streaming an ext payload tells the core it is alive (µs). */
 const EXT_ALIVE_US = 50_000;
 

@@ -100,7 +100,7 @@ export class CoreEvent {
 export const enum Op {
   CONNECT = 1, LANE_ACCEPTED = 2, LANE_UP = 3, LANE_DOWN = 4, RX = 5, EXT_DONE = 6, ACCEPT = 7,
   REJECT = 8, REDIRECT = 9, REQUEST = 10, SEND = 11, RESPOND = 12, CANCEL = 13, CLOSE = 14,
-  DESTROY = 15, TIMEOUT = 16, RELEASE = 17,
+  DESTROY = 15, TIMEOUT = 16, RELEASE = 17, LANE_RENDEZVOUS = 18,
 }
 
 interface Exports {
@@ -111,6 +111,7 @@ interface Exports {
   laneAccepted(now: number): number;
   laneUp(h: number, now: number): number;
   laneDown(h: number, code: number, now: number): number;
+  laneRendezvous(h: number, minBytes: number, now: number): number;
   rx(h: number, len: number, now: number): number;
   extDone(h: number, now: number): number;
   accept(h: number, portalsLen: number, attrsLen: number, now: number): number;
@@ -127,7 +128,7 @@ interface Exports {
   nextDeadline(): number;
   pollEvents(): number;
   pollTransmit(now: number): number;
-  txPtr(): number; txLen(): number; txExt(): number; txExtLen(): number;
+  txPtr(): number; txLen(): number; txExt(): number; txExtLen(): number; txRdv(): number;
   sessionInfo(h: number): number;
 }
 
@@ -298,6 +299,13 @@ export class Core {
     const r = this.#call(() => this.#x.laneDown(lane, code, now));
     return this.#rec ? this.#input(Op.LANE_DOWN, [lane, code, now], undefined, undefined, r) : r;
   }
+  /** The lane's transport can READ peer memory: EXT payloads of at least minBytes go by rendezvous on it. */
+  laneRendezvous(lane: number, minBytes: number, now: number): number {
+    this.#fresh = true;
+    const r = this.#call(() => this.#x.laneRendezvous(lane, minBytes, now));
+    return this.#rec ? this.#input(Op.LANE_RENDEZVOUS, [lane, minBytes, now], undefined, undefined, r) : r;
+  }
+
 
   /** Feeds up to stagingCap bytes; returns how many the core consumed (see rx in assembly/index.ts). */
   rx(lane: number, chunk: Uint8Array, now: number): number {
@@ -445,6 +453,7 @@ export class Core {
         case Op.LANE_ACCEPTED: return x.laneAccepted(a[0]);
         case Op.LANE_UP: return x.laneUp(a[0], a[1]);
         case Op.LANE_DOWN: return x.laneDown(a[0], a[1], a[2]);
+        case Op.LANE_RENDEZVOUS: return x.laneRendezvous(a[0], a[1], a[2]);
         case Op.RX: return x.rx(a[0], a[1], a[2]);
         case Op.EXT_DONE: return x.extDone(a[0], a[1]);
         case Op.ACCEPT: return x.accept(a[0], a[1], a[2], a[3]);
@@ -571,6 +580,8 @@ export class Core {
 
   txExt(): number { return this.#x.txExt(); }
   txExtLen(): number { return this.#x.txExtLen(); }
+  /** Offset in the batch of the rendezvous descriptor the lane fills in; -1 when none. */
+  txRdv(): number { return this.#x.txRdv(); }
 
   /** Events the core could not queue: a core bug if ever non-zero. */
   eventOverflow(): number { return this.#x.eventOverflow(); }

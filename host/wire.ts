@@ -67,7 +67,10 @@ export const F_RECEIPT = 0x01;
 export const F_EXT = 0x02;
 /** RESPONSE: the data is an application error. */
 export const F_APP_ERROR = 0x04;
-export const F_KNOWN_MSG = F_RECEIPT | F_EXT | F_APP_ERROR;
+/** With F_EXT: rendezvous; a 16-byte descriptor (addr u64, rkey u32, 0 u32) ends the frame and no payload follows. */
+export const F_RDV = 0x08;
+export const RDV_DESC = 16;
+export const F_KNOWN_MSG = F_RECEIPT | F_EXT | F_APP_ERROR | F_RDV;
 /** ACK: a message was lost mid-lane; send every unacked message again. */
 export const F_RESEND = 0x01;
 /** ACCEPT: a lane joined (or resumed) an existing session. */
@@ -125,6 +128,9 @@ export interface Message {
   /** Inline data; empty with F_EXT (the payload follows on the stream). */
   data: Buffer;
   dataLen: number;
+  /** With F_RDV: where the receiver READs the payload from. */
+  rdvAddr?: bigint;
+  rdvKey?: number;
 }
 export interface Ack { type: 'ack'; flags: number; ackSeq: bigint }
 export interface Receipt { type: 'receipt'; flags: number; seq: bigint }
@@ -244,6 +250,9 @@ export interface MessageFields {
   data?: Uint8Array;
   /** Required with F_EXT (the payload's length); otherwise it defaults to data.length. */
   dataLen?: number;
+  /** With F_RDV: the descriptor. */
+  rdvAddr?: bigint;
+  rdvKey?: number;
 }
 
 /** Any message frame: REQUEST, RESPONSE, ONEWAY, CANCEL or CLOSE. */
@@ -255,7 +264,13 @@ export function encodeMessage(type: MessageType, f: MessageFields): Buffer {
   if (ext && data.length > 0) throw new InvalidArgumentError('an EXT message carries no inline data');
   const dataLen = f.dataLen ?? data.length;
   if (!ext && dataLen !== data.length) throw new InvalidArgumentError('dataLen differs from data.length');
-  const b = frame(typeCodes[type], flags, hdr.length, MSG_HEADER + hdr.length + data.length);
+  const rdv = (flags & F_RDV) !== 0;
+  if (rdv && !ext) throw new InvalidArgumentError('F_RDV needs F_EXT');
+  const b = frame(typeCodes[type], flags, hdr.length, MSG_HEADER + hdr.length + data.length + (rdv ? RDV_DESC : 0));
+  if (rdv) {
+    b.writeBigUInt64LE(fits64('rdvAddr', f.rdvAddr ?? 0n), MSG_HEADER + hdr.length);
+    b.writeUInt32LE(fits('rdvKey', f.rdvKey ?? 0, 32), MSG_HEADER + hdr.length + 8);
+  }
   b.writeBigUInt64LE(fits64('seq', f.seq), 8);
   b.writeUInt32LE(fits('slot', f.slot, 32), 16);
   b.writeUInt32LE(fits('dataLen', dataLen, 32), 20);
@@ -393,11 +408,16 @@ function decodeMessage(b: Buffer, limits: DecodeLimits): Message {
   const dataLen = b.readUInt32LE(20);
   const tag = b.readUInt32LE(24);
   const ext = (flags & F_EXT) !== 0;
+  const rdv = (flags & F_RDV) !== 0;
   if ((flags & ~F_KNOWN_MSG) !== 0) fail(Code.MALFORMED, `unknown message flags 0x${flags.toString(16)}`);
   if (b.readUInt32LE(28) !== 0) fail(Code.MALFORMED, 'reserved message word is not 0');
   if (hdrLen > MAX_APP_HEADER) fail(Code.FRAME_TOO_LARGE, `application header of ${hdrLen} bytes`);
+  if (rdv && !ext) fail(Code.MALFORMED, 'F_RDV without F_EXT');
+  // The rendezvous descriptor is read off the lane; the ring holds the rest.
+  const ringLen = rdv ? len - RDV_DESC : len;
   if (ext) {
-    if (dataLen === 0 || len !== MSG_HEADER + hdrLen) fail(Code.MALFORMED, 'EXT message lengths');
+    if (dataLen === 0 || ringLen !== MSG_HEADER + hdrLen) fail(Code.MALFORMED, 'EXT message lengths');
+    if (rdv && b.readUInt32LE(MSG_HEADER + hdrLen + 12) !== 0) fail(Code.MALFORMED, 'reserved rendezvous word is not 0');
   } else {
     if (hdrLen + dataLen > INLINE_MAX) fail(Code.FRAME_TOO_LARGE, `inline message of ${hdrLen + dataLen} bytes`);
     if (len !== MSG_HEADER + hdrLen + dataLen) fail(Code.MALFORMED, 'message frameLen differs from its lengths');
@@ -411,14 +431,15 @@ function decodeMessage(b: Buffer, limits: DecodeLimits): Message {
   if ((t === T_CANCEL || t === T_CLOSE) && (hdrLen | dataLen | flags) !== 0) {
     fail(Code.MALFORMED, 'CANCEL and CLOSE carry no header, data or flags');
   }
-  if (limits.windowBytes !== undefined && (slot & (limits.windowBytes - 1)) + len > limits.windowBytes) {
+  if (limits.windowBytes !== undefined && (slot & (limits.windowBytes - 1)) + ringLen > limits.windowBytes) {
     fail(Code.WINDOW, 'message crosses the end of the receive ring');
   }
   return {
     type: typeNames[t] as MessageType, flags, seq, slot, tag,
     header: Buffer.from(b.subarray(MSG_HEADER, MSG_HEADER + hdrLen)),
-    data: Buffer.from(b.subarray(MSG_HEADER + hdrLen, len)),
+    data: Buffer.from(b.subarray(MSG_HEADER + hdrLen, ringLen)),
     dataLen,
+    ...(rdv ? { rdvAddr: b.readBigUInt64LE(MSG_HEADER + hdrLen), rdvKey: b.readUInt32LE(MSG_HEADER + hdrLen + 8) } : {}),
   };
 }
 
@@ -557,7 +578,8 @@ export function splitBatch(buf: Uint8Array): Buffer[] {
 /** The EXT message that ends this frame or batch, if any: its payload follows on the stream. */
 export function extTail(f: Frame): Message | undefined {
   const last = f.type === 'batch' ? f.frames[f.frames.length - 1] : f;
-  if (last && 'seq' in last && 'slot' in last && (last.flags & F_EXT) !== 0) return last;
+  // A rendezvous payload is not on the stream (F_RDV): nothing follows.
+  if (last && 'seq' in last && 'slot' in last && (last.flags & F_EXT) !== 0 && (last.flags & F_RDV) === 0) return last;
   return undefined;
 }
 
@@ -575,7 +597,7 @@ export function frameToJson(f: Frame): Record<string, unknown> {
   return out;
 }
 
-const u64Fields = new Set(['sessionId', 'ackSeq', 'seq']);
+const u64Fields = new Set(['sessionId', 'ackSeq', 'seq', 'rdvAddr']);
 const byteFields = new Set(['attrs', 'header', 'data', 'key']);
 
 /**

@@ -983,3 +983,57 @@ t.test('holdRx: a resume repeats nothing delivered, lent or not; release() witho
   const q = Pair.open(1);
   tt.equal(q.srv.core.release(q.srvSession, 0, q.now), -Code.BAD_STATE, 'without holdRx: bad-state');
 });
+
+// ---- rendezvous frames (F_RDV, protocol.md §9) ----
+
+t.test('F_RDV: the sender core leaves a descriptor for its lane to fill; the receiver core asks for a READ', async (tt) => {
+  const p = Pair.open(1);
+  p.cli.core.laneRendezvous(p.cliLanes[0], 65536, p.now);
+  p.srv.core.laneRendezvous(p.srvLanes[0], 65536, p.now);
+  const tag = p.cli.core.request(p.cliSession, text('big'), 70000, FLAG_EXT, 0, 5, p.now);
+  tt.ok(tag > 0, 'a 70000-byte EXT request');
+  tt.equal(p.cli.core.pollTransmit(p.now), p.cliLanes[0], 'one batch');
+  const bytes = Buffer.from(p.cli.core.txView());
+  const at = p.cli.core.txRdv();
+  tt.equal(p.cli.core.txExt(), 5, 'naming the payload');
+  tt.ok(at >= 0, `with a descriptor at ${at}`);
+  const f = W.decodeFrame(bytes) as W.Message;
+  tt.equal(f.flags & (W.F_EXT | W.F_RDV), W.F_EXT | W.F_RDV, 'F_EXT | F_RDV');
+  tt.equal(bytes.length, W.MSG_HEADER + 3 + W.RDV_DESC, 'header, app header, descriptor: no payload follows');
+  tt.equal(at, W.MSG_HEADER + 3, 'the descriptor ends the frame');
+  tt.equal(f.rdvAddr, 0n, 'left empty by the core');
+  bytes.writeBigUInt64LE(0x7f00_1234_5000n, at);
+  bytes.writeUInt32LE(0xabcd, at + 8);
+  tt.equal(p.srv.core.rx(p.srvLanes[0], bytes, p.now), bytes.length, 'the receiver takes the whole frame');
+  const evs = p.srv.events();
+  const x = one(evs, 'ext-rx');
+  tt.equal(x.flags, 2, 'the receiver is asked to READ (flags bit 1)');
+  tt.equal(BigInt(x.aux64), 0x7f00_1234_5000n, 'from the address');
+  tt.equal(x.aux, 0xabcd, 'with the rkey');
+  tt.equal(x.dataLen, 70000, 'this many bytes');
+  tt.same(named(evs, 'request'), [], 'nothing delivered before the payload is in');
+  tt.equal(p.srv.core.extDone(p.srvLanes[0], p.now), 0, 'extDone');
+  const req = one(p.srv.events(), 'request');
+  tt.equal(req.hdr.toString(), 'big', 'then the request is delivered');
+  tt.equal(req.ext, x.ext, 'its payload is the one read');
+});
+
+t.test('F_RDV is refused where the lane cannot READ, without F_EXT, or with a reserved word set', async (tt) => {
+  const frame = (flags: number, reserved = 0) => {
+    const b = W.encodeFrame({ type: 'oneway', flags, seq: 0n, slot: 0, tag: 0, header: text('h'), data: Buffer.alloc(0), dataLen: 100000, rdvAddr: 1n, rdvKey: 2 });
+    if (reserved) b.writeUInt32LE(reserved, W.MSG_HEADER + 1 + 12);
+    return b;
+  };
+  const cases: [string, Buffer, boolean][] = [
+    ['on a lane without rendezvous', frame(W.F_EXT | W.F_RDV), false],
+    ['F_RDV without F_EXT', (() => { const b = frame(W.F_EXT | W.F_RDV); b[1] = W.F_RDV; return b; })(), true],
+    ['a reserved word set', frame(W.F_EXT | W.F_RDV, 7), true],
+  ];
+  for (const [what, b, rdvLane] of cases) {
+    const p = Pair.open(1);
+    if (rdvLane) p.srv.core.laneRendezvous(p.srvLanes[0], 65536, p.now);
+    const evs = p.feed('srv', p.srvLanes[0], b);
+    tt.equal(one(evs, 'protocol-error').code, 1, `${what}: malformed`);
+  }
+  tt.throws(() => W.decodeFrame((() => { const b = frame(W.F_EXT | W.F_RDV); b[1] = W.F_RDV; return b; })()), 'the codec refuses F_RDV without F_EXT');
+});

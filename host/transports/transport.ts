@@ -11,8 +11,15 @@
 export interface Capabilities {
   /** The transport is a byte stream (frames may split across reads). */
   stream: boolean;
-  /** Large payloads can be read by the peer without a copy (RDMA READ). */
+  /**
+   * Large payloads can be read by the peer without a copy (RDMA READ): the
+   * core sends EXT payloads of at least `rendezvousMin` bytes as F_RDV
+   * frames whose descriptor the lane fills in (write's rdvAt), and asks the
+   * receiving lane to read() them (docs/protocol.md §9).
+   */
   rendezvous: boolean;
+  /** Smallest EXT payload worth a rendezvous on this transport (default 65536). */
+  rendezvousMin?: number;
 }
 
 /** Callbacks a transport calls for one lane. */
@@ -25,8 +32,21 @@ export interface LaneSink {
 
 /** One connection carrying one lane. */
 export interface Lane {
-  /** Queues bytes; then the optional ext payload right after them. */
-  write(bytes: Uint8Array, ext?: Uint8Array): void;
+  /**
+   * Queues bytes; then the optional ext payload right after them. With
+   * `rdvAt` (rendezvous transports), the payload does not follow: the lane
+   * makes `ext` readable by the peer and writes its descriptor (addr u64,
+   * rkey u32, 0 u32, little-endian) into bytes[rdvAt, rdvAt + 16) before
+   * sending; it keeps `ext` readable until the lane ends (the context keeps
+   * the Buffer until the core says the message was acked).
+   */
+  write(bytes: Uint8Array, ext?: Uint8Array, rdvAt?: number): void;
+  /**
+   * Rendezvous transports: READs into.length bytes from the peer's (addr,
+   * rkey) into `into`; done(null) once they are all there, done(err) if
+   * the read failed (the lane is then destroyed).
+   */
+  read?(addr: bigint, rkey: number, into: Buffer, done: (err: Error | null) => void): void;
   /** Sends what was queued, then closes. */
   end(): void;
   /** Closes now, dropping what was queued. */
