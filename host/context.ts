@@ -110,6 +110,7 @@ export class Context {
   #lanes = new Map<number, LaneState>();
   #sessions = new Map<number, SessionPeer>();
   #ext = new Map<number, Uint8Array>();       // outgoing ext payloads by id, until acked
+  #extRdv = new Map<number, Lane[]>();        // ... and the lanes that made them readable (rendezvous)
   #extIn = new Map<number, Buffer>();         // received ext payloads by id, until delivered
   #extNext = 1;
   #ev = new CoreEvent();
@@ -192,6 +193,15 @@ export class Context {
     if (this.#sessions.size === 0) this.#timer?.unref();
   }
 
+  /**
+   * Registers application memory for zero-copy rendezvous sends on rdma://
+   * lanes (registrations are per thread: every context of the thread sees
+   * it). Returns a handle; release() lets the memory go.
+   */
+  register(buffer: ArrayBuffer | ArrayBufferView): import('./transports/rdma').Registration {
+    return (require('./transports/rdma') as typeof import('./transports/rdma')).registerMemory(buffer);
+  }
+
   // ---- client side ----
 
   /** Opens a client session; the core asks for lanes through OPEN_LANE events. */
@@ -212,7 +222,16 @@ export class Context {
   }
 
   dropExt(id: number): void {
+    this.#releaseExt(id);
+  }
+
+  #releaseExt(id: number): void {
+    const buf = this.#ext.get(id);
     this.#ext.delete(id);
+    const on = this.#extRdv.get(id);
+    if (!on) return;
+    this.#extRdv.delete(id);
+    if (buf) for (const io of on) io.unpin?.(buf);
   }
 
   /** Runs an application input and schedules the turn's transmission. */
@@ -340,7 +359,7 @@ export class Context {
       }
       case Ev.EXT_RELEASE:
         if (e.flags & 1) this.#extIn.delete(e.ext);
-        else this.#ext.delete(e.ext);
+        else this.#releaseExt(e.ext);
         return;
     }
     let h: Buffer = EMPTY, d: Buffer = EMPTY;
@@ -425,6 +444,14 @@ export class Context {
   #rendezvous(lane: number, st: LaneState, x: NonNullable<LaneState['ext']>, addr: bigint, rkey: number): void {
     const io = st.io;
     if (!io?.read) { io?.destroy(); return; }
+    const alive = (): void => {
+      // READs landing are life on the lane, like ext bytes on a stream
+      const now = this.now();
+      if (now - x.alive < EXT_ALIVE_US || this.#closed || this.core.trapped || this.#lanes.get(lane) !== st || st.ext !== x) return;
+      x.alive = now;
+      this.core.rx(lane, EMPTY, now);
+      this.#afterInput();
+    };
     io.read(addr, rkey, x.buf, (err) => {
       if (this.#closed || this.core.trapped || this.#lanes.get(lane) !== st || st.ext !== x) return;
       if (err) { io.destroy(); return; }
@@ -436,7 +463,7 @@ export class Context {
       st.held = undefined;
       if (held) for (const c of held) this.#data(lane, c);
       this.#afterInput();
-    });
+    }, alive);
   }
 
   #openLane(lane: number, uri: string): void {
@@ -472,6 +499,11 @@ export class Context {
       const bytes = Buffer.from(core.txView());
       const ext = core.txExt();
       const rdv = ext ? core.txRdv() : -1;
+      if (rdv >= 0 && st.io.unpin) {
+        const on = this.#extRdv.get(ext);
+        if (!on) this.#extRdv.set(ext, [st.io]);
+        else on.push(st.io); // one unpin per rendezvous write
+      }
       st.io.write(bytes, ext ? this.#ext.get(ext) : undefined, rdv >= 0 ? rdv : undefined);
     }
     for (const [lane, st] of this.#lanes) {

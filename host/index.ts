@@ -12,6 +12,16 @@ export { Context, registerTransport } from './context';
 export type { SessionRequestInfo } from './context';
 export * from './errors';
 export { Recorder, replay } from './record';
+export type { Registration } from './transports/rdma';
+
+/**
+ * Registers application memory for zero-copy rendezvous sends on rdma://
+ * (docs/api.md, "Registered memory"); release() lets it go. Thread-wide:
+ * the same as any Context's register().
+ */
+export function register(buffer: ArrayBuffer | ArrayBufferView): import('./transports/rdma').Registration {
+  return (require('./transports/rdma') as typeof import('./transports/rdma')).registerMemory(buffer);
+}
 
 export interface ConnectOptions {
   /** Lanes (connections) the session keeps, 1..8; default 2. */

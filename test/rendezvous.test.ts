@@ -8,7 +8,7 @@
 
 import t from 'tap';
 import { connect, createServer } from '../host/index';
-import { rdvStats } from './fixtures/rdv-transport';
+import { rdvStats, pinnedRegions } from './fixtures/rdv-transport';
 
 t.test('payloads above the threshold go by rendezvous, both ways, in order with what follows them', async (t) => {
   const seen: string[] = [];
@@ -22,6 +22,7 @@ t.test('payloads above the threshold go by rendezvous, both ways, in order with 
   t.teardown(() => s.destroy());
   rdvStats.readDelayMs = 20; // reads take a while: what follows on the lane must wait
   const before = { ...rdvStats };
+  const pinned0 = pinnedRegions();
   const sizes = [20_000, 10_000, 300_000, 100, 16_384];
   const payloads = sizes.map((n, i) => Buffer.alloc(n, 0x41 + i));
   const pending = payloads.map((p, i) => s.request(`r${i}`, p));
@@ -33,6 +34,8 @@ t.test('payloads above the threshold go by rendezvous, both ways, in order with 
   t.equal(rdvStats.badReads - before.badReads, 0, 'no bad read');
   await new Promise((r) => setTimeout(r, 100));
   t.same(seen, ['m0', 'm1', 'm2', 'm3', 'm4'], 'messages sent behind rendezvous payloads arrive once, in order');
+  for (let i = 0; i < 100 && pinnedRegions() > pinned0; i++) await new Promise((r) => setTimeout(r, 20));
+  t.equal(pinnedRegions(), pinned0, 'acked payloads are unpinned on the lanes that made them readable (the lanes are still up)');
   rdvStats.readDelayMs = 0;
 });
 

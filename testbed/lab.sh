@@ -10,9 +10,11 @@
 #   lab.sh status                  layout, guests, qemu pids
 # Layouts: single = one guest (2 vCPUs), rxe0 over its own NIC, clients and servers on rxe0
 # (loopback through rxe); pair = guests a (10.0.0.1) and b (10.0.0.2), 1 vCPU each, linked by a
-# qemu UDP socket netdev on 127.0.0.1 and nothing else.
+# qemu UDP socket netdev on 127.0.0.1 (eth0, rxe0), and by a second one (eth1: 10.0.1.1 and
+# 10.0.1.2, no rxe) that stays up when a test takes eth0 down; nothing else.
 # Inside a guest: NEXIO_LAB_node=a|b, NEXIO_LAB_layout, NEXIO_RDMA_ADDR (own IPv4 on rxe0),
-# NEXIO_RDMA_PEER (the other guest's, or own in single).
+# NEXIO_RDMA_PEER (the other guest's, or own in single), NEXIO_LAB_IF (eth0: rxe0's netdev);
+# pair only: NEXIO_LAB_ADDR2, NEXIO_LAB_PEER2 (the eth1 addresses).
 # Env: NEXIO_LAB_DIR (default /var/tmp/nexio-lab), NEXIO_LAB_MEM (MiB, default 768),
 # NEXIO_LAB_BOOT_TIMEOUT (default 180 s), NEXIO_LAB_IDLE (guest powers itself off after this many
 # idle seconds, default 900: a forgotten lab does not run forever).
@@ -23,8 +25,9 @@ die() { echo "lab: $*" >&2; exit 1; }
 nodes() { cat "$RUN/nodes" 2>/dev/null; }
 alive() { local p; p=$(cat "$RUN/$1/qemu.pid" 2>/dev/null) && [ -n "$p" ] && kill -0 "$p" 2>/dev/null; }
 
-boot() { # NAME SMP "KERNEL ARGS" NETDEV MAC
-  local n=$1 smp=$2 kargs=$3 net=$4 mac=$5 d=$RUN/$1
+boot() { # NAME SMP "KERNEL ARGS" NETDEV MAC [NETDEV2 MAC2]
+  local n=$1 smp=$2 kargs=$3 net=$4 mac=$5 d=$RUN/$1 nic2=()
+  [ $# -ge 7 ] && nic2=(-netdev "$6,id=n1" -device "virtio-net-pci,netdev=n1,mac=$7,romfile=")
   mkdir -p "$d/jobs"
   qemu-system-x86_64 -accel tcg -cpu max -m "${NEXIO_LAB_MEM:-768}" -smp "$smp" \
     -display none -no-reboot -nodefaults -monitor none -serial "file:$d/console.log" \
@@ -33,7 +36,7 @@ boot() { # NAME SMP "KERNEL ARGS" NETDEV MAC
     -append "console=ttyS0 quiet panic=-1 nexio.agent=$TB/guest/agent.sh nexio.node=$n $kargs nexio.idle=${NEXIO_LAB_IDLE:-900} nexio.cache=${NEXIO_LAB_CACHE:-loose}" \
     -virtfs local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap \
     -virtfs "local,path=$d,mount_tag=lab,security_model=none" \
-    -netdev "$net,id=n0" -device "virtio-net-pci,netdev=n0,mac=$mac,romfile=" \
+    -netdev "$net,id=n0" -device "virtio-net-pci,netdev=n0,mac=$mac,romfile=" "${nic2[@]}" \
     || die "qemu failed to start guest $n"
 }
 
@@ -49,11 +52,15 @@ cmd_up() {
       boot a 2 "nexio.layout=single nexio.addr=10.0.0.1/24 nexio.peer=10.0.0.1" "user,restrict=on" 52:54:00:00:00:01;;
     pair)
       printf 'a\nb\n' > "$RUN/nodes"
+      # eth0: the lab link (rxe0); eth1: a second link, IP only, so a test can take eth0 down and
+      # still have a path between the guests (tcp:// lanes, the test's control session)
       local p=$((20000 + RANDOM % 20000))
-      boot a 1 "nexio.layout=pair nexio.addr=10.0.0.1/24 nexio.peer=10.0.0.2" \
-        "socket,udp=127.0.0.1:$((p+1)),localaddr=127.0.0.1:$p" 52:54:00:00:00:01
-      boot b 1 "nexio.layout=pair nexio.addr=10.0.0.2/24 nexio.peer=10.0.0.1" \
-        "socket,udp=127.0.0.1:$p,localaddr=127.0.0.1:$((p+1))" 52:54:00:00:00:02;;
+      boot a 1 "nexio.layout=pair nexio.addr=10.0.0.1/24 nexio.peer=10.0.0.2 nexio.addr2=10.0.1.1/24 nexio.peer2=10.0.1.2" \
+        "socket,udp=127.0.0.1:$((p+1)),localaddr=127.0.0.1:$p" 52:54:00:00:00:01 \
+        "socket,udp=127.0.0.1:$((p+3)),localaddr=127.0.0.1:$((p+2))" 52:54:00:00:01:01
+      boot b 1 "nexio.layout=pair nexio.addr=10.0.0.2/24 nexio.peer=10.0.0.1 nexio.addr2=10.0.1.2/24 nexio.peer2=10.0.1.1" \
+        "socket,udp=127.0.0.1:$p,localaddr=127.0.0.1:$((p+1))" 52:54:00:00:00:02 \
+        "socket,udp=127.0.0.1:$((p+2)),localaddr=127.0.0.1:$((p+3))" 52:54:00:00:01:02;;
     *) die "unknown layout '$layout' (single|pair)";;
   esac
   local deadline=$((SECONDS + ${NEXIO_LAB_BOOT_TIMEOUT:-180}))

@@ -3,39 +3,37 @@
 // byte stream that the core may split anywhere; every protocol decision
 // (reliability, credits, failover) stays in the core.
 //
-// Wire (transport level, v1). Every SEND carries one frame; byte 0 is its kind:
+// Wire (transport level, v2). Every SEND carries one frame; byte 0 is its kind:
 //
 //   DATA     [1][stream bytes, 1 .. recvSize-1]
-//   RDV      [2][0 0 0][id u32][addr u64][rkey u32][length u32]     24 bytes
-//   RDV_DONE [3][0 0 0][id u32]                                      8 bytes
 //   FIN      [4]                                                     orderly end
 //
-// The connect's private data is "nexio-rdma/1": anything else is rejected.
+// (Kinds 2 and 3 were v1's transport-level rendezvous descriptors; they are
+// refused now.) The connect's private data is "nexio-rdma/2": anything else
+// is rejected.
 //
-// Sending. Lane.write(bytes, ext) cuts bytes (a core batch, up to 64 KiB)
-// into DATA frames that fit a receive buffer (16 KiB) and posts them as one
-// work-request list; frames up to the QP's inline limit go inline, larger
-// ones through the addon's registered send slots. When the send queue or
-// the slots are full the addon keeps the rest in order and emits 'drain';
+// Sending. Lane.write(bytes, ext, rdvAt) cuts bytes (a core batch, up to
+// 64 KiB) into DATA frames that fit a receive buffer (16 KiB) and posts them
+// as one work-request list; frames up to the QP's inline limit go inline,
+// larger ones through the addon's registered send slots. When the send queue
+// or the slots are full the addon keeps the rest in order and emits 'drain';
 // that queue is bounded by the core's credit windows, so nothing else
 // bounds it here.
 //
-// Rendezvous. An ext payload (the caller's Buffer, which the context keeps
-// until the peer acked it) at or above RDV_THRESHOLD (64 KiB) is not copied
-// into the stream: it is registered for remote READ only (a cache keyed by
-// its ArrayBuffer: the same application Buffer sent again costs no
-// registration), and an RDV descriptor takes its place in the stream. The
-// receiving lane READs it in RDV_CHUNK (64 KiB) pieces, 4 in flight, into a small registered
-// staging pool (no allocation by the peer's declared length) and hands each
-// piece to sink.data() in stream order: frames that arrive while a READ is
-// outstanding are copied aside and delivered after it. When the last piece
-// is in, RDV_DONE tells the sender it may unpin (the cache may then evict
-// it). Payloads below the threshold go as DATA frames like the batch.
-// v1 carries the address and rkey in this transport-level descriptor, not
-// in the core's frames: the core's ext header already says "the next N
-// bytes of this lane are a payload", so the transport can substitute a
-// READ for those bytes without a protocol change, and the core stays
-// transport-agnostic (tcp:// sends the same headers). docs/protocol.md §9.
+// Rendezvous (docs/protocol.md §9). The core sends an ext payload of at
+// least RDV_THRESHOLD (64 KiB) bytes on this transport as an F_RDV frame:
+// the frame ends in a 16-byte descriptor at rdvAt and no payload follows on
+// the stream. write() registers the payload (the caller's Buffer, which the
+// context keeps until the peer acked the message) for remote READ, in a
+// cache keyed by its ArrayBuffer (the same application Buffer sent again
+// costs no registration), and writes addr and rkey into the descriptor. The
+// registration is pinned until the context unpins it (the core released the
+// payload: acked) or the lane ends; unpinned entries are evicted LRU above
+// REG_CACHE_BYTES. The receiving context calls read(): READs of RDV_CHUNK
+// (64 KiB), RDV_READS in flight, into a small registered staging pool (no
+// allocation by the peer's declared length), each copied into the
+// destination at its offset. Payloads below the threshold follow their frame
+// on the stream as DATA frames, like tcp://.
 //
 // Failure. A failed completion (QP error), a DISCONNECTED without FIN, or
 // DEVICE_REMOVAL ends the lane with sink.closed(err), once; FIN then
@@ -43,13 +41,11 @@
 // frames end the lane with NEXIO_ERR_PROTOCOL. destroy() tears down the QP
 // then the cm id (the addon's reverse order).
 //
-// Known limit (core/context, not this file): ext payload bytes are not fed to
-// the core, so they do not count as life on the lane; a payload that takes
-// longer than the dead-lane time (3 x keepaliveMs) to READ gets its lane
-// declared dead and retransmitted on another. Raise keepaliveMs for slow links.
+// Liveness: read() reports each READ that lands (progress), and the context
+// tells the core the lane is alive, as for ext bytes on a stream.
 //
-// Ownership: the bytes given to sink.data() are a view of the receive ring or
-// of the staging pool, valid during the call only (the context copies).
+// Ownership: the bytes given to sink.data() are a scratch buffer, valid
+// during the call only (the context copies).
 
 import * as dns from 'node:dns';
 import * as fs from 'node:fs';
@@ -72,14 +68,13 @@ const RDV_CHUNK = 64 * 1024;
 const RDV_READS = 4;
 /** Bytes of application memory kept registered for rendezvous (LRU, unreferenced entries evicted). */
 const REG_CACHE_BYTES = Number(process.env.NEXIO_RDMA_REG_CACHE) || 256 * 1024 * 1024;
-const PDATA = 'nexio-rdma/1';
+const PDATA = 'nexio-rdma/2';
 const CONNECT_TIMEOUT_MS = 10000;
 const END_TIMEOUT_MS = 2000;
 const QP: Native.QueuePairOptions = { recvCount: 64, recvSize: 16384, sendCount: 64, sendSize: 16384, rdmaDepth: 16 };
 const DATA_MAX = 16384 - 1;
 
-const K_DATA = 1, K_RDV = 2, K_RDV_DONE = 3, K_FIN = 4;
-const RDV_LEN = 24, DONE_LEN = 8;
+const K_DATA = 1, K_FIN = 4;
 const FIN_FRAME = Buffer.from([K_FIN]);
 
 // ---- the addon, loaded on first use ----
@@ -127,13 +122,14 @@ function release(): void {
     const c = rctx;
     rctx = undefined;
     regCaches = new WeakMap();
+    devices = new Set();
     c.close().catch(() => {});
   });
 }
 
 // ---- registration cache for rendezvous sources ----
 
-interface RegEntry { ab: ArrayBufferLike; refs: number; bytes: number }
+interface RegEntry { ab: ArrayBufferLike; refs: number; bytes: number; app: boolean }
 interface RegCache { device: Native.RdmaDevice; entries: Map<ArrayBufferLike, RegEntry>; bytes: number }
 let regCaches = new WeakMap<Native.RdmaDevice, RegCache>();
 
@@ -141,11 +137,29 @@ let regCaches = new WeakMap<Native.RdmaDevice, RegCache>();
 export const rdmaStats = {
   lanesOpened: 0, lanesClosed: 0, rendezvousSent: 0, rendezvousReceived: 0, rendezvousBytes: 0,
   registrations: 0, registrationHits: 0, registrationEvictions: 0, inlineExt: 0, protocolErrors: 0,
+  /** Bytes of registered rendezvous sources some lane still needs (the peer has not acked them). */
+  pinnedBytes: 0,
 };
 
-function regAcquire(device: Native.RdmaDevice, buf: Uint8Array): { entry: RegEntry; keys: Native.Registration } {
+function pin(e: RegEntry, n: number): void {
+  if (e.refs === 0 && n > 0) rdmaStats.pinnedBytes += e.bytes;
+  e.refs += n;
+  if (e.refs === 0 && n < 0) rdmaStats.pinnedBytes -= e.bytes;
+}
+
+function cacheOf(device: Native.RdmaDevice): RegCache {
   let c = regCaches.get(device);
-  if (!c) regCaches.set(device, c = { device, entries: new Map(), bytes: 0 });
+  if (!c) {
+    regCaches.set(device, c = { device, entries: new Map(), bytes: 0 });
+    devices.add(device);
+    // a device seen for the first time: the application's registrations go on it now
+    for (const ab of appRegs.keys()) { try { regAcquire(device, new Uint8Array(ab)); } catch { /* registered at first send */ } }
+  }
+  return c;
+}
+
+function regAcquire(device: Native.RdmaDevice, buf: Uint8Array): { entry: RegEntry; keys: Native.Registration } {
+  const c = cacheOf(device);
   const ab = buf.buffer;
   const keys = device.register(buf, { remoteAccess: 'read' }); // cached by the addon when already registered
   let e = c.entries.get(ab);
@@ -153,16 +167,15 @@ function regAcquire(device: Native.RdmaDevice, buf: Uint8Array): { entry: RegEnt
     rdmaStats.registrationHits++;
     c.entries.delete(ab); // most recently used last
   } else {
-    e = { ab, refs: 0, bytes: ab.byteLength };
+    e = { ab, refs: 0, bytes: ab.byteLength, app: appRegs.has(ab) };
     rdmaStats.registrations++;
     c.bytes += e.bytes;
   }
   c.entries.set(ab, e);
-  e.refs++;
   if (c.bytes > REG_CACHE_BYTES) {
     for (const [k, x] of c.entries) {
       if (c.bytes <= REG_CACHE_BYTES) break;
-      if (x.refs > 0 || x === e) continue;
+      if (x.refs > 0 || x.app || x === e) continue;
       device.deregister(k as ArrayBuffer);
       c.entries.delete(k);
       c.bytes -= x.bytes;
@@ -172,13 +185,88 @@ function regAcquire(device: Native.RdmaDevice, buf: Uint8Array): { entry: RegEnt
   return { entry: e, keys };
 }
 
+// ---- application registrations (nexio.register) ----
+
+/** ArrayBuffers the application registered: handles held on each. */
+const appRegs = new Map<ArrayBufferLike, number>();
+/** Devices this thread has a registration cache on (while the rdma context is open). */
+let devices = new Set<Native.RdmaDevice>();
+
+/** What register() returns: keeps the memory registered until release(). */
+export interface Registration {
+  /** The memory, as given. */
+  readonly buffer: ArrayBuffer | ArrayBufferView;
+  /** RDMA devices it is registered on now (it goes on others as lanes reach them); [] without rdma. */
+  readonly devices: string[];
+  /** Lets the registration go (idempotent): the cache may then deregister it. */
+  release(): void;
+}
+
+/**
+ * Registers application memory for rendezvous sends on every RDMA device
+ * this thread's lanes use, now and as lanes reach devices (a device is
+ * opened by the first rdma lane on it, and closed with the last), and
+ * keeps it registered, never evicted, until release(): an ext payload in
+ * this memory goes by READ with no registration on the send path and no
+ * copy. It does not hold the process open. With no rdma lane (no addon, no
+ * device, tcp:// only) it registers nothing yet (devices: []); sends work
+ * the same over the transports there are.
+ */
+export function registerMemory(buffer: ArrayBuffer | ArrayBufferView): Registration {
+  const ab = buffer instanceof ArrayBuffer ? buffer : (buffer as ArrayBufferView)?.buffer;
+  if (!ab || !(ab instanceof ArrayBuffer) || ab.byteLength === 0) {
+    throw new InvalidArgumentError('register() takes a non-empty ArrayBuffer or a view of one (not a SharedArrayBuffer)');
+  }
+  appRegs.set(ab, (appRegs.get(ab) ?? 0) + 1);
+  const names: string[] = [];
+  for (const d of devices) {
+    try {
+      regAcquire(d, new Uint8Array(ab)).entry.app = true;
+      names.push(d.name);
+    } catch (e) {
+      unregister(ab);
+      const err = e as Error & { code?: string };
+      throw new NexioError(err.code ?? 'NEXIO_ERR_RDMA_UNAVAILABLE', `register: ${err.message}`, 0, { cause: e });
+    }
+  }
+  let live = true;
+  return {
+    buffer,
+    devices: names,
+    release: () => {
+      if (!live) return;
+      live = false;
+      unregister(ab);
+    },
+  };
+}
+
+function unregister(ab: ArrayBufferLike): void {
+  const n = (appRegs.get(ab) ?? 1) - 1;
+  if (n > 0) { appRegs.set(ab, n); return; }
+  appRegs.delete(ab);
+  for (const d of devices) {
+    const c = regCaches.get(d);
+    const e = c?.entries.get(ab);
+    if (!c || !e) continue;
+    e.app = false;
+    if (e.refs === 0) { // nothing in flight from it: deregister now
+      try { d.deregister(ab as ArrayBuffer); } catch { /* device closed */ }
+      c.entries.delete(ab);
+      c.bytes -= e.bytes;
+    }
+  }
+}
+
 // ---- the lane ----
 
-type RxItem =
-  | { kind: 'data'; bytes: Buffer }
-  | { kind: 'fin' }
-  | { kind: 'rdv'; id: number; addr: bigint; rkey: number; length: number; posted: number; delivered: number; reads: Read[] };
-interface Read { chunk: Native.PoolChunk; n: number; done: boolean }
+/** One read() in progress: READs posted and landed, copied into `into`. */
+interface ReadJob {
+  addr: bigint; rkey: number; into: Buffer; posted: number; landed: number; inFlight: number;
+  /** Offsets of pieces to post again (the send queue was full). */
+  retry: number[];
+  done: (err: Error | null) => void; progress?: (bytes: number) => void;
+}
 
 function protocolError(msg: string): NexioError {
   return new NexioError('NEXIO_ERR_PROTOCOL', `rdma lane: ${msg}`, 1);
@@ -190,18 +278,19 @@ export class RdmaLane implements Lane {
   readonly accepted: boolean;
   #sink: LaneSink | undefined;
   #conn: Native.RdmaConnection | undefined;
-  #pre: [Uint8Array, Uint8Array | undefined][] = [];
+  #pre: [Uint8Array, Uint8Array | undefined, number | undefined][] = [];
   #state: 'connecting' | 'open' | 'ending' | 'closed' = 'connecting';
   #done = false;            // sink.closed() was called
   #destroyed = false;
   #ended = false;           // end() was called
   #finSeen = false;
   #err: Error | undefined;
-  #rxq: RxItem[] = [];
+  #finPending = false;      // FIN came while READs were in flight: disconnect after them
+  #job: ReadJob | undefined;
   #pool: Native.BufferPool | undefined;
   #free: Native.PoolChunk[] = [];
-  #out = new Map<number, RegEntry>(); // rendezvous the peer has not finished reading
-  #nextRdv = 1;
+  /** Rendezvous sources this lane made readable, pinned until unpin() or the lane's end. */
+  #pinned = new Map<Uint8Array, { entry: RegEntry; n: number }>();
   #endTimer: NodeJS.Timeout | undefined;
   #early: Buffer[] | undefined;      // frames before the sink was bound (copied)
   #acc: Buffer | undefined;          // DATA of one completion batch, handed to the sink at once
@@ -240,7 +329,7 @@ export class RdmaLane implements Lane {
     if (!this.accepted) this.#sink?.connected();
     const pre = this.#pre;
     this.#pre = [];
-    for (const [b, x] of pre) this.write(b, x);
+    for (const [b, x, at] of pre) this.write(b, x, at);
   }
 
   connectFailed(err: Error): void {
@@ -248,40 +337,125 @@ export class RdmaLane implements Lane {
     this.#closed();
   }
 
-  write(bytes: Uint8Array, ext?: Uint8Array): void {
-    if (this.#state === 'connecting') { if (!this.#destroyed) this.#pre.push([bytes, ext]); return; }
+  write(bytes: Uint8Array, ext?: Uint8Array, rdvAt?: number): void {
+    if (this.#state === 'connecting') { if (!this.#destroyed) this.#pre.push([bytes, ext, rdvAt]); return; }
     const conn = this.#conn;
     if (this.#state !== 'open' || !conn || conn.state !== 'open') return;
+    if (ext && rdvAt !== undefined) {
+      // F_RDV: the payload stays where it is; the frame says where
+      if (!this.#rendezvous(conn, bytes, ext, rdvAt)) return;
+      ext = undefined;
+    }
     const frames: Uint8Array[] = [];
     pushData(frames, bytes);
-    if (ext && ext.length) {
-      if (ext.length >= RDV_THRESHOLD && ext.length <= 0xffffffff) this.#rendezvous(frames, conn, ext);
-      else { rdmaStats.inlineExt++; pushData(frames, ext); }
-    }
+    if (ext && ext.length) { rdmaStats.inlineExt++; pushData(frames, ext); }
     if (frames.length) this.#post(frames);
   }
 
-  #rendezvous(frames: Uint8Array[], conn: Native.RdmaConnection, ext: Uint8Array): void {
+  /** Makes ext readable by the peer and fills in the descriptor at bytes[at, at + 16). */
+  #rendezvous(conn: Native.RdmaConnection, bytes: Uint8Array, ext: Uint8Array, at: number): boolean {
+    if (at < 0 || at + 16 > bytes.length) { this.#fail(new NexioError('NEXIO_ERR_INTERNAL', `rdma lane: descriptor at ${at} of ${bytes.length}`, 1)); return false; }
+    let src = ext;
     let reg;
     try {
-      reg = regAcquire(conn.device, ext);
+      reg = regAcquire(conn.device, src);
     } catch {
-      // not registrable (a SharedArrayBuffer, memory limits): the bytes go in the stream
-      rdmaStats.inlineExt++;
-      pushData(frames, ext);
+      // Not registrable as it is (a SharedArrayBuffer, a view the device refuses): a private copy
+      // is, and is dropped from the cache (unreferenced) once the peer has it.
+      try {
+        src = Buffer.from(ext);
+        reg = regAcquire(conn.device, src);
+      } catch (e) { this.#fail(e as Error); return false; }
+    }
+    const p = this.#pinned.get(ext);
+    if (p) p.n++;
+    else this.#pinned.set(ext, { entry: reg.entry, n: 1 });
+    pin(reg.entry, 1);
+    const dv = new DataView(bytes.buffer, bytes.byteOffset + at, 16);
+    dv.setBigUint64(0, reg.keys.addr, true); // the view's own address (the whole ArrayBuffer is registered)
+    dv.setUint32(8, reg.keys.rkey, true);
+    dv.setUint32(12, 0, true);
+    rdmaStats.rendezvousSent++;
+    return true;
+  }
+
+  /** The context is done with one rendezvous of ext on this lane (the peer acked it): one unpin per write. */
+  unpin(ext: Uint8Array): void {
+    const p = this.#pinned.get(ext);
+    if (!p) return;
+    if (--p.n === 0) this.#pinned.delete(ext);
+    pin(p.entry, -1);
+  }
+
+  /** READs into.length bytes of the peer's (addr, rkey) into `into` (one read at a time per lane). */
+  read(addr: bigint, rkey: number, into: Buffer, done: (err: Error | null) => void, progress?: (bytes: number) => void): void {
+    const conn = this.#conn;
+    if (this.#job || !conn || (this.#state !== 'open' && this.#state !== 'ending')) {
+      const err = this.#job
+        ? new NexioError('NEXIO_ERR_INTERNAL', 'rdma lane: a read is already in progress', 1)
+        : new NexioError('NEXIO_ERR_TRANSPORT', `rdma ${this.remote}: the lane is ${this.#state}`, 20);
+      queueMicrotask(() => done(err));
       return;
     }
-    const id = this.#nextRdv;
-    this.#nextRdv = (this.#nextRdv + 1) >>> 0 || 1;
-    this.#out.set(id, reg.entry);
-    const f = Buffer.alloc(RDV_LEN);
-    f[0] = K_RDV;
-    f.writeUInt32LE(id, 4);
-    f.writeBigUInt64LE(reg.keys.addr, 8);
-    f.writeUInt32LE(reg.keys.rkey, 16);
-    f.writeUInt32LE(ext.length, 20);
-    frames.push(f);
-    rdmaStats.rendezvousSent++;
+    if (!this.#pool) {
+      try {
+        this.#pool = conn.device.pool(RDV_CHUNK, RDV_READS, { remoteAccess: false }); // READ targets: local access only
+      } catch (e) { queueMicrotask(() => done(e as Error)); this.#fail(e as Error); return; }
+      for (let i = 0; i < RDV_READS; i++) this.#free.push(this.#pool.alloc()!);
+    }
+    this.#job = { addr, rkey, into, posted: 0, landed: 0, inFlight: 0, retry: [], done, progress };
+    this.#pumpReads();
+  }
+
+  #pumpReads(): void {
+    const job = this.#job;
+    const conn = this.#conn;
+    if (!job || !conn) return;
+    if (job.landed === job.into.length) {
+      this.#job = undefined;
+      rdmaStats.rendezvousReceived++;
+      rdmaStats.rendezvousBytes += job.landed;
+      job.done(null);
+      if (this.#finPending && !this.#job) this.#disconnect();
+      return;
+    }
+    const len = job.into.length;
+    while (this.#free.length && (job.retry.length || job.posted < len)) {
+      const chunk = this.#free.pop()!;
+      const at = job.retry.length ? job.retry.shift()! : job.posted;
+      const n = Math.min(RDV_CHUNK, len - at);
+      if (at === job.posted) job.posted += n;
+      job.inFlight++;
+      conn.read(chunk.buffer, { addr: job.addr + BigInt(at), rkey: job.rkey }, n).then(() => {
+        job.inFlight--;
+        if (this.#job !== job) return;
+        chunk.buffer.copy(job.into, at, 0, n);
+        this.#free.push(chunk);
+        job.landed += n;
+        job.progress?.(n);
+        this.#pumpReads();
+      }, (e: Error & { code?: string }) => {
+        job.inFlight--;
+        if (this.#job !== job) return;
+        if (e.code === 'NEXIO_ERR_RDMA_SQ_FULL') {
+          // the send queue is shared with SENDs: post this piece again shortly
+          this.#free.push(chunk);
+          job.retry.push(at);
+          setTimeout(() => this.#pumpReads(), 1);
+          return;
+        }
+        this.#endJob(e);
+        this.#fail(e);
+      });
+    }
+  }
+
+  /** Ends the read in progress with err (the lane is going). */
+  #endJob(err: Error): void {
+    const job = this.#job;
+    if (!job) return;
+    this.#job = undefined;
+    job.done(err);
   }
 
   #post(frames: Uint8Array[]): void {
@@ -316,39 +490,24 @@ export class RdmaLane implements Lane {
     if (this.#state === 'closed') return;
     if (!this.#sink) { (this.#early ??= []).push(Buffer.from(ring.subarray(off, off + len))); return; }
     const kind = len > 0 ? ring[off] : 0;
-    if (kind === K_DATA && this.#rxq.length === 0) {
+    if (kind === K_DATA) {
       if (len > 1) this.#accumulate(ring, off + 1, len - 1);
       return;
     }
     this.#flushAcc(); // what came before this frame goes first
-    switch (kind) {
-      case K_DATA:
-        if (len > 1) this.#rxq.push({ kind: 'data', bytes: Buffer.from(ring.subarray(off + 1, off + len)) });
-        return;
-      case K_RDV: {
-        if (len !== RDV_LEN) { this.#protocol(`RDV frame of ${len} bytes`); return; }
-        this.#rxq.push({
-          kind: 'rdv', id: ring.readUInt32LE(off + 4), addr: ring.readBigUInt64LE(off + 8), rkey: ring.readUInt32LE(off + 16),
-          length: ring.readUInt32LE(off + 20), posted: 0, delivered: 0, reads: [],
-        });
-        if (this.#rxq.length === 1) this.#pump();
-        return;
-      }
-      case K_RDV_DONE: {
-        if (len !== DONE_LEN) { this.#protocol(`RDV_DONE frame of ${len} bytes`); return; }
-        const id = ring.readUInt32LE(off + 4);
-        const e = this.#out.get(id);
-        if (e) { e.refs--; this.#out.delete(id); }
-        return;
-      }
-      case K_FIN:
-        if (len !== 1) { this.#protocol(`FIN frame of ${len} bytes`); return; }
-        this.#rxq.push({ kind: 'fin' });
-        if (this.#rxq.length === 1) this.#pump();
-        return;
-      default:
-        this.#protocol(`unknown frame kind ${kind} (${len} bytes)`);
+    if (kind === K_FIN) {
+      if (len !== 1) { this.#protocol(`FIN frame of ${len} bytes`); return; }
+      this.#finSeen = true;
+      if (this.#job) this.#finPending = true; // the peer's memory stays readable until we disconnect
+      else this.#disconnect();
+      return;
     }
+    this.#protocol(`unknown frame kind ${kind} (${len} bytes)`);
+  }
+
+  #disconnect(): void {
+    this.#finPending = false;
+    this.#conn?.close().catch(() => {});
   }
 
   /**
@@ -374,58 +533,6 @@ export class RdmaLane implements Lane {
     if (this.#state !== 'closed') this.#sink!.data(this.#acc!.subarray(0, n));
   }
 
-  /** Delivers the receive queue in stream order; READs the rendezvous at its head. */
-  #pump(): void {
-    const conn = this.#conn!;
-    while (this.#rxq.length && this.#state !== 'closed') {
-      const h = this.#rxq[0];
-      if (h.kind === 'data') { this.#rxq.shift(); this.#sink!.data(h.bytes); continue; }
-      if (h.kind === 'fin') { this.#rxq.shift(); this.#finSeen = true; conn.close().catch(() => {}); return; }
-      // deliver finished READs in order, then post more
-      while (h.reads.length && h.reads[0].done) {
-        const r = h.reads.shift()!;
-        h.delivered += r.n;
-        this.#sink!.data(r.chunk.buffer.subarray(0, r.n));
-        this.#free.push(r.chunk);
-        if (this.#isClosed()) return;
-      }
-      if (h.delivered === h.length) {
-        this.#rxq.shift();
-        rdmaStats.rendezvousReceived++;
-        rdmaStats.rendezvousBytes += h.length;
-        const f = Buffer.alloc(DONE_LEN);
-        f[0] = K_RDV_DONE;
-        f.writeUInt32LE(h.id, 4);
-        this.#post([f]);
-        continue;
-      }
-      if (!this.#pool) {
-        try {
-          this.#pool = conn.device.pool(RDV_CHUNK, RDV_READS, { remoteAccess: false }); // READ targets: local access only
-        } catch (e) { this.#fail(e as Error); return; }
-        for (let i = 0; i < RDV_READS; i++) this.#free.push(this.#pool.alloc()!);
-      }
-      while (h.posted < h.length && this.#free.length) {
-        const chunk = this.#free.pop()!;
-        const n = Math.min(RDV_CHUNK, h.length - h.posted);
-        const r: Read = { chunk, n, done: false };
-        const remote = { addr: h.addr + BigInt(h.posted), rkey: h.rkey };
-        h.posted += n;
-        h.reads.push(r);
-        conn.read(chunk.buffer, remote, n).then(() => { r.done = true; this.#pump(); }, (e: Error & { code?: string }) => {
-          if (e.code === 'NEXIO_ERR_RDMA_SQ_FULL') {
-            // the send queue is shared with SENDs: try again shortly
-            h.posted -= n; h.reads.splice(h.reads.indexOf(r), 1); this.#free.push(chunk);
-            setTimeout(() => this.#pump(), 1);
-            return;
-          }
-          this.#fail(e);
-        });
-      }
-      return;
-    }
-  }
-
   #protocol(msg: string): void {
     rdmaStats.protocolErrors++;
     channels.lane.publish({ event: 'protocol-error', uri: `rdma://${this.remote}`, error: msg });
@@ -444,9 +551,9 @@ export class RdmaLane implements Lane {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     clearTimeout(this.#endTimer);
-    for (const e of this.#out.values()) e.refs--;
-    this.#out.clear();
-    this.#rxq = [];
+    for (const p of this.#pinned.values()) pin(p.entry, -p.n);
+    this.#pinned.clear();
+    this.#endJob(this.#err ?? new NexioError('NEXIO_ERR_TRANSPORT', `rdma ${this.remote}: the lane closed`, 20));
     this.#accLen = 0;
     if (this.#pool && this.#conn) { try { this.#conn.device.deregister(this.#pool.memory as Buffer); } catch { /* device closed */ } }
     this.#pool = undefined;
@@ -511,7 +618,7 @@ export function loadRdma(): Transport {
 
 export const rdma: Transport = {
   scheme: 'rdma',
-  caps: { stream: true, rendezvous: true },
+  caps: { stream: true, rendezvous: true, rendezvousMin: RDV_THRESHOLD },
 
   connect(uri: URL, sink: LaneSink): Lane {
     const { host, port } = hostPort(uri);

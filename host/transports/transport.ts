@@ -37,16 +37,21 @@ export interface Lane {
    * `rdvAt` (rendezvous transports), the payload does not follow: the lane
    * makes `ext` readable by the peer and writes its descriptor (addr u64,
    * rkey u32, 0 u32, little-endian) into bytes[rdvAt, rdvAt + 16) before
-   * sending; it keeps `ext` readable until the lane ends (the context keeps
-   * the Buffer until the core says the message was acked).
+   * sending; it keeps `ext` readable until unpin(ext) or the lane's end
+   * (the context keeps the Buffer until the core says the message was
+   * acked, then unpins it on every lane that sent it by rendezvous).
    */
   write(bytes: Uint8Array, ext?: Uint8Array, rdvAt?: number): void;
+  /** Rendezvous transports: one write's rendezvous of `ext` is over (acked): called once per such write. */
+  unpin?(ext: Uint8Array): void;
   /**
    * Rendezvous transports: READs into.length bytes from the peer's (addr,
    * rkey) into `into`; done(null) once they are all there, done(err) if
-   * the read failed (the lane is then destroyed).
+   * the read failed (the lane is then destroyed). progress(n) as pieces
+   * land (the context counts them as life on the lane). One read at a
+   * time per lane.
    */
-  read?(addr: bigint, rkey: number, into: Buffer, done: (err: Error | null) => void): void;
+  read?(addr: bigint, rkey: number, into: Buffer, done: (err: Error | null) => void, progress?: (bytes: number) => void): void;
   /** Sends what was queued, then closes. */
   end(): void;
   /** Closes now, dropping what was queued. */

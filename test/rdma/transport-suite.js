@@ -236,6 +236,33 @@ function clientTests() {
     } finally { await s.close(); }
   });
 
+  test('registered memory: nexio.register(buffer) pre-registers it; sends from it cost no registration; release() deregisters', async () => {
+    const s = await connect(SVC, { lanes: 1, keepaliveMs: KA });
+    const ctxReg = [];
+    try {
+      for (let i = 0; i < 50 && s.stats().lanesUp < 1; i++) await sleep(100);
+      const buf = pattern(3 * MiB, 9);
+      const reg = nexio.register(buf);
+      ctxReg.push(reg);
+      assert.ok(reg.devices.length >= 1, `registered on the lane's device (${reg.devices})`);
+      const dev = myLanes(new Set()).find((l) => l.connection)?.connection.device;
+      assert.ok(dev && dev.isRegistered(buf), 'the device holds the registration');
+      const st0 = { ...rdmaT.rdmaStats };
+      // two requests from different views of the same registered memory
+      const a = buf.subarray(0, 2 * MiB), b = buf.subarray(MiB);
+      for (const part of [a, b]) assert.equal((await s.request('sum', part)).data.toString(), sha(part));
+      const st = rdmaT.rdmaStats;
+      assert.equal(st.registrations - st0.registrations, 0, 'no registration on the send path');
+      assert.ok(st.rendezvousSent - st0.rendezvousSent >= 2, 'sent by rendezvous');
+      for (let i = 0; i < 100 && rdmaT.rdmaStats.pinnedBytes > st0.pinnedBytes; i++) await sleep(50);
+      assert.ok(dev.isRegistered(buf), 'still registered after the sends (the application holds it)');
+      reg.release();
+      reg.release(); // idempotent
+      assert.ok(!dev.isRegistered(buf), 'release() deregistered it (nothing in flight)');
+      assert.equal((await s.request('sum', a)).data.toString(), sha(a), 'and it can still be sent (registered again on demand)');
+    } finally { ctxReg.forEach((r) => r.release()); await s.close(); }
+  });
+
   test('registered memory: an application Buffer sent twice hits the registration cache', async () => {
     const s = await connect(SVC, { lanes: 1, keepaliveMs: KA });
     try {
@@ -247,6 +274,9 @@ function clientTests() {
       assert.equal(st.registrations - st0.registrations, fo ? st.registrations - st0.registrations : 1, 'registered once');
       assert.ok(st.registrationHits - st0.registrationHits >= 1, 'the second send hit the cache');
       if (fo) diag(`registration cache: ${fo} failover(s) during the test`);
+      // acked: the lane unpins the Buffer (the cache may evict it)
+      for (let i = 0; i < 100 && rdmaT.rdmaStats.pinnedBytes > st0.pinnedBytes; i++) await sleep(50);
+      assert.equal(rdmaT.rdmaStats.pinnedBytes, st0.pinnedBytes, 'unpinned once the server acked it');
     } finally { await s.close(); }
   });
 
@@ -284,6 +314,73 @@ function clientTests() {
     });
   }
 
+  test('mixed lanes: rdma:// and tcp:// portals in one session', async () => {
+    const before = new Set(rdmaT.lanes);
+    const mark = laneEvents.length;
+    const s = await connect(MIX_RDMA, { lanes: 4, keepaliveMs: KA });
+    try {
+      for (let i = 0; i < 50 && s.stats().lanesUp < 4; i++) await sleep(100);
+      assert.equal(s.stats().lanesUp, 4);
+      const opened = laneEvents.slice(mark).filter((e) => e.event === 'open').map((e) => new URL(e.uri).protocol);
+      assert.ok(opened.includes('rdma:') && opened.includes('tcp:'), `lanes opened: ${opened}`);
+      assert.equal(myLanes(before).length, opened.filter((p) => p === 'rdma:').length);
+      const all = await Promise.all(Array.from({ length: 100 }, (_, i) => s.request('echo', `x${i}`)));
+      all.forEach((r, i) => assert.equal(r.data.toString(), `x${i}`));
+      const big = pattern(MiB, 5);
+      const sums = await Promise.all([0, 1, 2, 3].map(() => s.request('sum', big)));
+      for (const r of sums) assert.equal(r.data.toString(), sha(big));
+      diag(`mixed lanes: ${opened.join(' ')}`);
+    } finally { await s.close(); }
+  });
+
+  test('bad peer input on an rdma lane closes that lane (NEXIO_ERR_PROTOCOL); other sessions keep working', async () => {
+    const { RdmaContext } = require(path.join(ROOT, 'native'));
+    const s = await connect(SVC, { lanes: 1 });
+    const raw = new RdmaContext();
+    try {
+      const [host, port] = [SERVER, PORT];
+      // not a nexio peer: refused at connect
+      await rejectsWithCode(raw.connect({ host, port, privateData: 'hello?' }), 'NEXIO_ERR_RDMA_REJECTED');
+      const p0 = Number(await control('protocol-errors', ''));
+      for (const garbage of [
+        Buffer.concat([Buffer.from([1]), randomBytes(2000)]),       // DATA frame: garbage for the core
+        Buffer.concat([Buffer.from([9]), randomBytes(100)]),        // unknown frame kind: the transport
+        Buffer.from([2, 0, 0]),                                      // v1's RDV kind: refused in v2
+      ]) {
+        const conn = await raw.connect({ host, port, privateData: 'nexio-rdma/2' });
+        const closed = new Promise((r) => conn.once('close', r));
+        conn.on('error', () => {});
+        conn.send(garbage);
+        await within(20000, closed, 'the server closes the lane');
+      }
+      let p1 = p0;
+      for (let i = 0; i < 50 && p1 < p0 + 3; i++) { p1 = Number(await control('protocol-errors', '')); if (p1 < p0 + 3) await sleep(100); }
+      assert.equal(p1 - p0, 3, 'three protocol errors reported');
+      assert.equal((await s.request('echo', 'unharmed')).data.toString(), 'unharmed', 'an existing session keeps working');
+      const s2 = await connect(SVC, { lanes: 1 });
+      assert.equal((await s2.request('echo', 'new')).data.toString(), 'new', 'new sessions keep working');
+      await s2.close();
+    } finally { await s.close(); await raw.close(); }
+  });
+
+  test('CLI: nexio ping rdma://', async () => {
+    const out = await new Promise((resolve, reject) => {
+      const p = spawn(process.execPath, [path.join(ROOT, 'dist/host/cli.js'), 'ping', SVC, '--count', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let o = '';
+      p.stdout.on('data', (d) => { o += d; });
+      p.stderr.on('data', (d) => { o += d; });
+      const t = setTimeout(() => { p.kill(); reject(new Error(`ping hung: ${o}`)); }, 120000);
+      p.on('exit', (code) => { clearTimeout(t); code === 0 ? resolve(o) : reject(new Error(`exit ${code}: ${o}`)); });
+    });
+    diag(out.trim());
+    assert.match(out, /ping rdma:/);
+  });
+
+  // Last: after this flap the guest kernel's rxe (Debian 6.1) no longer receives: existing QPs
+  // and new rdma_cm connections from guest b time out (its hw_counters/rcvd_pkts stop while eth0
+  // still receives the peer's packets; an idle flap does not do it). nexio's part, checked here,
+  // is that the session loses and repeats nothing and goes on over what is left (the tcp:// lanes
+  // on eth1). testbed/README.md, "Known lab limits".
   // Pair layout: guest b takes its eth0 down (rxe0's netdev, so the link of every rdma lane) for
   // a few seconds in the middle of a load, then up again. The session also has tcp:// lanes over
   // eth1. The load runs from before the link goes down until well after it is back.
@@ -336,68 +433,6 @@ function clientTests() {
       }
     });
   }
-
-  test('mixed lanes: rdma:// and tcp:// portals in one session', async () => {
-    const before = new Set(rdmaT.lanes);
-    const mark = laneEvents.length;
-    const s = await connect(MIX_RDMA, { lanes: 4, keepaliveMs: KA });
-    try {
-      for (let i = 0; i < 50 && s.stats().lanesUp < 4; i++) await sleep(100);
-      assert.equal(s.stats().lanesUp, 4);
-      const opened = laneEvents.slice(mark).filter((e) => e.event === 'open').map((e) => new URL(e.uri).protocol);
-      assert.ok(opened.includes('rdma:') && opened.includes('tcp:'), `lanes opened: ${opened}`);
-      assert.equal(myLanes(before).length, opened.filter((p) => p === 'rdma:').length);
-      const all = await Promise.all(Array.from({ length: 100 }, (_, i) => s.request('echo', `x${i}`)));
-      all.forEach((r, i) => assert.equal(r.data.toString(), `x${i}`));
-      const big = pattern(MiB, 5);
-      const sums = await Promise.all([0, 1, 2, 3].map(() => s.request('sum', big)));
-      for (const r of sums) assert.equal(r.data.toString(), sha(big));
-      diag(`mixed lanes: ${opened.join(' ')}`);
-    } finally { await s.close(); }
-  });
-
-  test('bad peer input on an rdma lane closes that lane (NEXIO_ERR_PROTOCOL); other sessions keep working', async () => {
-    const { RdmaContext } = require(path.join(ROOT, 'native'));
-    const s = await connect(SVC, { lanes: 1 });
-    const raw = new RdmaContext();
-    try {
-      const [host, port] = [SERVER, PORT];
-      // not a nexio peer: refused at connect
-      await rejectsWithCode(raw.connect({ host, port, privateData: 'hello?' }), 'NEXIO_ERR_RDMA_REJECTED');
-      const p0 = Number(await control('protocol-errors', ''));
-      for (const garbage of [
-        Buffer.concat([Buffer.from([1]), randomBytes(2000)]),       // DATA frame: garbage for the core
-        Buffer.concat([Buffer.from([9]), randomBytes(100)]),        // unknown frame kind: the transport
-        Buffer.from([2, 0, 0]),                                      // short RDV descriptor
-      ]) {
-        const conn = await raw.connect({ host, port, privateData: 'nexio-rdma/1' });
-        const closed = new Promise((r) => conn.once('close', r));
-        conn.on('error', () => {});
-        conn.send(garbage);
-        await within(20000, closed, 'the server closes the lane');
-      }
-      let p1 = p0;
-      for (let i = 0; i < 50 && p1 < p0 + 3; i++) { p1 = Number(await control('protocol-errors', '')); if (p1 < p0 + 3) await sleep(100); }
-      assert.equal(p1 - p0, 3, 'three protocol errors reported');
-      assert.equal((await s.request('echo', 'unharmed')).data.toString(), 'unharmed', 'an existing session keeps working');
-      const s2 = await connect(SVC, { lanes: 1 });
-      assert.equal((await s2.request('echo', 'new')).data.toString(), 'new', 'new sessions keep working');
-      await s2.close();
-    } finally { await s.close(); await raw.close(); }
-  });
-
-  test('CLI: nexio ping rdma://', async () => {
-    const out = await new Promise((resolve, reject) => {
-      const p = spawn(process.execPath, [path.join(ROOT, 'dist/host/cli.js'), 'ping', SVC, '--count', '50'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let o = '';
-      p.stdout.on('data', (d) => { o += d; });
-      p.stderr.on('data', (d) => { o += d; });
-      const t = setTimeout(() => { p.kill(); reject(new Error(`ping hung: ${o}`)); }, 120000);
-      p.on('exit', (code) => { clearTimeout(t); code === 0 ? resolve(o) : reject(new Error(`exit ${code}: ${o}`)); });
-    });
-    diag(out.trim());
-    assert.match(out, /ping rdma:/);
-  });
 }
 
 // ------------------------------------------------------------------ main
