@@ -40,7 +40,7 @@ export interface CoreConfig {
 export const defaultConfig: CoreConfig = {
   maxSessions: 64,
   maxLanes: 256,
-  windowMsgs: 256,
+  windowMsgs: 1024,
   windowBytes: 256 * 1024,
   maxRequests: 256,
   keepaliveMs: 1000,
