@@ -239,9 +239,22 @@ async function main(argv: string[]): Promise<number> {
   const errors: { system: string; workload: string; round: number; error: string }[] = [];
   for (const r of live) samples[r.sys.name] = [];
   const slices = Math.max(1, Math.round(seconds / sliceSeconds));
+  const stuck = new Set<string>();
   const runSlice = async (w: Workload, r: Running, secs: number): Promise<Slice> => {
     const s0 = await serverCpu(r.child), c0 = clientCpu();
-    const x = await w.slice(r.client!, secs);
+    // A slice that never ends (a lost wake-up, a peer stuck on credit) fails
+    // its system for this workload and round, by name, instead of hanging the run.
+    const limit = Math.max(30, secs * 20) * 1000;
+    let timer: NodeJS.Timeout | undefined;
+    const x = await Promise.race([
+      w.slice(r.client!, secs),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          stuck.add(r.sys.name); // its client is wedged: the system sits out the rest of the run
+          reject(new Error(`${w.key} slice on ${r.sys.name} did not finish in ${limit / 1000} s; ${r.sys.name} is left out of the rest of the run`));
+        }, limit);
+      }),
+    ]).finally(() => clearTimeout(timer));
     const c1 = clientCpu(), s1 = await serverCpu(r.child);
     return { ...x, cpuUs: c1 - c0 + s1 - s0 };
   };
@@ -259,7 +272,7 @@ async function main(argv: string[]): Promise<number> {
         const order = orderFor(live, round);
         for (let k = 0; k < slices; k++) {
           for (const r of (k % 2 ? [...order].reverse() : order)) {
-            if (failed.has(r.sys.name)) continue;
+            if (failed.has(r.sys.name) || stuck.has(r.sys.name)) continue;
             try {
               got.get(r.sys.name)!.push(await runSlice(w, r, seconds / slices));
             } catch (e) {
