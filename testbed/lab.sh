@@ -42,8 +42,11 @@ boot() { # NAME SMP "KERNEL ARGS" NETDEV MAC [NETDEV2 MAC2]
 
 cmd_up() {
   local layout=${1:-single}
-  [ -f "$LAB/vmlinux" ] && [ -f "$LAB/initrd.gz" ] || die "no kernel/initrd in $LAB: run testbed/setup.sh"
   for n in $(nodes); do alive "$n" && die "a lab is already up ($(cat "$RUN/layout")): lab.sh down first"; done
+  # Packages, kernel and initramfs: fetched or rebuilt only when missing or stale (a fresh clone
+  # needs nothing else; NEXIO_LAB_NO_SETUP=1 skips the check).
+  if [ -z "${NEXIO_LAB_NO_SETUP:-}" ]; then "$TB/setup.sh" >&2 || die "lab setup failed (testbed/setup.sh)"; fi
+  [ -f "$LAB/vmlinux" ] && [ -f "$LAB/initrd.gz" ] || die "no kernel/initrd in $LAB: run testbed/setup.sh"
   rm -rf "$RUN"; mkdir -p "$RUN"; echo "$layout" > "$RUN/layout"
   local t0=$SECONDS
   case $layout in
