@@ -109,7 +109,7 @@ export class Context {
   readonly views: boolean;
   #lanes = new Map<number, LaneState>();
   #sessions = new Map<number, SessionPeer>();
-  #ext = new Map<number, Uint8Array>();       // outgoing ext payloads by id, until acked
+  #ext = new Map<number, { data: Uint8Array; session: number }>(); // outgoing ext payloads by id, until acked or their session ends
   #extRdv = new Map<number, Lane[]>();        // ... and the lanes that made them readable (rendezvous)
   #extIn = new Map<number, Buffer>();         // received ext payloads by id, until delivered
   #extNext = 1;
@@ -214,10 +214,10 @@ export class Context {
   // ---- application operations (each is one core input) ----
 
   /** Keeps an ext payload until the core releases it; returns its id. */
-  holdExt(data: Uint8Array): number {
+  holdExt(data: Uint8Array, session = 0): number {
     const id = this.#extNext++;
     if (this.#extNext > 0xfffffff0) this.#extNext = 1;
-    this.#ext.set(id, data);
+    this.#ext.set(id, { data, session });
     return id;
   }
 
@@ -225,8 +225,22 @@ export class Context {
     this.#releaseExt(id);
   }
 
+  /** Outgoing payloads above the ext threshold this context still holds (until acked or their session ends). */
+  get heldPayloads(): number {
+    return this.#ext.size;
+  }
+
+  /**
+   * A session ended (lost, closed, rejected, destroyed): the core releases
+   * nothing more for it, so its payloads still held (unacked or unsent) go
+   * now, and rendezvous lanes unpin them.
+   */
+  releaseSessionExts(session: number): void {
+    for (const [id, x] of this.#ext) if (x.session === session) this.#releaseExt(id);
+  }
+
   #releaseExt(id: number): void {
-    const buf = this.#ext.get(id);
+    const buf = this.#ext.get(id)?.data;
     this.#ext.delete(id);
     const on = this.#extRdv.get(id);
     if (!on) return;
@@ -361,6 +375,13 @@ export class Context {
         if (e.flags & 1) this.#extIn.delete(e.ext);
         else this.#releaseExt(e.ext);
         return;
+      case Ev.SESSION_LOST:
+      case Ev.SESSION_CLOSED:
+      case Ev.SESSION_REJECTED:
+        // Ends (SESSION_CLOSED with a code is the peer's CLOSE: draining,
+        // our unacked payloads may still be resent). Dispatched below.
+        if (this.#ext.size && (e.type !== Ev.SESSION_CLOSED || e.code === 0)) this.releaseSessionExts(e.session);
+        break;
     }
     let h: Buffer = EMPTY, d: Buffer = EMPTY;
     // Views: the ring bytes stay put until the application releases the
@@ -504,7 +525,7 @@ export class Context {
         if (!on) this.#extRdv.set(ext, [st.io]);
         else on.push(st.io); // one unpin per rendezvous write
       }
-      st.io.write(bytes, ext ? this.#ext.get(ext) : undefined, rdv >= 0 ? rdv : undefined);
+      st.io.write(bytes, ext ? this.#ext.get(ext)?.data : undefined, rdv >= 0 ? rdv : undefined);
     }
     for (const [lane, st] of this.#lanes) {
       if (st.closing) {

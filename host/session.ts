@@ -329,6 +329,7 @@ export class Session extends EventEmitter implements SessionPeer {
   destroy(): Promise<void> {
     if (this.#state !== 'closed') {
       this.#ctx.core.destroy(this.#handle, this.#ctx.now());
+      this.#ctx.releaseSessionExts(this.#handle);
       this.#ctx.afterInput();
       this.#end(new ClosedError('session destroyed'), 'destroyed');
     }
@@ -368,7 +369,7 @@ export class Session extends EventEmitter implements SessionPeer {
   #issue(hdr: Uint8Array, dat: Uint8Array, flags: number, timeoutMs: number, slot: Slot): number {
     const ctx = this.#ctx;
     const ext = hdr.length + dat.length > INLINE_MAX;
-    const id = ext ? ctx.holdExt(dat) : 0;
+    const id = ext ? ctx.holdExt(dat, this.#handle) : 0;
     const tag = ctx.core.request(this.#handle, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), timeoutMs, id, ctx.now());
     if (tag < 0) {
       if (ext) ctx.dropExt(id);
@@ -397,7 +398,7 @@ export class Session extends EventEmitter implements SessionPeer {
   #oneway(hdr: Uint8Array, dat: Uint8Array, flags: number): number {
     const ctx = this.#ctx;
     const ext = hdr.length + dat.length > INLINE_MAX;
-    const id = ext ? ctx.holdExt(dat) : 0;
+    const id = ext ? ctx.holdExt(dat, this.#handle) : 0;
     const seq = ctx.core.send(this.#handle, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), id, ctx.now());
     if (seq < 0) {
       if (ext) ctx.dropExt(id);
@@ -439,7 +440,7 @@ export class Session extends EventEmitter implements SessionPeer {
     if (this.#state === 'closed') return true;
     const ctx = this.#ctx;
     const ext = hdr.length + dat.length > INLINE_MAX;
-    const id = ext ? ctx.holdExt(dat) : 0;
+    const id = ext ? ctx.holdExt(dat, this.#handle) : 0;
     const res = ctx.core.respond(this.#handle, tag, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), id, ctx.now());
     if (res < 0 && ext) ctx.dropExt(id);
     if (res === -Code.BACKPRESSURE) return false;

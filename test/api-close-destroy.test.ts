@@ -7,7 +7,7 @@
 import t, { Test } from 'tap';
 import diagnostics_channel from 'node:diagnostics_channel';
 import * as net from 'node:net';
-import { connect, createServer, Session, Server } from '../host/index';
+import { connect, createServer, Context, Session, Server } from '../host/index';
 import { encodeHello } from '../host/wire';
 
 
@@ -133,3 +133,25 @@ function within(p: Promise<unknown>, ms: number): Promise<boolean> {
   return Promise.race([p.then(() => true), new Promise<boolean>((r) => { timer = setTimeout(() => r(false), ms); })])
     .finally(() => clearTimeout(timer));
 }
+
+t.test('payloads a destroyed session still held are let go; acked ones too', async (t) => {
+  const server = await createServer({
+    portals: ['tcp://127.0.0.1:0/svc'],
+    handler: (req) => String(req.data.length),
+  });
+  t.teardown(() => server.close({ timeout: 100 }));
+  const ctx = new Context();
+  // destroyed before the payloads went out
+  const s1 = await connect(server.portals[0], { lanes: 1, context: ctx });
+  const p1 = [1, 2, 3].map(() => s1.request('big', Buffer.alloc(100_000, 1)).catch((e) => e));
+  t.equal(ctx.heldPayloads, 3, 'three payloads held while their requests are in flight');
+  await s1.destroy();
+  const errs = await Promise.all(p1);
+  t.ok(errs.every((e) => e?.code === 'NEXIO_ERR_CLOSED'), 'the requests failed with NEXIO_ERR_CLOSED');
+  t.equal(ctx.heldPayloads, 0, 'destroy() let the payloads go');
+  // sent and acked, then the session ends: nothing held either
+  const s2 = await connect(server.portals[0], { lanes: 1, context: ctx });
+  t.equal((await s2.request('big', Buffer.alloc(50_000, 2))).data.toString(), '50000');
+  await s2.close();
+  t.equal(ctx.heldPayloads, 0, 'an acked payload is let go');
+});

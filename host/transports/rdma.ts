@@ -57,7 +57,8 @@ import { channels } from '../diagnostics';
 import type * as Native from '../../native/index';
 
 /** Ext payloads at or above this many bytes go by RDMA READ; below, in DATA frames. */
-export const RDV_THRESHOLD = Number(process.env.NEXIO_RDMA_RDV_THRESHOLD) || 64 * 1024;
+// (At least 8 KiB: Node's pooled Buffers, whose ArrayBuffer other data shares, are under 4 KiB.)
+export const RDV_THRESHOLD = Math.max(8192, Number(process.env.NEXIO_RDMA_RDV_THRESHOLD) || 64 * 1024);
 /**
  * Bytes per RDMA READ (and per staging chunk), and READs in flight per lane. A READ's response is
  * one burst of packets; in the lab (rxe over qemu's UDP link) bursts beyond ~64 packets get lost
@@ -129,7 +130,8 @@ function release(): void {
 
 // ---- registration cache for rendezvous sources ----
 
-interface RegEntry { ab: ArrayBufferLike; refs: number; bytes: number; app: boolean }
+/** transient: a private copy (the caller's memory could not be registered), deregistered once unpinned. */
+interface RegEntry { ab: ArrayBufferLike; refs: number; bytes: number; app: boolean; transient?: RegCache }
 interface RegCache { device: Native.RdmaDevice; entries: Map<ArrayBufferLike, RegEntry>; bytes: number }
 let regCaches = new WeakMap<Native.RdmaDevice, RegCache>();
 
@@ -144,7 +146,15 @@ export const rdmaStats = {
 function pin(e: RegEntry, n: number): void {
   if (e.refs === 0 && n > 0) rdmaStats.pinnedBytes += e.bytes;
   e.refs += n;
-  if (e.refs === 0 && n < 0) rdmaStats.pinnedBytes -= e.bytes;
+  if (e.refs === 0 && n < 0) {
+    rdmaStats.pinnedBytes -= e.bytes;
+    const c = e.transient;
+    if (c && c.entries.get(e.ab) === e) {
+      try { c.device.deregister(e.ab as ArrayBuffer); } catch { /* device closed */ }
+      c.entries.delete(e.ab);
+      c.bytes -= e.bytes;
+    }
+  }
 }
 
 function cacheOf(device: Native.RdmaDevice): RegCache {
@@ -290,7 +300,7 @@ export class RdmaLane implements Lane {
   #pool: Native.BufferPool | undefined;
   #free: Native.PoolChunk[] = [];
   /** Rendezvous sources this lane made readable, pinned until unpin() or the lane's end. */
-  #pinned = new Map<Uint8Array, { entry: RegEntry; n: number }>();
+  #pinned = new Map<Uint8Array, RegEntry[]>(); // per payload, one entry per rendezvous write
   #endTimer: NodeJS.Timeout | undefined;
   #early: Buffer[] | undefined;      // frames before the sink was bound (copied)
   #acc: Buffer | undefined;          // DATA of one completion batch, handed to the sink at once
@@ -321,6 +331,7 @@ export class RdmaLane implements Lane {
   /** The connection is up (client: connected; server: accepted and established). */
   attach(conn: Native.RdmaConnection): void {
     this.#conn = conn;
+    try { cacheOf(conn.device); } catch { /* the application's registrations go on at first send */ }
     if (this.#destroyed) { conn.close({ timeoutMs: 0 }).catch(() => {}); this.#closed(); return; }
     this.#state = 'open';
     conn.on('error', (err: Error) => { this.#err ??= err; });
@@ -361,15 +372,16 @@ export class RdmaLane implements Lane {
       reg = regAcquire(conn.device, src);
     } catch {
       // Not registrable as it is (a SharedArrayBuffer, a view the device refuses): a private copy
-      // is, and is dropped from the cache (unreferenced) once the peer has it.
+      // is, registered for this write only and deregistered once the peer has it (unpinned).
       try {
         src = Buffer.from(ext);
         reg = regAcquire(conn.device, src);
+        reg.entry.transient = cacheOf(conn.device);
       } catch (e) { this.#fail(e as Error); return false; }
     }
     const p = this.#pinned.get(ext);
-    if (p) p.n++;
-    else this.#pinned.set(ext, { entry: reg.entry, n: 1 });
+    if (p) p.push(reg.entry);
+    else this.#pinned.set(ext, [reg.entry]);
     pin(reg.entry, 1);
     const dv = new DataView(bytes.buffer, bytes.byteOffset + at, 16);
     dv.setBigUint64(0, reg.keys.addr, true); // the view's own address (the whole ArrayBuffer is registered)
@@ -382,9 +394,10 @@ export class RdmaLane implements Lane {
   /** The context is done with one rendezvous of ext on this lane (the peer acked it): one unpin per write. */
   unpin(ext: Uint8Array): void {
     const p = this.#pinned.get(ext);
-    if (!p) return;
-    if (--p.n === 0) this.#pinned.delete(ext);
-    pin(p.entry, -1);
+    const e = p?.shift();
+    if (!e) return;
+    if (p!.length === 0) this.#pinned.delete(ext);
+    pin(e, -1);
   }
 
   /** READs into.length bytes of the peer's (addr, rkey) into `into` (one read at a time per lane). */
@@ -551,7 +564,7 @@ export class RdmaLane implements Lane {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     clearTimeout(this.#endTimer);
-    for (const p of this.#pinned.values()) pin(p.entry, -p.n);
+    for (const p of this.#pinned.values()) for (const e of p) pin(e, -1);
     this.#pinned.clear();
     this.#endJob(this.#err ?? new NexioError('NEXIO_ERR_TRANSPORT', `rdma ${this.remote}: the lane closed`, 20));
     this.#accLen = 0;
