@@ -19,9 +19,19 @@ import { channels } from './diagnostics';
 
 // rdma:// loads its module (and the native addon) on first use: a machine without the addon
 // gets NEXIO_ERR_RDMA_UNAVAILABLE at connect/listen time, and pays nothing otherwise.
+const rdmaModule = (): typeof import('./transports/rdma') => require('./transports/rdma');
 const transports = new Map<string, Transport | (() => Transport)>([
-  ['tcp', tcp], ['rdma', () => require('./transports/rdma').loadRdma()],
+  ['tcp', tcp], ['rdma', () => rdmaModule().loadRdma()],
 ]);
+
+/**
+ * Registers application memory for zero-copy rendezvous sends on rdma://
+ * (docs/api.md, "Registered memory"); per thread. Loads the rdma module
+ * (not the addon) on first use.
+ */
+export function registerMemory(buffer: ArrayBuffer | ArrayBufferView): import('./transports/rdma').Registration {
+  return rdmaModule().registerMemory(buffer);
+}
 
 /** Makes a transport available under its scheme (rdma, shm, a test transport). */
 export function registerTransport(t: Transport): void {
@@ -193,13 +203,9 @@ export class Context {
     if (this.#sessions.size === 0) this.#timer?.unref();
   }
 
-  /**
-   * Registers application memory for zero-copy rendezvous sends on rdma://
-   * lanes (registrations are per thread: every context of the thread sees
-   * it). Returns a handle; release() lets the memory go.
-   */
+  /** registerMemory(): registrations are per thread, every context of the thread sees them. */
   register(buffer: ArrayBuffer | ArrayBufferView): import('./transports/rdma').Registration {
-    return (require('./transports/rdma') as typeof import('./transports/rdma')).registerMemory(buffer);
+    return registerMemory(buffer);
   }
 
   // ---- client side ----
@@ -214,7 +220,7 @@ export class Context {
   // ---- application operations (each is one core input) ----
 
   /** Keeps an ext payload until the core releases it; returns its id. */
-  holdExt(data: Uint8Array, session = 0): number {
+  holdExt(data: Uint8Array, session: number): number {
     const id = this.#extNext++;
     if (this.#extNext > 0xfffffff0) this.#extNext = 1;
     this.#ext.set(id, { data, session });

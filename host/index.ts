@@ -1,5 +1,5 @@
 // nexio's public API.
-import { Context, ContextOptions, registerTransport, transportFor } from './context';
+import { Context, ContextOptions, registerTransport, transportFor, registerMemory } from './context';
 import { Session } from './session';
 import { InvalidArgumentError, TimeoutError } from './errors';
 import type { CoreConfig } from './core';
@@ -14,14 +14,8 @@ export * from './errors';
 export { Recorder, replay } from './record';
 export type { Registration } from './transports/rdma';
 
-/**
- * Registers application memory for zero-copy rendezvous sends on rdma://
- * (docs/api.md, "Registered memory"); release() lets it go. Thread-wide:
- * the same as any Context's register().
- */
-export function register(buffer: ArrayBuffer | ArrayBufferView): import('./transports/rdma').Registration {
-  return (require('./transports/rdma') as typeof import('./transports/rdma')).registerMemory(buffer);
-}
+/** Registers application memory for rdma:// rendezvous sends (docs/api.md, "Registered memory"); the same as any Context's register(). */
+export const register = registerMemory;
 
 export interface ConnectOptions {
   /** Lanes (connections) the session keeps, 1..8; default 2. */

@@ -5,6 +5,7 @@
 
 import t from 'tap';
 import { register, Context, connect, createServer } from '../host/index';
+import { appRegistrations } from '../host/transports/rdma';
 
 t.test('register() checks its argument with a typed error', async (t) => {
   for (const bad of [undefined, null, 42, 'text', new ArrayBuffer(0), new Uint8Array(0)]) {
@@ -26,8 +27,10 @@ t.test('without an rdma lane it registers nothing yet; sends from the memory wor
   const s = await connect(server.portals[0], { lanes: 1 });
   t.teardown(() => s.destroy());
   t.equal((await s.request('n', buf)).data.toString(), String(buf.length), 'a registered Buffer is sent like any other');
+  t.equal(appRegistrations().get(buf.buffer), 2, 'two handles on one ArrayBuffer');
   reg.release();
-  reg.release();
+  reg.release(); // idempotent: must not drop reg2's hold
+  t.equal(appRegistrations().get(buf.buffer), 1, 'a second release() of one handle changes nothing');
   reg2.release();
-  t.pass('released twice without error');
+  t.notOk(appRegistrations().has(buf.buffer), 'the last release lets the memory go');
 });

@@ -251,6 +251,11 @@ export function registerMemory(buffer: ArrayBuffer | ArrayBufferView): Registrat
   };
 }
 
+/** Application registrations held, by ArrayBuffer (tests). */
+export function appRegistrations(): Map<ArrayBufferLike, number> {
+  return new Map(appRegs);
+}
+
 function unregister(ab: ArrayBufferLike): void {
   const n = (appRegs.get(ab) ?? 1) - 1;
   if (n > 0) { appRegs.set(ab, n); return; }
@@ -272,7 +277,7 @@ function unregister(ab: ArrayBufferLike): void {
 
 /** One read() in progress: READs posted and landed, copied into `into`. */
 interface ReadJob {
-  addr: bigint; rkey: number; into: Buffer; posted: number; landed: number; inFlight: number;
+  addr: bigint; rkey: number; into: Buffer; posted: number; landed: number;
   /** Offsets of pieces to post again (the send queue was full). */
   retry: number[];
   done: (err: Error | null) => void; progress?: (bytes: number) => void;
@@ -413,10 +418,10 @@ export class RdmaLane implements Lane {
     if (!this.#pool) {
       try {
         this.#pool = conn.device.pool(RDV_CHUNK, RDV_READS, { remoteAccess: false }); // READ targets: local access only
-      } catch (e) { queueMicrotask(() => done(e as Error)); this.#fail(e as Error); return; }
+      } catch (e) { queueMicrotask(() => { done(e as Error); this.#fail(e as Error); }); return; } // not inside the caller's event read
       for (let i = 0; i < RDV_READS; i++) this.#free.push(this.#pool.alloc()!);
     }
-    this.#job = { addr, rkey, into, posted: 0, landed: 0, inFlight: 0, retry: [], done, progress };
+    this.#job = { addr, rkey, into, posted: 0, landed: 0, retry: [], done, progress };
     this.#pumpReads();
   }
 
@@ -438,9 +443,7 @@ export class RdmaLane implements Lane {
       const at = job.retry.length ? job.retry.shift()! : job.posted;
       const n = Math.min(RDV_CHUNK, len - at);
       if (at === job.posted) job.posted += n;
-      job.inFlight++;
       conn.read(chunk.buffer, { addr: job.addr + BigInt(at), rkey: job.rkey }, n).then(() => {
-        job.inFlight--;
         if (this.#job !== job) return;
         chunk.buffer.copy(job.into, at, 0, n);
         this.#free.push(chunk);
@@ -448,7 +451,6 @@ export class RdmaLane implements Lane {
         job.progress?.(n);
         this.#pumpReads();
       }, (e: Error & { code?: string }) => {
-        job.inFlight--;
         if (this.#job !== job) return;
         if (e.code === 'NEXIO_ERR_RDMA_SQ_FULL') {
           // the send queue is shared with SENDs: post this piece again shortly
