@@ -7,6 +7,10 @@
 //   8 backoffMinMs  9 backoffMaxMs 10 seedLo            11 seedHi
 //  12 eventCap    13 holdRx (1: delivered messages stay in the receive ring,
 //                     unacked, until the host releases them: zero-copy views)
+//  14 maxMessage  largest message (header + data) a peer may send us, in
+//                 bytes; a larger claim is a protocol error before the host
+//                 allocates anything (0: no limit but the u32 length field,
+//                 what recordings made before the word existed hold)
 
 export const CONFIG_WORDS: i32 = 16;
 export const configBlock: usize = memory.data(CONFIG_WORDS * 4);
@@ -25,6 +29,7 @@ export let seedLo: u32 = 0;
 export let seedHi: u32 = 0;
 export let eventCap: u32 = 0;
 export let holdRx: u32 = 0;
+export let maxMessage: u32 = 0;
 
 export const LANES_PER_SESSION: i32 = 8;
 
@@ -52,6 +57,8 @@ export function readConfig(): bool {
   seedHi = word(11);
   eventCap = word(12);
   holdRx = word(13);
+  maxMessage = word(14);
+  if (maxMessage == 0) maxMessage = 0xffffffff;
   if (maxSessions < 1 || maxSessions > 16384) return false;
   if (maxLanes < 1 || maxLanes > 65535) return false;
   if (!isPow2(windowMsgs) || windowMsgs < 16 || windowMsgs > 65536) return false;
@@ -61,5 +68,6 @@ export function readConfig(): bool {
   if (backoffMinUs == 0 || backoffMaxUs < backoffMinUs) return false;
   if (eventCap < 64 || eventCap > 65536) return false;
   if (holdRx > 1) return false;
+  if (maxMessage < 8192 + 4096) return false;
   return true;
 }

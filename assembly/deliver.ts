@@ -65,6 +65,8 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
     // lane, not into the ring, and the frame occupies frameLen - RDV_DESC there.
     if (rdv) frameLen -= RDV_DESC;
     if (dataLen == 0 || frameLen != MSG_HEADER + hdrLen) { protocolError(li, E_MALFORMED, now); return false; }
+    // The claim is checked before the host hears of it (EV_EXT_RX): it sizes nothing past our limit.
+    if (<u64>hdrLen + <u64>dataLen > <u64>cfg.maxMessage) { protocolError(li, E_FRAME_TOO_LARGE, now); return false; }
   } else {
     if (hdrLen + dataLen > INLINE_MAX) { protocolError(li, E_FRAME_TOO_LARGE, now); return false; }
     if (frameLen != MSG_HEADER + hdrLen + dataLen) { protocolError(li, E_MALFORMED, now); return false; }

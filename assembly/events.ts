@@ -61,11 +61,13 @@ export function evRoom(): u32 {
   return eventCap - evCount;
 }
 
-/** Appends a zeroed record and returns its address (or 0 when full). */
+/** Appends a zeroed record and returns its address; traps when the queue is full. */
 export function push(type: u32, session: u32, lane: u32, code: i32): usize {
   if (evCount >= eventCap) {
+    // Dropping an event would lose a message or an outcome without a word:
+    // the core traps instead, and the host fails this context (CORE_TRAP).
     evOverflow++;
-    return 0;
+    unreachable();
   }
   let p = evBase + <usize>evCount * EV_SIZE;
   evCount++;

@@ -204,6 +204,7 @@ function sendable(h: u32, hdrLen: u32, dataLen: u32, flags: u32): i32 {
   if (hdrLen > MAX_APP_HEADER) return -E_FRAME_TOO_LARGE;
   if ((flags & F_EXT) == 0 && hdrLen + dataLen > INLINE_MAX) return -E_FRAME_TOO_LARGE;
   if ((flags & F_EXT) != 0 && dataLen == 0) return -E_BAD_ARGUMENT;
+  if (<u64>hdrLen + <u64>dataLen > <u64>cfg.maxMessage) return -E_FRAME_TOO_LARGE;
   return si;
 }
 

@@ -14,14 +14,15 @@ import { Core, CoreConfig, CoreEvent, Ev } from './core';
 import { Recorder } from './record';
 import { Transport, Lane, LaneSink, Listener } from './transports/transport';
 import { tcp } from './transports/tcp';
-import { InvalidArgumentError, NexioError, Code } from './errors';
+import { mem } from './transports/mem';
+import { InvalidArgumentError, NexioError, Code, ClosedError, CoreTrapError, LimitError, fromCode, codeNames } from './errors';
 import { channels } from './diagnostics';
 
 // rdma:// loads its module (and the native addon) on first use: a machine without the addon
 // gets NEXIO_ERR_RDMA_UNAVAILABLE at connect/listen time, and pays nothing otherwise.
 const rdmaModule = (): typeof import('./transports/rdma') => require('./transports/rdma');
 const transports = new Map<string, Transport | (() => Transport)>([
-  ['tcp', tcp], ['rdma', () => rdmaModule().loadRdma()],
+  ['tcp', tcp], ['mem', mem], ['rdma', () => rdmaModule().loadRdma()],
 ]);
 
 /**
@@ -63,6 +64,8 @@ export interface SessionPeer {
   onLost(code: number, unacked: number): void;
   onClosed(code: number): void;
   onProtocolError(lane: number, code: number): void;
+  /** The context ended (closed, or its core trapped): the session ends with err. */
+  onEnd(err: Error): void;
 }
 
 export interface SessionRequestInfo {
@@ -85,13 +88,28 @@ interface LaneState {
   io: Lane | undefined;
   uri: string;
   closing: boolean;
+  /** Server side: accepted and in its handshake (not yet part of a session): in the handshake pool. */
+  handshake: boolean;
+  /** Remote address (without port) for the per-address bound; '' for client lanes. */
+  addr: string;
+  /** Handshake deadline (µs, context clock). */
+  deadline: number;
   /** Incoming ext payload being diverted from this lane's stream. */
-  ext: { buf: Buffer; off: number; id: number; discard: boolean; alive: number; rdv: boolean } | undefined;
+  ext: RxPayload | undefined;
   /** Client lanes of rendezvous transports: told to the core when the lane is up. */
   rendezvousMin?: number;
   /** Lane bytes that arrived while a rendezvous READ was in flight: fed to the core after it. */
   held?: Uint8Array[];
+  heldBytes: number;
 }
+
+/**
+ * An ext payload arriving on a lane. `len` is what the peer announced (the
+ * core checked it against maxMessageBytes); `buf` grows as bytes arrive,
+ * so a claim costs nothing until the bytes are really sent. A rendezvous
+ * READ needs its whole destination at once (bounded by maxMessageBytes).
+ */
+interface RxPayload { buf: Buffer; off: number; len: number; id: number; discard: boolean; alive: number; rdv: boolean }
 
 /** An event copied out of the core, waiting for dispatch. */
 class Pending {
@@ -101,9 +119,37 @@ class Pending {
   aux64 = 0n;
 }
 
+/**
+ * Where a context gets its time and its timers. The real clock by default;
+ * the simulator passes a virtual one, so real Contexts and Sessions run on
+ * virtual time, deterministically from a seed.
+ */
+export interface HostClock {
+  /** Monotonic microseconds (any origin). */
+  now(): number;
+  /** Calls fn once after ms milliseconds; the handle is for clearTimer. */
+  setTimer(fn: () => void, ms: number): unknown;
+  clearTimer(handle: unknown): void;
+  /** Whether the timer keeps the process alive (the real clock's only). */
+  refTimer?(handle: unknown, on: boolean): void;
+}
+
+const t0 = performance.now();
+/** performance.now() and node's timers. */
+export const realClock: HostClock = {
+  now: () => Math.floor((performance.now() - t0) * 1000),
+  setTimer: (fn, ms) => setTimeout(fn, ms),
+  clearTimer: (h) => clearTimeout(h as NodeJS.Timeout),
+  refTimer: (h, on) => { if (on) (h as NodeJS.Timeout).ref(); else (h as NodeJS.Timeout).unref(); },
+};
+
 export interface ContextOptions {
   core?: Partial<CoreConfig>;
+  /** Time and timers (default: the real clock). */
+  clock?: HostClock;
   recorder?: Recorder;
+  /** Server contexts: how connections in their handshake are admitted (docs/api.md, "Limits"). */
+  admission?: AdmissionOptions;
   /**
    * Zero-copy receive: received headers and data (below the ext threshold)
    * are Buffers over the core's receive ring, lent to the application until
@@ -111,6 +157,46 @@ export interface ContextOptions {
    * its credit from the sender until then.
    */
   views?: boolean;
+}
+
+/**
+ * Admission of connections to a server context. Connections still in their
+ * handshake (before their session is accepted or joined) live in a pool of
+ * their own and never take an established lane's place.
+ */
+export interface AdmissionOptions {
+  /** Connections in their handshake at once; a new one beyond this evicts the oldest (default 256). */
+  maxHandshakes?: number;
+  /** Of those, from one remote address; beyond it, that address's oldest is evicted (default 64). */
+  maxHandshakesPerAddress?: number;
+  /** ms from accept until the session is accepted or joined, onSession included (default 3000). */
+  handshakeMs?: number;
+  /** ms a connection the context gave up on (or closed) may linger before it is destroyed (default 2000). */
+  lingerMs?: number;
+}
+
+export const defaultAdmission: Required<AdmissionOptions> = {
+  maxHandshakes: 256, maxHandshakesPerAddress: 64, handshakeMs: 3000, lingerMs: 2000,
+};
+
+/** What a context holds right now (Context.usage()): every count is 0 once its sessions ended and it closed its lanes. */
+export interface ContextUsage {
+  sessions: number;
+  /** Lanes the core knows (established or in handshake). */
+  lanes: number;
+  /** Server lanes in their handshake (the admission pool). */
+  handshakes: number;
+  /** Connections closed by the core, lingering until their peer closes or the linger ends. */
+  lingering: number;
+  /** Outgoing ext payloads held until acked. */
+  txPayloads: number;
+  /** Received ext payloads waiting for delivery, and bytes of payloads still arriving. */
+  rxPayloads: number;
+  rxBytes: number;
+  /** Lane bytes held while a rendezvous READ runs. */
+  heldBytes: number;
+  /** Timers armed (the core's deadline, handshake deadlines). */
+  timers: number;
 }
 
 export class Context {
@@ -128,7 +214,7 @@ export class Context {
   #pool: Pending[] = [];
   #count = 0;
   #flushQueued = false;
-  #timer: NodeJS.Timeout | undefined;
+  #timer: unknown;
   #timerAt = -1;
   #listeners: Listener[] = [];
   #unlistened: Promise<void>[] = [];
@@ -136,7 +222,19 @@ export class Context {
   #onAccepted: ((session: number, lane: number) => void) | undefined;
   #portals: string[] = [];
   #closed = false;
-  #t0 = performance.now();
+  /** The error that ended the context (closed or trapped). */
+  #failed: Error | undefined;
+  readonly clock: HostClock;
+  readonly #adm: Required<AdmissionOptions>;
+  /** Server lanes in their handshake, oldest first. */
+  #handshakes = new Map<number, LaneState>();
+  #perAddr = new Map<string, number>();
+  #hsTimer: unknown;
+  #hsTimerAt = -1;
+  /** Connections closed by the core and ended, destroyed after lingerMs unless they close first. */
+  #lingering = new Map<Lane, unknown>();
+  /** Sessions being decided (onSession pending) count toward maxSessions. */
+  #deciding = 0;
 
   constructor(options: ContextOptions = {}) {
     // Session ids come from the seed: a fixed default would hand out the
@@ -147,11 +245,43 @@ export class Context {
     if (options.views) core.holdRx = true;
     this.views = !!core.holdRx;
     this.core = new Core(core, { recorder: options.recorder });
+    this.core.onTrap = (e) => queueMicrotask(() => this.#fail(e));
+    this.clock = options.clock ?? realClock;
+    const adm = { ...defaultAdmission, ...options.admission };
+    for (const [k, v] of Object.entries(adm)) {
+      if (!Number.isInteger(v) || v < (k === 'lingerMs' ? 0 : 1)) throw new InvalidArgumentError(`admission.${k} must be a positive integer, not ${String(v)}`);
+    }
+    this.#adm = adm;
   }
 
-  /** Monotonic µs since the context began (the core's clock). */
+  /** Monotonic µs (the core's clock: the context's HostClock). */
   now(): number {
-    return Math.floor((performance.now() - this.#t0) * 1000);
+    return this.clock.now();
+  }
+
+  /** The error that ended this context (NEXIO_ERR_CLOSED after close(), NEXIO_ERR_CORE_TRAP after a trap), if it ended. */
+  get failed(): Error | undefined {
+    return this.#failed;
+  }
+
+  /** Sessions this context may hold (core.maxSessions). */
+  get maxSessions(): number {
+    return this.core.config.maxSessions;
+  }
+
+  /** What the context holds now: sessions, lanes, payloads, timers (a leak check: all 0 once it is idle). */
+  usage(): ContextUsage {
+    let rxBytes = 0, heldBytes = 0;
+    for (const st of this.#lanes.values()) {
+      if (st.ext) rxBytes += st.ext.buf.length;
+      heldBytes += st.heldBytes;
+    }
+    for (const b of this.#extIn.values()) rxBytes += b.length;
+    return {
+      sessions: this.#sessions.size, lanes: this.#lanes.size, handshakes: this.#handshakes.size,
+      lingering: this.#lingering.size, txPayloads: this.#ext.size, rxPayloads: this.#extIn.size, rxBytes, heldBytes,
+      timers: (this.#timer !== undefined ? 1 : 0) + (this.#hsTimer !== undefined ? 1 : 0),
+    };
   }
 
   // ---- server side ----
@@ -168,18 +298,10 @@ export class Context {
 
   /** Binds a portal. `advertise` is the URI peers are told to use (proxies, NAT). */
   async listen(uri: string, advertise?: string): Promise<string> {
+    if (this.#closed) throw this.#failed ?? new ClosedError('context closed');
     const u = new URL(uri);
     const t = transportFor(u);
-    const l = await t.listen(u, (bind, io) => {
-      if (this.#closed) { io.destroy(); return; }
-      const lane = this.core.laneAccepted(this.now());
-      if (lane < 0) { io.destroy(); return; }
-      if (t.caps.rendezvous) this.core.laneRendezvous(lane, t.caps.rendezvousMin ?? RENDEZVOUS_MIN, this.now());
-      const st: LaneState = { io, uri: l.uri, closing: false, ext: undefined };
-      this.#lanes.set(lane, st);
-      bind(this.#sink(lane));
-      this.#afterInput();
-    }).catch((e: unknown) => {
+    const l = await t.listen(u, (bind, io) => this.#accepted(t, l?.uri ?? u.href, bind, io)).catch((e: unknown) => {
       // EADDRINUSE, EACCES, EADDRNOTAVAIL...: a typed error; the system's is its cause.
       if (e instanceof NexioError) throw e;
       const err = e as NodeJS.ErrnoException;
@@ -192,15 +314,103 @@ export class Context {
     return pub;
   }
 
+  /**
+   * A transport accepted a connection. It joins the handshake pool: when the
+   * pool (or its remote address's share) is full, the oldest connection still
+   * in its handshake is evicted, so connections that never speak cannot keep
+   * a client that does out for longer than its handshake takes.
+   */
+  #accepted(t: Transport, portal: string, bind: (sink: LaneSink) => void, io: Lane): void {
+    if (this.#closed) { io.destroy(); return; }
+    try {
+      const addr = addressOf(io.remote);
+      const adm = this.#adm;
+      if ((this.#perAddr.get(addr) ?? 0) >= adm.maxHandshakesPerAddress) {
+        for (const [lane, st] of this.#handshakes) if (st.addr === addr) { this.#evict(lane, st); break; }
+      }
+      if (this.#handshakes.size >= adm.maxHandshakes) {
+        const [lane, st] = this.#handshakes.entries().next().value as [number, LaneState];
+        this.#evict(lane, st);
+      }
+      const now = this.now();
+      const lane = this.core.laneAccepted(now);
+      if (lane < 0) { io.destroy(); this.#afterInput(); return; }
+      if (t.caps.rendezvous) this.core.laneRendezvous(lane, t.caps.rendezvousMin ?? RENDEZVOUS_MIN, now);
+      const st: LaneState = {
+        io, uri: portal, closing: false, ext: undefined, handshake: true, addr, deadline: now + adm.handshakeMs * 1000, heldBytes: 0,
+      };
+      this.#lanes.set(lane, st);
+      this.#handshakes.set(lane, st);
+      this.#perAddr.set(addr, (this.#perAddr.get(addr) ?? 0) + 1);
+      this.#armHandshakes();
+      bind(this.#sink(lane));
+      this.#afterInput();
+    } catch (e) {
+      io.destroy();
+      this.#caught(e);
+    }
+  }
+
+  /** The lane left the handshake pool (its session is up, or it is closing). */
+  #handshakeOver(lane: number, st: LaneState): void {
+    if (!st.handshake) return;
+    st.handshake = false;
+    this.#handshakes.delete(lane);
+    const n = (this.#perAddr.get(st.addr) ?? 1) - 1;
+    if (n > 0) this.#perAddr.set(st.addr, n);
+    else this.#perAddr.delete(st.addr);
+  }
+
+  /** Drops a connection still in its handshake: destroyed now, its core lane freed. */
+  #evict(lane: number, st: LaneState): void {
+    this.#handshakeOver(lane, st);
+    this.#lanes.delete(lane);
+    st.io?.destroy();
+    channels.lane.publish({ event: 'evicted', lane, uri: st.uri, remote: st.io?.remote });
+    this.core.laneDown(lane, Code.TIMEOUT, this.now());
+    this.#afterInput();
+  }
+
+  /** One timer for every handshake deadline: the pool is in accept order, so the oldest is due first. */
+  #armHandshakes(): void {
+    const first = this.#handshakes.values().next();
+    if (first.done || this.#closed) {
+      if (this.#hsTimer !== undefined) this.clock.clearTimer(this.#hsTimer);
+      this.#hsTimer = undefined;
+      this.#hsTimerAt = -1;
+      return;
+    }
+    const at = first.value.deadline;
+    if (this.#hsTimer !== undefined && this.#hsTimerAt <= at) return;
+    if (this.#hsTimer !== undefined) this.clock.clearTimer(this.#hsTimer);
+    this.#hsTimerAt = at;
+    this.#hsTimer = this.clock.setTimer(() => {
+      this.#hsTimer = undefined;
+      this.#hsTimerAt = -1;
+      if (this.#closed) return;
+      try {
+        const now = this.now();
+        for (const [lane, st] of this.#handshakes) {
+          if (st.deadline > now) break;
+          this.#evict(lane, st);
+        }
+        this.#armHandshakes();
+      } catch (e) {
+        this.#caught(e);
+      }
+    }, Math.max(1, Math.ceil((at - this.now()) / 1000)));
+    this.clock.refTimer?.(this.#hsTimer, false);
+  }
+
   /** Registers a session object for events of this handle. */
   attach(peer: SessionPeer): void {
     this.#sessions.set(peer.handle, peer);
-    this.#timer?.ref();
+    if (this.#timer !== undefined) this.clock.refTimer?.(this.#timer, true);
   }
 
   detach(handle: number): void {
     this.#sessions.delete(handle);
-    if (this.#sessions.size === 0) this.#timer?.unref();
+    if (this.#sessions.size === 0 && this.#timer !== undefined) this.clock.refTimer?.(this.#timer, false);
   }
 
   /** registerMemory(): registrations are per thread, every context of the thread sees them. */
@@ -210,9 +420,17 @@ export class Context {
 
   // ---- client side ----
 
-  /** Opens a client session; the core asks for lanes through OPEN_LANE events. */
+  /**
+   * Opens a client session; the core asks for lanes through OPEN_LANE events.
+   * Throws NEXIO_ERR_LIMIT when the context holds maxSessions sessions.
+   */
   connect(uri: string, resource: string, attrs: Uint8Array, lanes: number): number {
+    if (this.#closed) throw this.#failed ?? new ClosedError('context closed');
     const h = this.core.connect(uri, resource, attrs, lanes, this.now());
+    if (h === -Code.LIMIT) {
+      throw new LimitError(`this context holds its limit of ${this.maxSessions} sessions (core.maxSessions); close one or use another context`);
+    }
+    if (h < 0) throw fromCode(-h, `cannot open a session: ${codeNames[-h] ?? -h}`);
     this.#afterInput();
     return h;
   }
@@ -265,27 +483,42 @@ export class Context {
     return {
       connected: () => {
         if (this.#closed) return;
-        const min = this.#lanes.get(lane)?.rendezvousMin;
-        if (min) this.core.laneRendezvous(lane, min, this.now());
-        this.core.laneUp(lane, this.now());
-        this.#afterInput();
+        try {
+          const min = this.#lanes.get(lane)?.rendezvousMin;
+          if (min) this.core.laneRendezvous(lane, min, this.now());
+          this.core.laneUp(lane, this.now());
+          this.#afterInput();
+        } catch (e) {
+          this.#caught(e);
+        }
       },
-      data: (chunk) => this.#data(lane, chunk),
+      data: (chunk) => {
+        try {
+          this.#data(lane, chunk);
+        } catch (e) {
+          this.#caught(e);
+        }
+      },
       closed: (err) => {
         const st = this.#lanes.get(lane);
         if (!st) return;
         this.#lanes.delete(lane);
-        if (this.#closed || this.core.trapped) return;
-        this.core.laneDown(lane, err ? Code.TRANSPORT : Code.CLOSED, this.now());
-        channels.lane.publish({ event: 'closed', lane, uri: st.uri, error: err });
-        this.#afterInput();
+        this.#handshakeOver(lane, st);
+        if (this.#closed) return;
+        try {
+          this.core.laneDown(lane, err ? Code.TRANSPORT : Code.CLOSED, this.now());
+          channels.lane.publish({ event: 'closed', lane, uri: st.uri, error: err });
+          this.#afterInput();
+        } catch (e) {
+          this.#caught(e);
+        }
       },
     };
   }
 
   #data(lane: number, chunk: Uint8Array): void {
     const core = this.core;
-    if (core.trapped) return;
+    if (this.#closed) return;
     let off = 0;
     let stalls = 0;
     while (off < chunk.length) {
@@ -293,24 +526,40 @@ export class Context {
       if (!st) return;
       const x = st.ext;
       if (x?.rdv) {
-        // The payload is being READ; what follows it on the lane waits.
+        // The payload is being READ; what follows it on the lane waits, up
+        // to what a peer keeping to its window could have sent meanwhile.
+        const rest = chunk.length - off;
+        st.heldBytes += rest;
+        if (st.heldBytes > this.#heldMax()) {
+          channels.lane.publish({ event: 'protocol-error', lane, code: Code.WINDOW, reason: 'bytes held during a rendezvous READ over the limit' });
+          st.io?.destroy();
+          return;
+        }
         (st.held ??= []).push(Buffer.from(chunk.subarray(off)));
         break;
       }
       if (x) {
-        const n = Math.min(chunk.length - off, x.buf.length - x.off);
-        if (!x.discard) x.buf.set(chunk.subarray(off, off + n), x.off);
+        const n = Math.min(chunk.length - off, x.len - x.off);
+        if (!x.discard) {
+          // Grow by what arrived (doubling), never by the claim.
+          if (x.off + n > x.buf.length) {
+            const b = Buffer.allocUnsafe(Math.min(x.len, Math.max(x.buf.length * 2, x.off + n)));
+            b.set(x.buf.subarray(0, x.off));
+            x.buf = b;
+          }
+          x.buf.set(chunk.subarray(off, off + n), x.off);
+        }
         x.off += n;
         off += n;
         // The core sees no frames while a payload streams past it: tell it
         // the lane is alive (an empty rx) now and then, or a slow transfer
         // longer than the dead-lane time would be taken for a dead lane.
         const now = this.now();
-        if (now - x.alive >= EXT_ALIVE_US && x.off < x.buf.length) {
+        if (now - x.alive >= EXT_ALIVE_US && x.off < x.len) {
           x.alive = now;
           core.rx(lane, EMPTY, now);
         }
-        if (x.off === x.buf.length) {
+        if (x.off === x.len) {
           st.ext = undefined;
           if (!x.discard) this.#extIn.set(x.id, x.buf);
           core.extDone(lane, this.now());
@@ -327,6 +576,11 @@ export class Context {
     this.#afterInput();
   }
 
+  /** Lane bytes one lane may hold while a READ runs: a window's worth and a batch. */
+  #heldMax(): number {
+    return this.core.config.windowBytes + 2 * 65536;
+  }
+
   #afterInput(): void {
     this.#drain();
     if (!this.#flushQueued) {
@@ -338,6 +592,7 @@ export class Context {
   /** Phase 1: read the core's events with no application code running. Phase 2: dispatch. */
   #drain(): void {
     const core = this.core;
+    if (core.trapped || this.#closed) return;
     for (;;) {
       const n = core.pollEvents();
       if (n === 0) break;
@@ -352,6 +607,7 @@ export class Context {
       // drain, which uses the records above `end` and gives them back.
       for (let k = start; k < end; k++) this.#dispatch(this.#pool[k]);
       this.#count = start;
+      if (this.#closed) return;
     }
   }
 
@@ -365,14 +621,21 @@ export class Context {
       }
       case Ev.CLOSE_LANE: {
         const st = this.#lanes.get(e.lane);
-        if (st) st.closing = true;
+        if (st) {
+          st.closing = true;
+          this.#handshakeOver(e.lane, st);
+        }
         return;
       }
       case Ev.EXT_RX: {
         const st = this.#lanes.get(e.lane);
         if (!st) return;
         const rdv = (e.flags & 2) !== 0;
-        const x = { buf: Buffer.allocUnsafe(e.dataLen), off: 0, id: e.ext, discard: (e.flags & 1) !== 0, alive: this.now(), rdv };
+        const discard = (e.flags & 1) !== 0;
+        // dataLen was checked by the core against maxMessageBytes; even so,
+        // only a READ's destination is allocated whole up front.
+        const first = discard ? 0 : rdv ? e.dataLen : Math.min(e.dataLen, RX_FIRST);
+        const x: RxPayload = { buf: first ? Buffer.allocUnsafe(first) : EMPTY, off: 0, len: e.dataLen, id: e.ext, discard, alive: this.now(), rdv };
         st.ext = x;
         if (rdv) this.#rendezvous(e.lane, st, x, core.eventAux64(i), e.aux);
         return;
@@ -381,6 +644,14 @@ export class Context {
         if (e.flags & 1) this.#extIn.delete(e.ext);
         else this.#releaseExt(e.ext);
         return;
+      case Ev.SESSION_OPEN:
+      case Ev.SESSION_RESUMED:
+      case Ev.LANE_UP: {
+        // The lane's session is up: it leaves the handshake pool.
+        const st = this.#lanes.get(e.lane);
+        if (st?.handshake) this.#handshakeOver(e.lane, st);
+        break;
+      }
       case Ev.SESSION_LOST:
       case Ev.SESSION_CLOSED:
       case Ev.SESSION_REJECTED:
@@ -408,6 +679,7 @@ export class Context {
   }
 
   #dispatch(p: Pending): void {
+    if (this.#closed) return;
     if (p.ev === Ev.SESSION_REQUEST) {
       this.#decide(p);
       return;
@@ -447,15 +719,29 @@ export class Context {
     const info: SessionRequestInfo = {
       resource: p.h.toString(), attrs: p.d, version: p.aux, remote: st?.io?.remote ?? '', portal: st?.uri ?? '',
     };
+    let deciding = true;
+    this.#deciding++;
     const apply = (d: SessionDecision) => {
-      if (this.#closed || this.core.trapped) return;
-      const now = this.now();
-      if ('redirect' in d) this.core.redirect(lane, d.redirect, now);
-      else if ('reject' in d) this.core.reject(lane, d.reject || Code.REJECTED, d.message ?? '', now);
-      else this.core.accept(lane, sessionKey(), this.#portals, d.attrs ?? EMPTY, now);
-      this.#afterInput();
+      if (deciding) { deciding = false; this.#deciding--; }
+      // The lane may have gone meanwhile (evicted at its handshake deadline, closed by its peer).
+      if (this.#closed || this.core.trapped || !st || this.#lanes.get(lane) !== st || st.closing) return;
+      try {
+        const now = this.now();
+        if ('redirect' in d) this.core.redirect(lane, d.redirect, now);
+        else if ('reject' in d) this.core.reject(lane, d.reject || Code.REJECTED, d.message ?? '', now);
+        else if (this.#sessions.size >= this.maxSessions) {
+          this.core.reject(lane, Code.LIMIT, `the server holds its limit of ${this.maxSessions} sessions`, now);
+        } else this.core.accept(lane, sessionKey(), this.#portals, d.attrs ?? EMPTY, now);
+        this.#afterInput();
+      } catch (e) {
+        this.#caught(e);
+      }
     };
     if (!this.#policy) { apply({ reject: Code.REJECTED, message: 'this context accepts no sessions' }); return; }
+    if (this.#sessions.size + this.#deciding > this.maxSessions) {
+      apply({ reject: Code.LIMIT, message: `the server holds its limit of ${this.maxSessions} sessions` });
+      return;
+    }
     let d: SessionDecision | Promise<SessionDecision>;
     try {
       d = this.#policy(info);
@@ -468,7 +754,7 @@ export class Context {
   }
 
   /** Rendezvous: READs an EXT payload from the peer's memory, then lets the lane go on. */
-  #rendezvous(lane: number, st: LaneState, x: NonNullable<LaneState['ext']>, addr: bigint, rkey: number): void {
+  #rendezvous(lane: number, st: LaneState, x: RxPayload, addr: bigint, rkey: number): void {
     const io = st.io;
     if (!io?.read) { io?.destroy(); return; }
     const alive = (): void => {
@@ -476,27 +762,36 @@ export class Context {
       const now = this.now();
       if (now - x.alive < EXT_ALIVE_US || this.#closed || this.core.trapped || this.#lanes.get(lane) !== st || st.ext !== x) return;
       x.alive = now;
-      this.core.rx(lane, EMPTY, now);
-      this.#afterInput();
+      try {
+        this.core.rx(lane, EMPTY, now);
+        this.#afterInput();
+      } catch (e) {
+        this.#caught(e);
+      }
     };
     io.read(addr, rkey, x.buf, (err) => {
       if (this.#closed || this.core.trapped || this.#lanes.get(lane) !== st || st.ext !== x) return;
       if (err) { io.destroy(); return; }
-      st.ext = undefined;
-      if (!x.discard) this.#extIn.set(x.id, x.buf);
-      this.core.extDone(lane, this.now());
-      this.#drain();
-      const held = st.held;
-      st.held = undefined;
-      if (held) for (const c of held) this.#data(lane, c);
-      this.#afterInput();
+      try {
+        st.ext = undefined;
+        if (!x.discard) this.#extIn.set(x.id, x.buf);
+        this.core.extDone(lane, this.now());
+        this.#drain();
+        const held = st.held;
+        st.held = undefined;
+        st.heldBytes = 0;
+        if (held) for (const c of held) this.#data(lane, c);
+        this.#afterInput();
+      } catch (e) {
+        this.#caught(e);
+      }
     }, alive);
   }
 
   #openLane(lane: number, uri: string): void {
     let u: URL;
     let t: Transport;
-    const st: LaneState = { io: undefined, uri, closing: false, ext: undefined };
+    const st: LaneState = { io: undefined, uri, closing: false, ext: undefined, handshake: false, addr: '', deadline: 0, heldBytes: 0 };
     this.#lanes.set(lane, st);
     try {
       u = new URL(uri);
@@ -516,38 +811,68 @@ export class Context {
   #flush(): void {
     this.#flushQueued = false;
     const core = this.core;
-    if (core.trapped) return;
-    const now = this.now();
-    for (;;) {
-      const lane = core.pollTransmit(now);
-      if (lane === 0) break;
-      const st = this.#lanes.get(lane);
-      if (!st?.io) continue;
-      const bytes = Buffer.from(core.txView());
-      const ext = core.txExt();
-      const rdv = ext ? core.txRdv() : -1;
-      if (rdv >= 0 && st.io.unpin) {
-        const on = this.#extRdv.get(ext);
-        if (!on) this.#extRdv.set(ext, [st.io]);
-        else on.push(st.io); // one unpin per rendezvous write
+    if (core.trapped || this.#closed) return;
+    try {
+      for (let round = 0; round < 8; round++) {
+        const now = this.now();
+        for (;;) {
+          const lane = core.pollTransmit(now);
+          if (lane === 0) break;
+          const st = this.#lanes.get(lane);
+          if (!st?.io) continue;
+          const bytes = Buffer.from(core.txView());
+          const ext = core.txExt();
+          const rdv = ext ? core.txRdv() : -1;
+          if (rdv >= 0 && st.io.unpin) {
+            const on = this.#extRdv.get(ext);
+            if (!on) this.#extRdv.set(ext, [st.io]);
+            else on.push(st.io); // one unpin per rendezvous write
+          }
+          st.io.write(bytes, ext ? this.#ext.get(ext)?.data : undefined, rdv >= 0 ? rdv : undefined);
+        }
+        // Lanes the core closed: what it had for them is written; the
+        // connection ends and lingers (destroyed after lingerMs whatever its
+        // peer does), and the core's lane is freed now, so neither a peer
+        // that never closes nor the linger holds a lane of the table.
+        let retired = 0;
+        for (const [lane, st] of this.#lanes) {
+          if (!st.closing) continue;
+          this.#lanes.delete(lane);
+          this.#handshakeOver(lane, st);
+          if (st.io) this.#linger(st.io);
+          core.laneDown(lane, Code.CLOSED, now);
+          retired++;
+        }
+        if (retired === 0) break;
+        this.#drain();
       }
-      st.io.write(bytes, ext ? this.#ext.get(ext)?.data : undefined, rdv >= 0 ? rdv : undefined);
-    }
-    for (const [lane, st] of this.#lanes) {
-      if (st.closing) {
-        st.closing = false;
-        if (st.io) st.io.end();
-        else this.#lanes.delete(lane);
-      }
+    } catch (e) {
+      this.#caught(e);
+      return;
     }
     this.#arm();
+  }
+
+  /** Ends a connection and destroys it after lingerMs unless it closed by then. */
+  #linger(io: Lane): void {
+    io.end();
+    const t = this.clock.setTimer(() => {
+      this.#lingering.delete(io);
+      io.destroy();
+    }, this.#adm.lingerMs);
+    this.clock.refTimer?.(t, false);
+    this.#lingering.set(io, t);
+    // A lane that closes by itself before the linger ends needs no timer: the
+    // transport's closed() is not routed here any more (the lane is retired),
+    // so the timer stays, harmless, until it fires (destroy is idempotent).
   }
 
   #arm(): void {
     if (this.#closed) return;
     const d = this.core.nextDeadline();
+    const clock = this.clock;
     if (d < 0) {
-      if (this.#timer) clearTimeout(this.#timer);
+      if (this.#timer !== undefined) clock.clearTimer(this.#timer);
       this.#timer = undefined;
       this.#timerAt = -1;
       return;
@@ -555,30 +880,34 @@ export class Context {
     // A timer armed for d or earlier is kept: most turns move the deadline
     // later (keepalive, retransmission), and a timer that fires early only
     // arms itself again, which costs less than setting a timer every turn.
-    if (this.#timer && this.#timerAt <= d) return;
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timer !== undefined && this.#timerAt <= d) return;
+    if (this.#timer !== undefined) clock.clearTimer(this.#timer);
     this.#timerAt = d;
     const ms = Math.max(0, (d - this.now()) / 1000);
-    this.#timer = setTimeout(() => {
+    this.#timer = clock.setTimer(() => {
       this.#timer = undefined;
       this.#timerAt = -1;
       if (this.#closed || this.core.trapped) return;
-      const now = this.now();
-      const due = this.core.nextDeadline();
-      if (due < 0) return;
-      if (due > now) { this.#arm(); return; }
-      this.core.timeout(now);
-      this.#afterInput();
+      try {
+        const now = this.now();
+        const due = this.core.nextDeadline();
+        if (due < 0) return;
+        if (due > now) { this.#arm(); return; }
+        this.core.timeout(now);
+        this.#afterInput();
+      } catch (e) {
+        this.#caught(e);
+      }
     }, Math.ceil(ms));
     // While a session lives the timer holds the process: with every lane
     // down it is all that is left of a reconnect, a resume or a timeout, and
     // an exit would drop pending requests without a word.
-    if (this.#sessions.size === 0) this.#timer.unref?.();
+    if (this.#sessions.size === 0) clock.refTimer?.(this.#timer, false);
   }
 
   /** Keeps the process alive while sessions are open (timers are unref'd otherwise). */
   ref(on: boolean): void {
-    if (this.#timer) (on ? this.#timer.ref() : this.#timer.unref());
+    if (this.#timer !== undefined) this.clock.refTimer?.(this.#timer, on);
   }
 
   /** Stops accepting connections; lanes already up stay up (close() ends them). */
@@ -589,24 +918,66 @@ export class Context {
     this.#listeners = [];
   }
 
-  /** Stops listening and drops every lane. */
-  async close(): Promise<void> {
+  /** An error thrown inside the loop: a core trap fails the context; anything else is a bug, reported on the next tick. */
+  #caught(e: unknown): void {
+    if (e instanceof CoreTrapError) { this.#fail(e); return; }
+    if (this.core.trapped) { this.#fail(this.core.trapped); return; }
+    process.nextTick(() => { throw e; });
+  }
+
+  /**
+   * Ends the context with `err`: every session on it ends with it (each
+   * pending operation settles with it), every lane is destroyed, nothing
+   * more is accepted.
+   */
+  #fail(err: Error): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#timer) clearTimeout(this.#timer);
-    // A listener's close() waits for its connections to end, and with the
-    // timer stopped nothing else ends them: drop the lanes first.
+    this.#failed = err;
+    if (this.#timer !== undefined) this.clock.clearTimer(this.#timer);
+    this.#timer = undefined;
+    if (this.#hsTimer !== undefined) this.clock.clearTimer(this.#hsTimer);
+    this.#hsTimer = undefined;
     this.stopListening();
-    const listeners = this.#unlistened;
     for (const st of this.#lanes.values()) st.io?.destroy();
     this.#lanes.clear();
+    this.#handshakes.clear();
+    this.#perAddr.clear();
+    for (const [io, t] of this.#lingering) { this.clock.clearTimer(t); io.destroy(); }
+    this.#lingering.clear();
+    const sessions = [...this.#sessions.values()];
+    this.#sessions.clear();
+    for (const s of sessions) s.onEnd(err);
+    this.#ext.clear();
+    this.#extRdv.clear();
+    this.#extIn.clear();
+    channels.context.publish({ event: 'ended', error: err });
+  }
+
+  /**
+   * Stops listening, ends every session on this context with
+   * NEXIO_ERR_CLOSED (their pending operations reject with it) and drops
+   * every lane. Idempotent.
+   */
+  async close(): Promise<void> {
+    this.#fail(this.#failed ?? new ClosedError('context closed'));
+    // A listener's close() waits for its connections to end: #fail destroyed them.
+    const listeners = this.#unlistened;
     await Promise.all(listeners);
   }
+}
+
+/** The address part of a transport's remote ('127.0.0.1:5000' -> '127.0.0.1', '[::1]:5' -> '::1'). */
+function addressOf(remote: string): string {
+  const m = /^\[?([^\]]*?)\]?:\d+$/.exec(remote);
+  return m ? m[1] : remote;
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
 /** Smallest EXT payload sent by rendezvous when the transport names none. */
 const RENDEZVOUS_MIN = 64 * 1024;
+/** The first piece of an arriving ext payload; it grows (doubling) as bytes arrive. */
+const RX_FIRST = 64 * 1024;
 /** How often a lane streaming an ext payload tells the core it is alive (µs). */
 const EXT_ALIVE_US = 50_000;
 

@@ -35,11 +35,17 @@ export interface CoreConfig {
    * until release(session, seq); event pointers stay valid until then.
    */
   holdRx?: boolean;
+  /**
+   * Largest message (header + data) a peer may send this core, in bytes; a
+   * larger one is a protocol error (the lane closes) found before anything
+   * is allocated, and a larger local send is refused. Peers should agree.
+   */
+  maxMessageBytes: number;
 }
 
 export const defaultConfig: CoreConfig = {
-  maxSessions: 64,
-  maxLanes: 256,
+  maxSessions: 1024,
+  maxLanes: 4096,
   windowMsgs: 1024,
   windowBytes: 256 * 1024,
   maxRequests: 256,
@@ -51,11 +57,13 @@ export const defaultConfig: CoreConfig = {
   seed: 1,
   eventCap: 4096,
   holdRx: false,
+  maxMessageBytes: 64 * 1024 * 1024,
 };
 
 const configOrder: (keyof CoreConfig)[] = [
   'maxSessions', 'maxLanes', 'windowMsgs', 'windowBytes', 'maxRequests', 'keepaliveMs',
   'resumeMs', 'helloTimeoutMs', 'backoffMinMs', 'backoffMaxMs', 'seed', 'seed', 'eventCap', 'holdRx',
+  'maxMessageBytes',
 ];
 
 /** The config as the 16 u32 words of the core's config block. */
@@ -158,6 +166,8 @@ export class Core {
   readonly stagingCap = 65536;
   /** Set once the core trapped; every later call throws. */
   trapped: CoreTrapError | undefined;
+  /** Called once when the core traps (Context fails its sessions with the error). */
+  onTrap: ((e: CoreTrapError) => void) | undefined;
   #x: Exports;
   #u8: Uint8Array;
   #dv: DataView;
@@ -198,7 +208,14 @@ export class Core {
     const x = this.#x;
     const words = configWords(this.config);
     new Uint32Array(x.memory.buffer, x.configPtr(), 16).set(words);
-    const r = x.init();
+    let r: number;
+    try {
+      r = x.init();
+    } catch (e) {
+      // init() allocates every table at once: a trap there is a memory budget the config overran.
+      const est = Math.round((this.config.maxSessions * (2 * this.config.windowBytes + this.config.windowMsgs * 96)) / 2 ** 20);
+      throw new InvalidArgumentError(`core config needs more memory than WebAssembly gives one context (maxSessions ${this.config.maxSessions} x windows: about ${est} MiB); lower maxSessions or windowBytes`, { cause: e });
+    }
     if (r < 0) throw new InvalidArgumentError(`core config rejected: ${JSON.stringify(this.config)}`);
     this.#staging = x.stagingPtr();
     this.#events = x.eventsPtr();
@@ -234,7 +251,11 @@ export class Core {
 
   #trap(e: unknown): never {
     if (e instanceof WebAssembly.RuntimeError) {
-      this.trapped = new CoreTrapError(e);
+      const overflow = this.#x.eventOverflow();
+      this.trapped = new CoreTrapError(overflow
+        ? new Error(`event queue overflow (eventCap ${this.#x.eventCapacity()}): the core stops rather than drop an event`, { cause: e })
+        : e);
+      this.onTrap?.(this.trapped);
       throw this.trapped;
     }
     throw e;

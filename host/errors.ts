@@ -100,7 +100,11 @@ export class CoreTrapError extends NexioError {
   }
 }
 export class InvalidArgumentError extends NexioError {
-  constructor(message: string) { super('NEXIO_ERR_INVALID_ARG', message, Code.BAD_ARGUMENT); }
+  constructor(message: string, options?: { cause?: unknown }) { super('NEXIO_ERR_INVALID_ARG', message, Code.BAD_ARGUMENT, options); }
+}
+/** A configured limit was reached (sessions per context, a server's sessions, a message's size); the message names it. */
+export class LimitError extends NexioError {
+  constructor(message: string) { super('NEXIO_ERR_LIMIT', message, Code.LIMIT); }
 }
 export class ReplayMismatchError extends NexioError {
   constructor(message: string) { super('NEXIO_ERR_REPLAY_MISMATCH', message); }
@@ -127,6 +131,7 @@ export function fromCode(wire: number, message?: string): NexioError {
     case Code.BACKPRESSURE: return new BackpressureError(message);
     case Code.CLOSED: return new ClosedError(message);
     case Code.BAD_ARGUMENT: return new InvalidArgumentError(message ?? 'bad argument');
+    case Code.LIMIT: return new LimitError(message ?? 'a limit was reached');
   }
   const name = simple[wire];
   return new NexioError(name ?? 'NEXIO_ERR_INTERNAL', message ?? `${codeNames[wire] ?? 'error'} (${wire})`, wire);

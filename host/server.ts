@@ -9,7 +9,7 @@
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { Context, SessionDecision, SessionRequestInfo } from './context';
+import { Context, SessionDecision, SessionRequestInfo, AdmissionOptions } from './context';
 import { Session, Handler } from './session';
 import type { CoreConfig } from './core';
 import { Code, InvalidArgumentError, NexioError } from './errors';
@@ -38,6 +38,8 @@ export interface ServerOptions {
   /** Zero-copy receive on the server's contexts: a handler's req.header/req.data are views, valid until it settles. */
   views?: boolean;
   core?: Partial<CoreConfig>;
+  /** Connections in their handshake: pool size, per-address share, deadline, linger (docs/api.md, "Limits"). */
+  admission?: AdmissionOptions;
 }
 
 function toDecision(d: Decision): SessionDecision {
@@ -141,7 +143,7 @@ export async function createServer(options: ServerOptions): Promise<Server> {
   const balance = options.balance ?? 'round-robin';
   const rr = { next: 0 };
   if (threads <= 0) {
-    const ctx = new Context({ core: options.core, views: options.views });
+    const ctx = new Context({ core: options.core, views: options.views, admission: options.admission });
     let handler = options.handler as Handler | undefined;
     let onMessage = options.onMessage;
     if (typeof options.handler === 'string') ({ handler, onMessage = onMessage } = loadHandler(options.handler));
@@ -178,7 +180,7 @@ export async function createServer(options: ServerOptions): Promise<Server> {
       workerData: {
         index: i, portals: options.portals.map((p) => portFor(p, i)),
         advertise: options.advertise?.map((p) => portFor(p, i)), handler: options.handler, core: options.core,
-        views: options.views,
+        views: options.views, admission: options.admission,
       },
     });
     workers.push(w);

@@ -12,7 +12,7 @@ import type { Context, SessionPeer } from './context';
 import { FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT, INLINE_MAX, MAX_APP_HEADER } from './core';
 import {
   AbortedError, BackpressureError, ClosedError, Code, fromCode, NexioError, ProtocolError,
-  RejectedError, SessionLostError, TimeoutError, InvalidArgumentError,
+  RejectedError, SessionLostError, TimeoutError, InvalidArgumentError, LimitError,
 } from './errors';
 import { channels } from './diagnostics';
 
@@ -32,8 +32,21 @@ export interface RequestOptions {
 }
 
 export interface SendOptions {
-  /** Resolve only when the peer application got the message (a delivery receipt). */
+  /**
+   * Resolve only when the peer application got the message (a delivery
+   * receipt). If the session ends first, the promise rejects with the
+   * session's end (NEXIO_ERR_CLOSED, NEXIO_ERR_SESSION_LOST, ...).
+   */
   receipt?: boolean;
+}
+
+export interface CloseOptions {
+  /**
+   * ms the graceful close may take (outstanding requests both ways, then
+   * the CLOSE handshake); past it the session is destroyed and whatever is
+   * still pending rejects with NEXIO_ERR_CLOSED. Default 5000.
+   */
+  timeout?: number;
 }
 
 export interface Reply {
@@ -108,9 +121,14 @@ export function toBytes(b: Bytes | undefined | null): Uint8Array {
   throw new InvalidArgumentError('header and data must be a Uint8Array (Buffer) or a string');
 }
 
-/** The error for an operation the core refused: an oversize header is the caller's argument, not a peer's protocol error. */
-function opError(code: number): NexioError {
-  return code === Code.FRAME_TOO_LARGE ? new InvalidArgumentError(`header over ${MAX_APP_HEADER} bytes`) : fromCode(code);
+/**
+ * The error for an operation the core refused: an oversize header or
+ * message is the caller's argument, not a peer's protocol error.
+ */
+function opError(code: number, hdrLen = 0, total = 0, max = 0): NexioError {
+  if (code !== Code.FRAME_TOO_LARGE) return fromCode(code);
+  if (hdrLen > MAX_APP_HEADER) return new InvalidArgumentError(`header is ${hdrLen} bytes; at most ${MAX_APP_HEADER}`);
+  return new InvalidArgumentError(`message is ${total} bytes (header + data); this context's maxMessageBytes is ${max}`);
 }
 
 /** An application header: at most MAX_APP_HEADER bytes (the core would refuse it as a frame). */
@@ -169,7 +187,9 @@ export class Session extends EventEmitter implements SessionPeer {
   #slots = new Map<number, Slot>();
   #queue: { run: () => boolean; fail: (e: Error) => void }[] = [];
   #maxQueued: number;
-  #receipts = new Map<number, () => void>();
+  #receipts = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  /** close() waits for outstanding operations: called when the last one settles. */
+  #idle: (() => void) | undefined;
   #attrs: Buffer = EMPTY;
   #inbound = new Map<number, Inbound>();
   #handler: Handler | undefined;
@@ -220,31 +240,40 @@ export class Session extends EventEmitter implements SessionPeer {
       const timeout = options.timeout ?? 0;
       const slot: Slot = { resolve, reject, signal: options.signal, t0: 0 };
       if (typeof options.receipt === 'function') slot.receipt = options.receipt;
-      let timer: NodeJS.Timeout | undefined;
+      const clock = this.#ctx.clock;
+      let timer: unknown;
       let queued = false;
+      const stop = () => { if (timer !== undefined) { clock.clearTimer(timer); timer = undefined; } };
       const run = (): boolean => {
-        if (timer) clearTimeout(timer);
-        const left = timeout > 0 ? Math.max(1, Math.ceil(timeout - (performance.now() - started))) : 0;
+        stop();
+        const left = timeout > 0 ? Math.max(1, Math.ceil(timeout - (clock.now() - started) / 1000)) : 0;
         const tag = this.#issue(hdr, dat, options.receipt ? FLAG_RECEIPT : 0, left, slot);
         if (tag === 0) {
-          if (timeout > 0) timer = setTimeout(expire, Math.max(1, timeout - (performance.now() - started)));
+          if (timeout > 0) timer = clock.setTimer(expire, left);
           return false;
         }
-        if (tag < 0) reject(fromCode(-tag));
+        if (tag < 0) reject(this.#opError(-tag, hdr, dat));
         return true;
       };
-      const fail = (e: Error) => { if (timer) clearTimeout(timer); reject(e); };
-      const started = performance.now();
+      const fail = (e: Error) => { stop(); reject(e); };
+      const started = clock.now();
       const expire = () => {
+        timer = undefined;
         const i = this.#queue.findIndex((q) => q.run === run);
         if (i >= 0) this.#queue.splice(i, 1);
         reject(new TimeoutError());
+        this.#checkIdle();
       };
       if (options.signal) {
         slot.onAbort = () => {
           if (queued) {
             const i = this.#queue.findIndex((q) => q.run === run);
-            if (i >= 0) { this.#queue.splice(i, 1); if (timer) clearTimeout(timer); reject(new AbortedError(undefined, { cause: options.signal!.reason })); }
+            if (i >= 0) {
+              this.#queue.splice(i, 1);
+              stop();
+              reject(new AbortedError(undefined, { cause: options.signal!.reason }));
+              this.#checkIdle();
+            }
           }
         };
         options.signal.addEventListener('abort', slot.onAbort, { once: true });
@@ -253,7 +282,7 @@ export class Session extends EventEmitter implements SessionPeer {
       if (this.#queue.length >= this.#maxQueued) { fail(new BackpressureError(`more than ${this.#maxQueued} operations waiting for credit`)); return; }
       queued = true;
       // Queued behind others, run() has not armed the timeout yet.
-      if (timeout > 0 && !timer) timer = setTimeout(expire, timeout);
+      if (timeout > 0 && timer === undefined) timer = clock.setTimer(expire, timeout);
       this.#queue.push({ run, fail });
     });
   }
@@ -267,8 +296,8 @@ export class Session extends EventEmitter implements SessionPeer {
       const run = (): boolean => {
         const seq = this.#oneway(hdr, dat, options.receipt ? FLAG_RECEIPT : 0);
         if (seq === -Code.BACKPRESSURE) return false;
-        if (seq < 0) { reject(fromCode(-seq)); return true; }
-        if (options.receipt) this.#receipts.set(seq, resolve);
+        if (seq < 0) { reject(this.#opError(-seq, hdr, dat)); return true; }
+        if (options.receipt) this.#receipts.set(seq, { resolve, reject });
         else resolve();
         return true;
       };
@@ -285,7 +314,7 @@ export class Session extends EventEmitter implements SessionPeer {
     if (this.#state !== 'open' && this.#state !== 'resuming') throw this.#refuse(undefined) ?? new ClosedError();
     const seq = this.#oneway(header, data, 0);
     if (seq === -Code.BACKPRESSURE) return false;
-    if (seq < 0) throw opError(-seq);
+    if (seq < 0) throw this.#opError(-seq, header, data);
     return true;
   }
 
@@ -297,7 +326,7 @@ export class Session extends EventEmitter implements SessionPeer {
   tryRequest(header: Uint8Array, data: Uint8Array, done: HotCallback, timeoutMs = 0): number {
     if (this.#state !== 'open' && this.#state !== 'resuming') throw this.#refuse(undefined) ?? new ClosedError();
     const tag = this.#issue(header, data, 0, timeoutMs, { hot: done, t0: 0 });
-    if (tag < 0) throw opError(-tag);
+    if (tag < 0) throw this.#opError(-tag, header, data);
     return tag;
   }
 
@@ -306,15 +335,22 @@ export class Session extends EventEmitter implements SessionPeer {
   /**
    * Graceful: waits for outstanding requests in both directions (its own,
    * and the peer's its handler is still answering), then closes the session
-   * with the peer (CLOSE). Idempotent.
+   * with the peer (CLOSE). Bounded by `timeout` ms (default 5000): past it
+   * the session is destroyed and what is still pending rejects with
+   * NEXIO_ERR_CLOSED. Resolves once the session is closed; idempotent.
    */
-  close(): Promise<void> {
+  close(options: CloseOptions = {}): Promise<void> {
     if (this.#closing) return this.#closing;
-    this.#closing = (async () => {
+    const ms = options.timeout ?? 5000;
+    if (typeof ms !== 'number' || !(ms >= 0) || !Number.isFinite(ms)) {
+      return Promise.reject(new InvalidArgumentError(`close timeout must be a number of ms >= 0, not ${String(ms)}`));
+    }
+    const clock = this.#ctx.clock;
+    let timer: unknown;
+    const bound = new Promise<void>((r) => { timer = clock.setTimer(r, ms); });
+    const graceful = (async () => {
       if (this.#state === 'connecting') await this.whenOpen().catch(() => undefined);
-      while ((this.#slots.size > 0 || this.#queue.length > 0 || this.#inbound.size > 0) && this.#state !== 'closed') {
-        await new Promise((r) => setTimeout(r, 5));
-      }
+      if (this.#busy()) await new Promise<void>((r) => { this.#idle = r; });
       if (this.#state === 'closed') return;
       this.#state = 'closing';
       const done = new Promise<void>((r) => { this.#closedResolve = r; });
@@ -322,23 +358,53 @@ export class Session extends EventEmitter implements SessionPeer {
       this.#ctx.afterInput();
       await done;
     })();
+    this.#closing = Promise.race([graceful, bound]).then(async () => {
+      clock.clearTimer(timer);
+      this.#idle = undefined;
+      if (this.#state !== 'closed') {
+        this.#ctx.core.trapped ?? this.#ctx.failed ?? this.#destroyNow(new ClosedError(`session closed: the graceful close took longer than ${ms} ms`));
+      }
+    }, (e) => { clock.clearTimer(timer); throw e; });
     return this.#closing;
+  }
+
+  /** Operations still outstanding: close() waits for them. */
+  #busy(): boolean {
+    return (this.#slots.size > 0 || this.#queue.length > 0 || this.#inbound.size > 0) && this.#state !== 'closed';
+  }
+
+  /** Wakes a close() waiting for the last outstanding operation. */
+  #checkIdle(): void {
+    if (this.#idle && !this.#busy()) {
+      const f = this.#idle;
+      this.#idle = undefined;
+      f();
+    }
   }
 
   /** Abrupt: drops the session now; outstanding operations fail with NEXIO_ERR_CLOSED. Idempotent. */
   destroy(): Promise<void> {
-    if (this.#state !== 'closed') {
-      this.#ctx.core.destroy(this.#handle, this.#ctx.now());
-      this.#ctx.releaseSessionExts(this.#handle);
-      this.#ctx.afterInput();
-      this.#end(new ClosedError('session destroyed'), 'destroyed');
-    }
+    if (this.#state !== 'closed') this.#destroyNow(new ClosedError('session destroyed'));
     return Promise.resolve();
+  }
+
+  #destroyNow(err: Error): void {
+    const ctx = this.#ctx;
+    if (!ctx.failed && !ctx.core.trapped) {
+      try {
+        ctx.core.destroy(this.#handle, ctx.now());
+        ctx.releaseSessionExts(this.#handle);
+        ctx.afterInput();
+      } catch {
+        // A trapped core fails the context, which ends this session too.
+      }
+    }
+    this.#end(ctx.failed ?? err, 'destroyed');
   }
 
   stats(): SessionStats {
     const s = this.#st;
-    const info = this.#ctx.core.sessionInfo(this.#handle);
+    const info = this.#state === 'closed' || this.#ctx.failed ? undefined : this.#ctx.core.sessionInfo(this.#handle);
     return {
       state: this.#state, id: this.#id.toString(16), requests: s.requests, responses: s.responses,
       messagesSent: s.messagesSent, messagesReceived: s.messagesReceived, bytesSent: s.bytesSent,
@@ -351,15 +417,24 @@ export class Session extends EventEmitter implements SessionPeer {
 
   // ---- internals ----
 
+  #opError(code: number, hdr: Uint8Array, dat: Uint8Array): NexioError {
+    return opError(code, hdr.length, hdr.length + dat.length, this.#ctx.core.config.maxMessageBytes);
+  }
+
   /** Removes and returns the slot of request `tag` (undefined if it is not in flight). */
   #take(tag: number): Slot | undefined {
     const slot = this.#slots.get(tag);
-    if (slot) this.#slots.delete(tag);
+    if (slot) {
+      this.#slots.delete(tag);
+      if (this.#idle) queueMicrotask(() => this.#checkIdle());
+    }
     return slot;
   }
 
   #refuse(signal: AbortSignal | undefined): Error | undefined {
     if (this.#state === 'closed' || this.#state === 'closing') return this.#closeError ?? new ClosedError();
+    const failed = this.#ctx.failed;
+    if (failed) return failed;
     if (this.#closing) return new ClosedError('session is closing');
     if (signal?.aborted) return new AbortedError(undefined, { cause: signal.reason });
     return undefined;
@@ -419,6 +494,8 @@ export class Session extends EventEmitter implements SessionPeer {
         hdr = headerBytes(r.header);
         dat = toBytes(r.data);
       }
+      const max = this.#ctx.core.config.maxMessageBytes;
+      if (hdr.length + dat.length > max) throw new InvalidArgumentError(`reply is ${hdr.length + dat.length} bytes; maxMessageBytes is ${max}`);
     } catch (e) {
       // A result that cannot be sent answers as a handler error: the
       // requester must not wait forever, and the process must not crash.
@@ -430,7 +507,10 @@ export class Session extends EventEmitter implements SessionPeer {
       dat = Buffer.from(JSON.stringify({ message: r.message, code: (r as NexioError).code ?? 'ERR_HANDLER' }));
     }
     // The closure is made only when the response has to wait for credit.
-    if (this.#queue.length === 0 && this.#tryRespond(tag, hdr, dat, flags)) return;
+    if (this.#queue.length === 0 && this.#tryRespond(tag, hdr, dat, flags)) {
+      if (this.#idle) this.#checkIdle();
+      return;
+    }
     const h = hdr, d = dat, f = flags;
     this.#queue.push({ run: () => this.#tryRespond(tag, h, d, f), fail: () => undefined });
   }
@@ -455,6 +535,7 @@ export class Session extends EventEmitter implements SessionPeer {
       if (!this.#queue[0].run()) return;
       this.#queue.shift();
     }
+    if (this.#idle) this.#checkIdle();
   }
 
   #end(err: Error | undefined, why: string): void {
@@ -472,7 +553,11 @@ export class Session extends EventEmitter implements SessionPeer {
     for (const q of this.#queue.splice(0)) q.fail(e);
     for (const c of this.#inbound.values()) c.abort(e);
     this.#inbound.clear();
+    const receipts = [...this.#receipts.values()];
     this.#receipts.clear();
+    for (const r of receipts) r.reject(e);
+    this.#idle?.();
+    this.#idle = undefined;
     this.#opened?.reject(e);
     this.#opened = undefined;
     this.#closedResolve?.();
@@ -606,6 +691,7 @@ export class Session extends EventEmitter implements SessionPeer {
     if (!c) return;
     this.#inbound.delete(tag);
     c.abort(new AbortedError('the requester cancelled'));
+    if (this.#idle) this.#checkIdle();
   }
 
   onReceipt(seq: number, tag: number): void {
@@ -614,7 +700,7 @@ export class Session extends EventEmitter implements SessionPeer {
       if (slot?.receipt) this.#receipted(slot);
     } else {
       const r = this.#receipts.get(seq);
-      if (r) { this.#receipts.delete(seq); r(); }
+      if (r) { this.#receipts.delete(seq); r.resolve(); }
     }
     this.emit('receipt', seq);
   }
@@ -653,6 +739,8 @@ export class Session extends EventEmitter implements SessionPeer {
     // A redirect loop is the client giving up, not a server's refusal.
     const e = code === Code.REDIRECT_LOOP
       ? fromCode(code, message || 'too many redirects: the servers sent the session in a loop')
+      : code === Code.LIMIT
+      ? new LimitError(message || 'the server holds its limit of sessions')
       : new RejectedError(code, message || undefined);
     this.#end(e, 'rejected');
   }
@@ -666,6 +754,10 @@ export class Session extends EventEmitter implements SessionPeer {
 
   onClosed(code: number): void {
     this.#end(code === Code.CLOSED ? new ClosedError('the peer closed the session') : undefined, 'closed');
+  }
+
+  onEnd(err: Error): void {
+    this.#end(err, 'ended');
   }
 
   onProtocolError(lane: number, code: number): void {

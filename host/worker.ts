@@ -1,15 +1,15 @@
 // A server context on a worker thread: loads the handler module itself,
 // binds its portals, and asks the main thread to decide new sessions.
 import { parentPort, workerData } from 'node:worker_threads';
-import { Context, SessionDecision } from './context';
+import { Context, SessionDecision, AdmissionOptions } from './context';
 import { serveContext, loadHandler, closeContext } from './server';
 
-interface Data { index: number; portals: string[]; advertise?: string[]; handler?: string; core?: object; views?: boolean }
+interface Data { index: number; portals: string[]; advertise?: string[]; handler?: string; core?: object; views?: boolean; admission?: AdmissionOptions }
 
 async function main(): Promise<void> {
   const d = workerData as Data;
   const port = parentPort!;
-  const ctx = new Context({ core: d.core, views: d.views });
+  const ctx = new Context({ core: d.core, views: d.views, admission: d.admission });
   const { handler, onMessage } = d.handler ? loadHandler(d.handler) : { handler: undefined, onMessage: undefined };
   const waiting = new Map<number, (x: SessionDecision) => void>();
   let next = 1;
