@@ -218,6 +218,8 @@ export class Session extends EventEmitter implements SessionPeer {
   }
 
   get handle(): number { return this.#handle; }
+  /** The context this session runs on. */
+  get context(): Context { return this.#ctx; }
   get state(): string { return this.#state; }
   /** The session id the server assigned (what a resume names). */
   get id(): bigint { return this.#id; }

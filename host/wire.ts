@@ -29,6 +29,8 @@ export const MAX_CONTROL_FRAME = 4096;
 export const MAX_APP_HEADER = 4096;
 export const INLINE_MAX = 8192;
 export const MAX_MSG_FRAME = MSG_HEADER + INLINE_MAX;
+/** The core's default maxMessageBytes (host/core.ts defaultConfig): header + data of one message. */
+export const DEFAULT_MAX_MESSAGE = 64 * 1024 * 1024;
 export const MAX_BATCH = 65536;
 export const MAX_PORTALS_BYTES = 2048;
 export const MIN_WINDOW_MSGS = 16;
@@ -344,6 +346,8 @@ export interface DecodeLimits {
   maxRequests?: number;
   /** The receiver's windowBytes: a message must fit in its ring at slot. */
   windowBytes?: number;
+  /** The receiver's maxMessageBytes (default 64 MiB, the core's default): an EXT claim above it is frame-too-large. */
+  maxMessage?: number;
 }
 
 function fail(code: number, what: string): never {
@@ -417,6 +421,8 @@ function decodeMessage(b: Buffer, limits: DecodeLimits): Message {
   const ringLen = rdv ? len - RDV_DESC : len;
   if (ext) {
     if (dataLen === 0 || ringLen !== MSG_HEADER + hdrLen) fail(Code.MALFORMED, 'EXT message lengths');
+    const max = limits.maxMessage ?? DEFAULT_MAX_MESSAGE;
+    if (hdrLen + dataLen > max) fail(Code.FRAME_TOO_LARGE, `message of ${hdrLen + dataLen} bytes over the receiver's maxMessageBytes ${max}`);
     if (rdv && b.readUInt32LE(MSG_HEADER + hdrLen + 12) !== 0) fail(Code.MALFORMED, 'reserved rendezvous word is not 0');
   } else {
     if (hdrLen + dataLen > INLINE_MAX) fail(Code.FRAME_TOO_LARGE, `inline message of ${hdrLen + dataLen} bytes`);
