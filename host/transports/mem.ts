@@ -13,12 +13,15 @@
 //
 // How bytes travel is the network's policy: post() decides when a callback
 // runs (setImmediate by default; a simulator posts into virtual time), and
-// carry() / dial() can be overridden to delay, split, drop or refuse.
+// carry() / dial() / finAfterBytes() / reset() can be overridden to delay,
+// split, drop or refuse. Every callback the network posts names the end it
+// acts on (post's `to`), so a simulator knows whose code it is about to run.
 
 import type { Transport, Lane, LaneSink, Listener } from './transport';
 import { InvalidArgumentError, NexioError } from '../errors';
 
-type Accept = (bind: (sink: LaneSink) => void, lane: Lane) => void;
+/** A listener's accept function: binds the accepted lane's sink. */
+export type Accept = (bind: (sink: LaneSink) => void, lane: Lane) => void;
 
 /** One side of a connection as the transport sees it. */
 export interface MemEnd {
@@ -82,7 +85,7 @@ export class MemConn {
     for (const e of only ? [only] : [this.a, this.b]) {
       if (e.state === 'closed') continue;
       e.finIn = true; // nothing more is read from it
-      this.net.post(() => this.closeEnd(e, err), 0);
+      this.net.reset(this, e, err);
     }
     this.broken = true;
   }
@@ -114,7 +117,7 @@ class MemLane implements Lane {
   destroy(): void {
     const c = this.conn;
     if (this.side.state === 'closed') return;
-    c.net.post(() => c.closeEnd(this.side), 0);
+    c.net.post(() => c.closeEnd(this.side), 0, this.side);
     const peer = c.other(this.side);
     this.side.state = 'ending';
     this.side.finIn = true;
@@ -139,8 +142,8 @@ export interface MemPeer {
 
 export interface MemNetworkOptions {
   scheme?: string;
-  /** Runs fn after delayUs (default: setImmediate, or setTimeout for a delay). */
-  post?: (fn: () => void, delayUs: number) => void;
+  /** Runs fn after delayUs (default: setImmediate, or setTimeout for a delay); `to` is the end fn acts on. */
+  post?: (fn: () => void, delayUs: number, to?: MemEnd) => void;
 }
 
 export class MemNetwork implements Transport {
@@ -149,15 +152,21 @@ export class MemNetwork implements Transport {
   readonly #listeners = new Map<string, Accept>();
   readonly conns = new Set<MemConn>();
   #next = 1;
-  readonly #post: (fn: () => void, delayUs: number) => void;
+  readonly #post: (fn: () => void, delayUs: number, to?: MemEnd) => void;
 
   constructor(options: MemNetworkOptions = {}) {
     this.scheme = options.scheme ?? 'mem';
     this.#post = options.post ?? ((fn, us) => { if (us > 0) setTimeout(fn, us / 1000); else setImmediate(fn); });
   }
 
-  post(fn: () => void, delayUs: number): void {
-    this.#post(fn, delayUs);
+  /** Runs fn after delayUs; `to` is the end whose reader fn will call (if any). */
+  post(fn: () => void, delayUs: number, to?: MemEnd): void {
+    this.#post(fn, delayUs, to);
+  }
+
+  /** The accept function of the listener bound to `name`, if any. */
+  listener(name: string): Accept | undefined {
+    return this.#listeners.get(name);
   }
 
   check(uri: URL): void {
@@ -180,29 +189,34 @@ export class MemNetwork implements Transport {
       const accept = this.#listeners.get(conn.name);
       if (!accept || conn.broken) { this.refuse(conn); return; }
       this.accept(conn, accept);
-      this.post(() => this.connected(conn), 0);
-    }, 0);
+      this.post(() => this.connected(conn), 0, conn.a);
+    }, 0, conn.b);
   }
 
   /** Bytes written on `from` travel to the other end. Default: in order, whole, after post(0). */
   carry(conn: MemConn, from: MemEnd, bytes: Uint8Array): void {
     const to = conn.other(from);
     if (conn.broken) return;
-    this.post(() => { if (!conn.broken) conn.deliver(to, bytes); }, 0);
+    this.post(() => { if (!conn.broken) conn.deliver(to, bytes); }, 0, to);
   }
 
   /** `from` ends its side: the FIN follows the bytes already written. */
   end(conn: MemConn, from: MemEnd): void {
     if (from.state === 'closed' || from.state === 'ending') return;
     from.state = 'ending';
-    if (from.finIn) { this.post(() => conn.closeEnd(from), 0); }
+    if (from.finIn) { this.post(() => conn.closeEnd(from), 0, from); }
     this.finAfterBytes(conn, from);
   }
 
   /** Sends the FIN of `from` behind its bytes (override together with carry()). */
   finAfterBytes(conn: MemConn, from: MemEnd): void {
     const to = conn.other(from);
-    this.post(() => { if (!conn.broken) conn.deliverFin(to); }, 0);
+    this.post(() => { if (!conn.broken) conn.deliverFin(to); }, 0, to);
+  }
+
+  /** A reset reaches `to` (kill(), a peer's destroy()): it closes with err. Default: after post(0). */
+  reset(conn: MemConn, to: MemEnd, err: Error): void {
+    this.post(() => conn.closeEnd(to, err), 0, to);
   }
 
   // ---- mechanics ----
@@ -269,7 +283,7 @@ export class MemNetwork implements Transport {
         end.state = 'ending';
         end.finIn = true;
         conn.kill(conn.b);
-        this.post(() => conn.closeEnd(end), 0);
+        this.post(() => conn.closeEnd(end), 0, end);
       },
     };
     end.sink = {
