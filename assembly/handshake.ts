@@ -12,7 +12,7 @@ import * as cfg from "./config";
 import * as rng from "./rng";
 import {
   Session, lane, session, laneHandle, sessionHandle, allocSession, posLane, setPosLane,
-  openLanes, L_HELLO_SENT, L_AWAIT_HELLO, L_PENDING_ACCEPT, L_OPEN, ROLE_SERVER, ROLE_CLIENT,
+  openLanes, nextSession, L_HELLO_SENT, L_AWAIT_HELLO, L_PENDING_ACCEPT, L_OPEN, ROLE_SERVER, ROLE_CLIENT,
   S_FREE, S_CONNECTING, S_OPEN, S_RESUMING, S_CLOSING, S_DRAINING, SF_ACK,
 } from "./state";
 import {
@@ -88,9 +88,9 @@ function setWindows(s: Session, msgs: u32, bytes: u32, requests: u32, keepaliveM
 
 function findSession(id: u64): i32 {
   if (id == 0) return -1;
-  for (let i: u32 = 0; i < cfg.maxSessions; i++) {
+  for (let i = nextSession(0); i >= 0; i = nextSession(i + 1)) {
     let s = session(i);
-    if (s.state != S_FREE && s.role == ROLE_SERVER && s.id == id) return <i32>i;
+    if (s.state != S_FREE && s.role == ROLE_SERVER && s.id == id) return i;
   }
   return -1;
 }

@@ -18,7 +18,7 @@ import * as rng from "./rng";
 import * as ev from "./events";
 import * as tx from "./tx";
 import {
-  allocTables, allocSession, allocLane, lane, session, laneFromHandle, sessionFromHandle,
+  allocTables, allocBitmaps, allocSession, allocLane, lane, session, laneFromHandle, sessionFromHandle,
   sessionHandle, laneHandle, ROLE_CLIENT, ROLE_SERVER, L_AWAIT_HELLO, L_CONNECTING,
   S_CONNECTING, S_OPEN, S_CLOSING, S_DRAINING, S_RESUMING,
 } from "./state";
@@ -67,6 +67,7 @@ export function init(): i32 {
   ev.evBase = heap.alloc(<usize>cfg.eventCap * ev.EV_SIZE);
   tx.allocTx();
   allocTables();
+  allocBitmaps();
   ready = true;
   return 0;
 }

@@ -168,6 +168,54 @@ export let sessionsBase: usize = 0;
 let laneCursor: u32 = 0;
 let sessionCursor: u32 = 0;
 
+// Which lanes and sessions are in use, one bit each: the timer scans
+// (timeout, nextDeadline) and lookups visit the used entries in index order
+// at a cost of one word per 32 entries, so a large table (thousands of
+// lanes, a thousand sessions) costs a turn little more than a small one.
+let laneBits: usize = 0;
+let sessionBits: usize = 0;
+
+@inline function bitWords(n: u32): usize {
+  return <usize>((n + 31) >> 5);
+}
+
+/** Allocated last in init(), so every address carved before it is unchanged. */
+export function allocBitmaps(): void {
+  laneBits = heap.alloc(bitWords(cfg.maxLanes) << 2);
+  memory.fill(laneBits, 0, bitWords(cfg.maxLanes) << 2);
+  sessionBits = heap.alloc(bitWords(cfg.maxSessions) << 2);
+  memory.fill(sessionBits, 0, bitWords(cfg.maxSessions) << 2);
+}
+
+@inline function setBit(base: usize, i: u32, on: bool): void {
+  let p = base + (<usize>(i >> 5) << 2);
+  let m: u32 = 1 << (i & 31);
+  store<u32>(p, on ? load<u32>(p) | m : load<u32>(p) & ~m);
+}
+
+function nextBit(base: usize, n: u32, from: u32): i32 {
+  let i = from;
+  while (i < n) {
+    let w = load<u32>(base + (<usize>(i >> 5) << 2)) >> (i & 31);
+    if (w != 0) {
+      let j = i + <u32>ctz(w);
+      return j < n ? <i32>j : -1;
+    }
+    i = (i | 31) + 1;
+  }
+  return -1;
+}
+
+/** The first lane in use at index >= from, or -1: `for (let li = nextLane(0); li >= 0; li = nextLane(li + 1))`. */
+export function nextLane(from: i32): i32 {
+  return nextBit(laneBits, cfg.maxLanes, <u32>from);
+}
+
+/** The first session in use at index >= from, or -1. */
+export function nextSession(from: i32): i32 {
+  return nextBit(sessionBits, cfg.maxSessions, <u32>from);
+}
+
 @inline export function lane(i: i32): Lane {
   return changetype<Lane>(lanesBase + <usize>i * offsetof<Lane>());
 }
@@ -271,6 +319,7 @@ export function allocLane(role: u8, state: u8, now: u64): i32 {
     let l = lane(i);
     if (l.state != L_FREE) continue;
     laneCursor = (i + 1) % cfg.maxLanes;
+    setBit(laneBits, i, true);
     l.state = state;
     l.role = role;
     l.pos = 0;
@@ -304,6 +353,7 @@ export function freeLane(i: i32): void {
   l.state = L_FREE;
   l.session = -1;
   l.gen = bumpGen(l.gen);
+  setBit(laneBits, <u32>i, false);
 }
 
 export function allocSession(role: u8, state: u8): i32 {
@@ -312,6 +362,7 @@ export function allocSession(role: u8, state: u8): i32 {
     let s = session(i);
     if (s.state != S_FREE) continue;
     sessionCursor = (i + 1) % cfg.maxSessions;
+    setBit(sessionBits, i, true);
     s.state = state;
     s.role = role;
     s.desired = 1;
@@ -365,6 +416,7 @@ export function freeSession(i: i32): void {
   let s = session(i);
   s.state = S_FREE;
   s.gen = bumpGen(s.gen);
+  setBit(sessionBits, <u32>i, false);
 }
 
 // Lane positions of a session.

@@ -3,7 +3,7 @@
 
 import * as cfg from "./config";
 import {
-  lane, session, posLane, reconnectAt, L_FREE, L_CLOSING, L_OPEN, ROLE_CLIENT,
+  lane, session, posLane, reconnectAt, nextLane, nextSession, L_FREE, L_CLOSING, L_OPEN, ROLE_CLIENT,
   S_FREE, S_OPEN, S_CONNECTING,
 } from "./state";
 import { evRoom } from "./events";
@@ -20,8 +20,7 @@ import { E_TIMEOUT, E_LANE_DEAD, E_SESSION_LOST } from "./errors";
 }
 
 export function timeout(now: u64): void {
-  for (let i: u32 = 0; i < cfg.maxLanes; i++) {
-    let li = <i32>i;
+  for (let li = nextLane(0); li >= 0; li = nextLane(li + 1)) {
     let l = lane(li);
     if (l.state == L_FREE || l.state == L_CLOSING) continue;
     if (l.state != L_OPEN) {
@@ -36,8 +35,7 @@ export function timeout(now: u64): void {
       l.lastTx = now;
     }
   }
-  for (let i: u32 = 0; i < cfg.maxSessions; i++) {
-    let si = <i32>i;
+  for (let si = nextSession(0); si >= 0; si = nextSession(si + 1)) {
     let s = session(si);
     if (s.state == S_FREE) continue;
     if (evRoom() < s.R + 32) return;
@@ -59,8 +57,7 @@ export function timeout(now: u64): void {
 /** The earliest time timeout() has work, in µs; 0 when nothing is armed. */
 export function nextDeadline(): u64 {
   let d: u64 = 0;
-  for (let i: u32 = 0; i < cfg.maxLanes; i++) {
-    let li = <i32>i;
+  for (let li = nextLane(0); li >= 0; li = nextLane(li + 1)) {
     let l = lane(li);
     if (l.state == L_FREE || l.state == L_CLOSING) continue;
     if (l.state != L_OPEN) {
@@ -70,8 +67,8 @@ export function nextDeadline(): u64 {
     d = earlier(d, l.lastRx + deadAfter(li));
     d = earlier(d, l.lastTx + cfg.keepaliveUs);
   }
-  for (let i: u32 = 0; i < cfg.maxSessions; i++) {
-    let s = session(<i32>i);
+  for (let si = nextSession(0); si >= 0; si = nextSession(si + 1)) {
+    let s = session(si);
     if (s.state == S_FREE) continue;
     if (s.state != S_OPEN) d = earlier(d, s.resumeAt);
     d = earlier(d, s.reqDeadline);
