@@ -232,7 +232,7 @@ export class Context {
   #hsTimer: unknown;
   #hsTimerAt = -1;
   /** Connections closed by the core and ended, destroyed after lingerMs unless they close first. */
-  #lingering = new Map<Lane, unknown>();
+  #lingering = new Map<number, { io: Lane; timer: unknown }>();
   /** Sessions being decided (onSession pending) count toward maxSessions. */
   #deciding = 0;
 
@@ -280,7 +280,7 @@ export class Context {
     return {
       sessions: this.#sessions.size, lanes: this.#lanes.size, handshakes: this.#handshakes.size,
       lingering: this.#lingering.size, txPayloads: this.#ext.size, rxPayloads: this.#extIn.size, rxBytes, heldBytes,
-      timers: (this.#timer !== undefined ? 1 : 0) + (this.#hsTimer !== undefined ? 1 : 0),
+      timers: (this.#timer !== undefined ? 1 : 0) + (this.#hsTimer !== undefined ? 1 : 0) + this.#lingering.size,
     };
   }
 
@@ -501,7 +501,12 @@ export class Context {
       },
       closed: (err) => {
         const st = this.#lanes.get(lane);
-        if (!st) return;
+        if (!st) {
+          // A retired lane's connection closed before its linger ended.
+          const lg = this.#lingering.get(lane);
+          if (lg) { this.clock.clearTimer(lg.timer); this.#lingering.delete(lane); }
+          return;
+        }
         this.#lanes.delete(lane);
         this.#handshakeOver(lane, st);
         if (this.#closed) return;
@@ -839,7 +844,7 @@ export class Context {
           if (!st.closing) continue;
           this.#lanes.delete(lane);
           this.#handshakeOver(lane, st);
-          if (st.io) this.#linger(st.io);
+          if (st.io) this.#linger(lane, st.io);
           core.laneDown(lane, Code.CLOSED, now);
           retired++;
         }
@@ -853,18 +858,15 @@ export class Context {
     this.#arm();
   }
 
-  /** Ends a connection and destroys it after lingerMs unless it closed by then. */
-  #linger(io: Lane): void {
-    io.end();
-    const t = this.clock.setTimer(() => {
-      this.#lingering.delete(io);
+  /** Ends a connection and destroys it after lingerMs unless it closed by then (its sink's closed() clears the timer). */
+  #linger(lane: number, io: Lane): void {
+    const timer = this.clock.setTimer(() => {
+      this.#lingering.delete(lane);
       io.destroy();
     }, this.#adm.lingerMs);
-    this.clock.refTimer?.(t, false);
-    this.#lingering.set(io, t);
-    // A lane that closes by itself before the linger ends needs no timer: the
-    // transport's closed() is not routed here any more (the lane is retired),
-    // so the timer stays, harmless, until it fires (destroy is idempotent).
+    this.clock.refTimer?.(timer, false);
+    this.#lingering.set(lane, { io, timer });
+    io.end();
   }
 
   #arm(): void {
@@ -943,7 +945,7 @@ export class Context {
     this.#lanes.clear();
     this.#handshakes.clear();
     this.#perAddr.clear();
-    for (const [io, t] of this.#lingering) { this.clock.clearTimer(t); io.destroy(); }
+    for (const { io, timer } of this.#lingering.values()) { this.clock.clearTimer(timer); io.destroy(); }
     this.#lingering.clear();
     const sessions = [...this.#sessions.values()];
     this.#sessions.clear();
