@@ -235,6 +235,13 @@ export class Context {
   #lingering = new Map<number, { io: Lane; timer: unknown }>();
   /** Sessions being decided (onSession pending) count toward maxSessions. */
   #deciding = 0;
+  /**
+   * Bytes allocated for arriving ext payloads and not yet filled. A claim is
+   * allocated whole (one copy, no growth) while this stays under
+   * RX_PREALLOC; past it, buffers grow as bytes arrive: claims cost memory
+   * only up to that budget, bytes that really arrive cost what they are.
+   */
+  #unfilled = 0;
 
   constructor(options: ContextOptions = {}) {
     // Session ids come from the seed: a fixed default would hand out the
@@ -364,6 +371,7 @@ export class Context {
   /** Drops a connection still in its handshake: destroyed now, its core lane freed. */
   #evict(lane: number, st: LaneState): void {
     this.#handshakeOver(lane, st);
+    this.#dropRx(st);
     this.#lanes.delete(lane);
     st.io?.destroy();
     channels.lane.publish({ event: 'evicted', lane, uri: st.uri, remote: st.io?.remote });
@@ -509,6 +517,7 @@ export class Context {
         }
         this.#lanes.delete(lane);
         this.#handshakeOver(lane, st);
+        this.#dropRx(st);
         if (this.#closed) return;
         try {
           this.core.laneDown(lane, err ? Code.TRANSPORT : Code.CLOSED, this.now());
@@ -546,13 +555,10 @@ export class Context {
       if (x) {
         const n = Math.min(chunk.length - off, x.len - x.off);
         if (!x.discard) {
-          // Grow by what arrived (doubling), never by the claim.
-          if (x.off + n > x.buf.length) {
-            const b = Buffer.allocUnsafe(Math.min(x.len, Math.max(x.buf.length * 2, x.off + n)));
-            b.set(x.buf.subarray(0, x.off));
-            x.buf = b;
-          }
+          // Grow by what arrived (doubling, or whole within the budget), never by the claim alone.
+          if (x.off + n > x.buf.length) this.#grow(x, x.off + n);
           x.buf.set(chunk.subarray(off, off + n), x.off);
+          this.#unfilled -= n;
         }
         x.off += n;
         off += n;
@@ -579,6 +585,24 @@ export class Context {
       if (n === 0 && !st.ext && ++stalls > 2) break;
     }
     this.#afterInput();
+  }
+
+  /** Grows an arriving payload's buffer to hold at least `need` bytes. */
+  #grow(x: RxPayload, need: number): void {
+    const double = Math.min(x.len, Math.max(x.buf.length * 2, need));
+    const size = this.#unfilled + (x.len - x.buf.length) <= RX_PREALLOC ? x.len : double;
+    const b = Buffer.allocUnsafe(size);
+    b.set(x.buf.subarray(0, x.off));
+    this.#unfilled += size - x.buf.length;
+    x.buf = b;
+  }
+
+  /** A lane with a payload still arriving is gone: its unfilled bytes leave the budget. */
+  #dropRx(st: LaneState): void {
+    const x = st.ext;
+    if (!x) return;
+    st.ext = undefined;
+    if (x.buf.length > x.off) this.#unfilled -= x.buf.length - x.off;
   }
 
   /** Lane bytes one lane may hold while a READ runs: a window's worth and a batch. */
@@ -639,8 +663,10 @@ export class Context {
         const discard = (e.flags & 1) !== 0;
         // dataLen was checked by the core against maxMessageBytes; even so,
         // only a READ's destination is allocated whole up front.
-        const first = discard ? 0 : rdv ? e.dataLen : Math.min(e.dataLen, RX_FIRST);
+        const whole = rdv || this.#unfilled + e.dataLen <= RX_PREALLOC;
+        const first = discard ? 0 : whole ? e.dataLen : Math.min(e.dataLen, RX_FIRST);
         const x: RxPayload = { buf: first ? Buffer.allocUnsafe(first) : EMPTY, off: 0, len: e.dataLen, id: e.ext, discard, alive: this.now(), rdv };
+        this.#unfilled += first;
         st.ext = x;
         if (rdv) this.#rendezvous(e.lane, st, x, core.eventAux64(i), e.aux);
         return;
@@ -779,6 +805,7 @@ export class Context {
       if (err) { io.destroy(); return; }
       try {
         st.ext = undefined;
+        this.#unfilled -= x.buf.length - x.off;
         if (!x.discard) this.#extIn.set(x.id, x.buf);
         this.core.extDone(lane, this.now());
         this.#drain();
@@ -844,6 +871,7 @@ export class Context {
           if (!st.closing) continue;
           this.#lanes.delete(lane);
           this.#handshakeOver(lane, st);
+          this.#dropRx(st);
           if (st.io) this.#linger(lane, st.io);
           core.laneDown(lane, Code.CLOSED, now);
           retired++;
@@ -943,6 +971,7 @@ export class Context {
     this.stopListening();
     for (const st of this.#lanes.values()) st.io?.destroy();
     this.#lanes.clear();
+    this.#unfilled = 0;
     this.#handshakes.clear();
     this.#perAddr.clear();
     for (const { io, timer } of this.#lingering.values()) { this.clock.clearTimer(timer); io.destroy(); }
@@ -978,8 +1007,10 @@ function addressOf(remote: string): string {
 const EMPTY: Buffer = Buffer.alloc(0);
 /** Smallest EXT payload sent by rendezvous when the transport names none. */
 const RENDEZVOUS_MIN = 64 * 1024;
-/** The first piece of an arriving ext payload; it grows (doubling) as bytes arrive. */
+/** The first piece of an arriving ext payload past the budget; it grows (doubling) as bytes arrive. */
 const RX_FIRST = 64 * 1024;
+/** Bytes of claims a context allocates whole before their bytes arrive (#unfilled). */
+const RX_PREALLOC = 16 * 1024 * 1024;
 /** How often a lane streaming an ext payload tells the core it is alive (µs). */
 const EXT_ALIVE_US = 50_000;
 
