@@ -363,9 +363,8 @@ export class Session extends EventEmitter implements SessionPeer {
     this.#closing = Promise.race([graceful, bound]).then(async () => {
       clock.clearTimer(timer);
       this.#idle = undefined;
-      if (this.#state !== 'closed') {
-        this.#ctx.core.trapped ?? this.#ctx.failed ?? this.#destroyNow(new ClosedError(`session closed: the graceful close took longer than ${ms} ms`));
-      }
+      // Past the bound (a context that ended has ended the session already).
+      if (this.#state !== 'closed') this.#destroyNow(new ClosedError(`session closed: the graceful close took longer than ${ms} ms`));
     }, (e) => { clock.clearTimer(timer); throw e; });
     return this.#closing;
   }
