@@ -11,7 +11,8 @@ import t from 'tap';
 import {
   connect, createServer, Context, Session, Server, NexioError, mem, MemPeer,
 } from '../host/index';
-import { decodeFrame, encodeHello, encodeRequest, Frame, F_EXT } from '../host/wire';
+import { encodeHello, encodeRequest, Frame, F_EXT } from '../host/wire';
+import { readFrames } from './fixtures/frames';
 
 let nameSeq = 0;
 const portal = () => `mem://host-test-${process.pid}-${++nameSeq}/svc`;
@@ -36,15 +37,7 @@ class Raw {
   }
   #wake() { for (const w of this.#wait.splice(0)) w(); }
   frames(): Frame[] {
-    const out: Frame[] = [];
-    for (let off = 0; off + 8 <= this.got.length;) {
-      const len = this.got.readUInt32LE(off + 4);
-      if (len < 8 || off + len > this.got.length) break;
-      const f = decodeFrame(this.got.subarray(off, off + len));
-      out.push(...(f.type === 'batch' ? f.frames : [f]));
-      off += len;
-    }
-    return out;
+    return readFrames(this.got);
   }
   async until(pred: () => boolean, ms = 5000): Promise<boolean> {
     const end = Date.now() + ms;

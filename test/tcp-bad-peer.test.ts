@@ -8,8 +8,9 @@ import * as net from 'node:net';
 import { connect, createServer, Session, NexioError, Code } from '../host/index';
 import {
 
-  decodeFrame, encodeHello, encodeRequest, encodeKeepalive, Frame,
+  encodeHello, encodeRequest, encodeKeepalive, Frame,
 } from '../host/wire';
+import { readFrames } from './fixtures/frames';
 
 const hello = (sessionId = 0n, over: Partial<Parameters<typeof encodeHello>[0]> = {}) => encodeHello({
   verMin: 1, verMax: 1, sessionId, ackSeq: 0n, windowMsgs: 16, windowBytes: 32768, maxRequests: 4, keepaliveMs: 1000,
@@ -42,15 +43,7 @@ class RawPeer {
   ready(): Promise<void> { return new Promise((r) => (this.sock.connecting ? this.sock.once('connect', () => r()) : r())); }
   send(...b: Buffer[]): void { for (const x of b) this.sock.write(x); }
   frames(): Frame[] {
-    const out: Frame[] = [];
-    for (let off = 0; off + 8 <= this.#got.length;) {
-      const len = this.#got.readUInt32LE(off + 4);
-      if (len < 8 || off + len > this.#got.length) break;
-      const f = decodeFrame(this.#got.subarray(off, off + len));
-      out.push(...(f.type === 'batch' ? f.frames : [f]));
-      off += len;
-    }
-    return out;
+    return readFrames(this.#got);
   }
   /** Waits for a frame of this type (or the connection's end). */
   async until(type: string): Promise<Frame | undefined> {
