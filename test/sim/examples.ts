@@ -1,16 +1,17 @@
 // Targeted scenarios, written by hand: each sets up one situation the
-// protocol must survive, for test/sim.test.ts, and three of them are the
-// recordings committed in test/replays/ (`npm run sim -- --write-examples`).
+// protocol and the host must survive, for test/sim.test.ts, and three of
+// them are the recordings committed in test/replays/
+// (`npm run sim -- --write-examples`).
 
 import { Scenario, RunOptions } from './scenario';
 import { scripted, client, op, MS } from './scripted';
-import type { Link } from './net';
+import { hasResend, Link } from './net';
 
 export interface Example {
   scenario: Scenario;
   options: RunOptions;
   /** What the script saw, for the test's checks. */
-  seen: { killed?: Link; inFlight?: number };
+  seen: { killed?: Link; inFlight?: number; a?: Link; b?: Link; resendOn?: Link };
 }
 
 const range = (n: number) => Array.from({ length: n }, (_, i) => i);
@@ -28,10 +29,10 @@ export function failover(): Example {
       script: ({ net, world }) => {
         net.fixedLatency = true;
         world.clock.at(101 * MS, () => {
-          const l = net.links.find((x) => !x.broken && x.client.state === 'open' && !x.c2s.empty);
+          const l = net.links.find((x) => x.open && !x.c2s.empty);
           if (!l) return;
           seen.killed = l;
-          seen.inFlight = l.c2s.q.length - l.c2s.head;
+          seen.inFlight = l.c2s.inFlight;
           net.kill(l);
         });
       },
@@ -51,9 +52,9 @@ export function resume(): Example {
 }
 
 /**
- * The server restarts while requests are pending: the resume is refused
- * (unknown session), the requests fail with the session, a new session
- * carries on.
+ * The server restarts (its context closed) while requests are pending: the
+ * resume is refused (unknown session), the requests fail with the session,
+ * a new session carries on.
  */
 export function sessionLost(): Example {
   const scenario = scripted({
@@ -68,7 +69,18 @@ export function sessionLost(): Example {
   return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
 }
 
-/** The requester cancels: no response, and the responder sees CANCEL. */
+/** The server closes gracefully with requests in flight: they are answered, then the session ends closed by the peer. */
+export function serverClose(): Example {
+  const scenario = scripted({
+    clients: [client({ lanes: 2, latencyUs: 2 * MS, ops: range(6).map(() => op(100 * MS, 'req', { size: 32 })) })],
+    faults: [{ at: 110 * MS, kind: 'restart', downUs: 100 * MS, graceful: true, closeMs: 5000 }],
+    activeUntil: 400 * MS,
+  });
+  scenario.responder = { ...scenario.responder, immediateP: 0, minDelayUs: 50 * MS, maxDelayUs: 50 * MS };
+  return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
+}
+
+/** The requester aborts: no response is delivered, and the responder's signal is aborted. */
 export function cancel(): Example {
   const scenario = scripted({
     clients: [client({ ops: [op(100 * MS, 'req', { cancelAfterUs: 20 * MS })] })],
@@ -86,9 +98,9 @@ export function timeout(): Example {
   return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
 }
 
-/** More messages at once than the window: backpressure, then DRAIN, then the rest. */
+/** More hot-path sends at once than the window: trySend says no, 'drain' comes, then the rest. */
 export function backpressure(): Example {
-  const c = client({ latencyUs: 3 * MS, ops: range(40).map(() => op(100 * MS, 'ow', { size: 200 })) });
+  const c = client({ latencyUs: 3 * MS, ops: range(40).map(() => op(100 * MS, 'ow', { size: 200, hot: true })) });
   c.config = { ...c.config, windowMsgs: 16 };
   const scenario = scripted({ clients: [c] });
   return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
@@ -114,7 +126,7 @@ export function closeWhileResuming(): Example {
  */
 export function extMidPayload(): Example {
   const scenario = scripted({
-    clients: [client({ ops: [op(100 * MS, 'req', { ext: true, size: 60000 })] })],
+    clients: [client({ ops: [op(100 * MS, 'req', { size: 60000 })] })],
     faults: [{ at: 101.5 * MS, kind: 'partition', client: 0, until: 600 * MS }],
   });
   return {
@@ -185,9 +197,9 @@ export function slotReuse(): Example {
  * reason to send it again) and the session stalls.
  */
 export function resendLost(): Example {
-  const seen: Example['seen'] & { a?: Link; b?: Link; resendOn?: Link } = {};
+  const seen: Example['seen'] = {};
   const scenario = scripted({
-    clients: [client({ lanes: 3, ops: [op(100 * MS, 'ow', { ext: true, size: 60000 }), op(600 * MS, 'ow')] })],
+    clients: [client({ lanes: 3, ops: [op(100 * MS, 'ow', { size: 60000 }), op(600 * MS, 'ow')] })],
     activeUntil: 700 * MS,
   });
   return {
@@ -205,7 +217,7 @@ export function resendLost(): Example {
             }
             seen.b ??= link;
           }
-          if (!fromClient && bytes.length >= 16 && hasResendAck(bytes) && !seen.resendOn) {
+          if (!fromClient && hasResend(bytes) && !seen.resendOn) {
             seen.resendOn = link;
             if (link !== seen.b) world.clock.after(0, () => net.kill(link));
           }
@@ -214,14 +226,4 @@ export function resendLost(): Example {
       },
     },
   };
-}
-
-function hasResendAck(b: Buffer): boolean {
-  if (b[0] === 0x20) return (b[1] & 1) === 1;
-  if (b[0] !== 0x30) return false;
-  for (let p = 8; p + 8 <= b.length && p < b.readUInt32LE(4); p += b.readUInt32LE(p + 4)) {
-    if (b[p] === 0x20 && (b[p + 1] & 1)) return true;
-    if (b.readUInt32LE(p + 4) < 8) break;
-  }
-  return false;
 }

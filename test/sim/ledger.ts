@@ -1,36 +1,64 @@
-// What the simulation checks. Every message the application hands to a core
-// gets a unique id (carried in its header) and a record here; deliveries,
-// outcomes and receipts are written against it, and check() turns what is
-// left into violations at the end of a scenario.
+// What the simulation checks. Every message the application hands to a
+// session gets a unique id (carried in its header) and a record here; the
+// moment the core takes it (seen through the context's recorder) gives its
+// place in the session's order; deliveries, outcomes and receipts are
+// written against it, and check() turns what is left into violations at the
+// end of a scenario. Every promise and callback the application starts
+// (request, send, close, destroy, connect, Context.close, tryRequest's
+// callback) is an Op here that must settle exactly once.
 //
-// Violations are counted in four kinds (the sim's summary line):
-//   lost        a message neither delivered nor covered by a typed outcome
-//               (session lost, rejected or destroyed); a corrupted payload; a receipt
-//               for a message the peer never got, or a missing receipt
-//   duplicated  a handler ran twice for one id; a second outcome for one
-//               request (a response after a cancel or timeout included)
-//   out of order  a session delivered its messages out of send order
-//   stuck       requests still pending, the sim or a core not idle at the
-//               end, event overflow, protocol errors, traps, livelock guards
+// Violations are counted in six kinds (the sim's summary line):
+//   lost        a message neither delivered nor covered by its session's
+//               end (lost, rejected, destroyed, closed by the peer or with
+//               its context); a corrupted payload; a receipt for a message
+//               the peer never got, or a missing receipt
+//   duplicated  a handler ran twice for one id; a session ended twice
+//   out of order  a session delivered its messages out of the order the
+//               core took them
+//   stuck       a session not ended at the end, the network or the clock
+//               not idle, a protocol error (no peer here is hostile), a
+//               core trap, an exception thrown by the host, a graceful
+//               close that ran into its bound, a livelock guard
+//   unsettled   a promise or callback the application started that never
+//               settled, or settled twice
+//   leaked      a context that still holds anything (Context.usage()) or
+//               has a timer armed once every session on it ended
 
-export type Kind = 'lost' | 'duplicated' | 'order' | 'stuck';
-export const kinds: readonly Kind[] = ['lost', 'duplicated', 'order', 'stuck'];
+import type { Session } from '../../host/session';
+import type { Context } from '../../host/context';
 
-export type Outcome = 'response' | 'timeout' | 'aborted' | 'lost' | 'rejected' | 'closed' | 'destroyed';
+export type Kind = 'lost' | 'duplicated' | 'order' | 'stuck' | 'unsettled' | 'leaked';
+export const kinds: readonly Kind[] = ['lost', 'duplicated', 'order', 'stuck', 'unsettled', 'leaked'];
+
+/** How a session incarnation ended. */
+export type End = 'lost' | 'rejected' | 'closed' | 'peer-closed' | 'destroyed' | 'ctx-closed' | 'gone';
+/** A request's outcome: a response, its own failure, or its session's end ('refused': never taken by the core). */
+export type Outcome = 'response' | 'timeout' | 'aborted' | 'refused' | End;
+
+/** Ends that excuse a message that never arrived: the application was told its session broke. */
+const covering: ReadonlySet<End | undefined> = new Set<End | undefined>(['lost', 'rejected', 'destroyed', 'peer-closed', 'ctx-closed', 'gone']);
 
 /** One client session incarnation (a client opens a new one after a loss). */
 export class Inc {
-  session = 0;
+  session: Session | undefined;
+  /** The context it was opened on. */
+  ctx: Context | undefined;
+  /** The core's session handle (what the recorder sees). */
+  handle = 0;
   state: 'connecting' | 'open' | 'ended' = 'connecting';
-  end: Outcome | undefined;
-  /** The code of the event that ended it (SESSION_LOST's reason, ...). */
-  endCode = 0;
-  /** Next send-order number in this incarnation. */
+  end: End | undefined;
+  /** The error the session ended with (undefined: a clean close). */
+  endErr: Error | undefined;
+  /** Next place in the order the core took this session's messages. */
   order = 0;
-  backpressured = false;
+  /** Hot-path sends are waiting for 'drain'. */
+  blocked = false;
   closeCalled = false;
-  readonly byTag = new Map<number, Msg>();
-  readonly bySeq = new Map<number, Msg>();
+  closeCalledAt = 0;
+  openedAt = 0;
+  destroyCalled = false;
+  /** tryRequest() in flight, by tag. */
+  readonly hot = new Map<number, Msg>();
   readonly msgs: Msg[] = [];
   constructor(readonly client: number, readonly n: number) {}
 }
@@ -39,29 +67,45 @@ export interface Msg {
   id: number;
   client: number;
   inc: Inc;
-  order: number;
   kind: 'req' | 'ow';
+  /** Sent with tryRequest()/trySend(). */
+  hot: boolean;
+  receipt: boolean;
+  dataLen: number;
+  /** When the application called (µs). */
+  calledAt: number;
+  timeoutMs: number;
+  /** The core took it (its order is set). */
+  submitted: boolean;
+  order: number;
   seq: number;
   tag: number;
-  receipt: boolean;
-  ext: boolean;
-  dataLen: number;
-  sentAt: number;
-  timeoutMs: number;
   delivered: number;
-  /** Server lane handle that delivered it first (for targeted tests). */
-  deliveredLane: number;
+  /** Network link that delivered it first (for targeted tests). */
+  deliveredLink: number;
   outcome: Outcome | undefined;
+  /** Receipts seen (a send() resolving with receipt, or a request's receipt callback). */
   receipts: number;
-  /** The responder saw its CANCEL. */
+  /** The application aborted it. */
+  aborted: boolean;
+  /** The responder saw its signal aborted (CANCEL). */
   serverCancelled: boolean;
+  /** The request's promise or callback. */
+  op: Op | undefined;
+}
+
+/** A promise or callback the application started: settles exactly once. */
+export class Op {
+  n = 0;
+  constructor(readonly what: string, readonly at: number) {}
 }
 
 export class Ledger {
   readonly msgs = new Map<number, Msg>();
-  readonly counts: Record<Kind, number> = { lost: 0, duplicated: 0, order: 0, stuck: 0 };
+  readonly counts: Record<Kind, number> = { lost: 0, duplicated: 0, order: 0, stuck: 0, unsettled: 0, leaked: 0 };
   readonly details: string[] = [];
-  #lastOrder = new Map<string, number>();
+  readonly ops: Op[] = [];
+  #lastOrder = new Map<Inc, number>();
   #nextId = 1;
 
   newId(): number {
@@ -74,33 +118,70 @@ export class Ledger {
   }
 
   get violations(): number {
-    return this.counts.lost + this.counts.duplicated + this.counts.order + this.counts.stuck;
+    let n = 0;
+    for (const k of kinds) n += this.counts[k];
+    return n;
   }
 
-  sent(m: Msg): void {
+  /** The application started something that must settle once. */
+  track(what: string, now: number): Op {
+    const op = new Op(what, now);
+    this.ops.push(op);
+    return op;
+  }
+
+  settle(op: Op | undefined, now: number): void {
+    if (!op) return;
+    op.n++;
+    if (op.n === 2) this.report('unsettled', `${op.what} (started at ${op.at}us) settled twice, again at ${now}us`);
+  }
+
+  add(m: Msg): void {
     this.msgs.set(m.id, m);
     m.inc.msgs.push(m);
   }
 
-  /** The receiving application got message id; returns its record if it is one we sent. */
-  delivered(id: number, client: number, inc: number, order: number, kind: 'req' | 'ow', lane: number, now: number): Msg | undefined {
+  /** A message the session did not take (a hot send without credit): forgotten, issued again later. */
+  drop(m: Msg): void {
+    this.msgs.delete(m.id);
+    const i = m.inc.msgs.indexOf(m);
+    if (i >= 0) m.inc.msgs.splice(i, 1);
+  }
+
+  /** The core took message id on session `handle`: its place in the session's order. */
+  submitted(id: number, handle: number, kind: 'req' | 'ow', r: number): void {
     const m = this.msgs.get(id);
-    if (!m || m.client !== client || m.inc.n !== inc || m.order !== order || m.kind !== kind) {
-      this.report('lost', `delivered a message that was never sent as such: id ${id} client ${client} inc ${inc} order ${order} ${kind}`);
+    if (!m || m.kind !== kind) { this.report('lost', `the core took a ${kind} with id ${id} the application never sent as such`); return; }
+    if (m.submitted) { this.report('duplicated', `id ${id} given to the core twice`); return; }
+    if (m.inc.handle !== handle) { this.report('lost', `id ${id} went to session ${handle}, not its own (${m.inc.handle})`); return; }
+    m.submitted = true;
+    m.order = m.inc.order++;
+    if (kind === 'req') m.tag = r;
+    else m.seq = r;
+  }
+
+  /** The receiving application got message id; returns its record if it is one we sent. */
+  delivered(id: number, client: number, inc: number, kind: 'req' | 'ow', link: number, now: number): Msg | undefined {
+    const m = this.msgs.get(id);
+    if (!m || m.client !== client || m.inc.n !== inc || m.kind !== kind) {
+      this.report('lost', `delivered a message that was never sent as such: id ${id} client ${client} inc ${inc} ${kind}`);
+      return undefined;
+    }
+    if (!m.submitted) {
+      this.report('lost', `id ${id} delivered but the core never took it`);
       return undefined;
     }
     m.delivered++;
     if (m.delivered > 1) {
-      this.report('duplicated', `id ${id} (${kind}, client ${client} inc ${inc} order ${order}) delivered ${m.delivered} times, last at ${now}us`);
+      this.report('duplicated', `id ${id} (${kind}, client ${client} inc ${inc} order ${m.order}) delivered ${m.delivered} times, last at ${now}us`);
       return m;
     }
-    m.deliveredLane = lane;
-    const key = `${client}/${inc}`;
-    const last = this.#lastOrder.get(key) ?? -1;
-    if (order !== last + 1) {
-      this.report('order', `client ${client} inc ${inc}: delivered order ${order} (id ${id}) after order ${last}, at ${now}us`);
+    m.deliveredLink = link;
+    const last = this.#lastOrder.get(m.inc) ?? -1;
+    if (m.order !== last + 1) {
+      this.report('order', `client ${client} inc ${inc}: delivered order ${m.order} (id ${id}) after order ${last}, at ${now}us`);
     }
-    if (order > last) this.#lastOrder.set(key, order);
+    if (m.order > last) this.#lastOrder.set(m.inc, m.order);
     return m;
   }
 
@@ -111,22 +192,21 @@ export class Ledger {
       return;
     }
     m.outcome = o;
-    m.inc.byTag.delete(m.tag);
   }
 
-  /** End-of-scenario checks over every message sent. */
+  /** End-of-scenario checks over every message sent and every operation started. */
   check(): void {
+    for (const op of this.ops) {
+      if (op.n === 0) this.report('unsettled', `${op.what} (started at ${op.at}us) never settled`);
+    }
     for (const m of this.msgs.values()) {
-      // A destroyed session is the application's own abrupt end: covered too.
-      const covered = m.inc.end === 'lost' || m.inc.end === 'rejected' || m.inc.end === 'destroyed';
-      if (m.kind === 'req' && m.outcome === undefined) {
-        this.report('stuck', `request id ${m.id} (client ${m.client} inc ${m.inc.n}) has no outcome`);
-      }
+      if (!m.submitted) continue;
+      const covered = covering.has(m.inc.end);
       if (m.delivered === 0 && !covered) {
         this.report('lost', `${m.kind} id ${m.id} (client ${m.client} inc ${m.inc.n} order ${m.order}) never delivered; session ${m.inc.end ?? m.inc.state}`);
       }
-      if (m.receipt && m.receipts === 0 && m.inc.end === 'closed') {
-        this.report('lost', `${m.kind} id ${m.id} (client ${m.client} inc ${m.inc.n}) asked for a receipt and got none before a clean close`);
+      if (m.kind === 'ow' && m.receipt && m.receipts === 0 && m.inc.end === 'closed') {
+        this.report('lost', `ow id ${m.id} (client ${m.client} inc ${m.inc.n}) asked for a receipt and got none before a clean close`);
       }
     }
   }
