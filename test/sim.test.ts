@@ -118,6 +118,32 @@ t.test('the server closes gracefully: requests in flight are answered, then the 
   t.ok(second && second.end === 'closed', 'a new session opened on the new server, closed cleanly');
 });
 
+t.test('Context.close() with requests pending: they reject with it, the context holds nothing, a new one carries on', async (t) => {
+  const e = ex.contextClose();
+  const res = await run(e.scenario, e.options);
+  clean(t, res, 'context close');
+  const [first, second] = res.clients[0].incs;
+  t.equal(first.end, 'ctx-closed', 'the first session ended with its context');
+  t.match(first.endErr, { code: 'NEXIO_ERR_CLOSED' });
+  t.ok(first.msgs.length === 5 && first.msgs.every((m) => m.outcome === 'ctx-closed'), 'its 5 pending requests rejected with it');
+  const names = res.world.contexts.map((c) => c.name);
+  t.same(names.filter((n) => n.startsWith('client')), ['client0', 'client0.1'], 'a second context for the client');
+  t.same(res.world.contexts[0].ctx.usage(), { sessions: 0, lanes: 0, handshakes: 0, lingering: 0, txPayloads: 0, rxPayloads: 0, rxBytes: 0, heldBytes: 0, timers: 0 }, 'the closed context holds nothing');
+  t.ok(second && second.end === 'closed' && second.msgs.every((m) => m.outcome === 'response'), 'the new context\'s session is answered and closes cleanly');
+});
+
+t.test('views on both sides: every lent message is released and everything arrives once', async (t) => {
+  const e = ex.views();
+  const res = await run(e.scenario, e.options);
+  clean(t, res, 'views');
+  const msgs = [...res.world.ledger.msgs.values()];
+  t.equal(msgs.length, 30, 'all 30 sent');
+  t.ok(msgs.every((m) => m.delivered === 1), 'each delivered once');
+  t.ok(msgs.filter((m) => m.kind === 'req').every((m) => m.outcome === 'response'), 'each request answered');
+  t.ok(res.stats.views >= 30, `${res.stats.views} lent messages released`);
+  t.ok(res.stats.ext > 0 && res.stats.receipts > 0, 'with ext payloads and receipts');
+});
+
 t.test('cancel: no response is delivered, the handler\'s signal is aborted', async (t) => {
   const e = ex.cancel();
   const res = await run(e.scenario, e.options);

@@ -22,7 +22,7 @@ import { Op as CoreOp } from '../../host/core';
 import { Recorder } from '../../host/record';
 import { Clock, ContextClock, SERVER } from './clock';
 import { Rng } from './rng';
-import { End, Inc, Ledger, Msg, Op, Outcome, pattern, patternOk } from './ledger';
+import { End, HotCallback, Inc, Ledger, Msg, Outcome, pattern, patternOk } from './ledger';
 import { SimNet } from './net';
 
 const MAGIC_REQ = 0x51455252; // header tag of a client message
@@ -349,7 +349,8 @@ export class ClientApp {
       return;
     }
     if (op.kind === 'destroy') {
-      if (inc?.state !== 'open' || this.closing || inc.closeCalled) return;
+      // Also while a close() is under way: it must still settle.
+      if (inc?.state !== 'open' || this.closing) return;
       inc.destroyCalled = true;
       const tr = this.#ledger.track(`client ${this.idx} inc ${inc.n}: destroy()`, this.now);
       inc.session!.destroy().then(() => this.#ledger.settle(tr, this.now), (e) => {
@@ -467,8 +468,8 @@ export class ClientApp {
   }
 
   /** The one tryRequest callback of a session (made once per incarnation). */
-  #hotDone(inc: Inc): (err: Error | null, header: Buffer, data: Buffer, tag: number) => void {
-    return (inc as Inc & { done?: (err: Error | null, header: Buffer, data: Buffer, tag: number) => void }).done ??= (err, hdr, data, tag) => {
+  #hotDone(inc: Inc): HotCallback {
+    return inc.hotDone ??= (err, hdr, data, tag) => {
       const m = inc.hot.get(tag);
       if (!m) {
         this.#ledger.report('unsettled', `client ${this.idx}: tryRequest callback for tag ${tag} that is not in flight`);
@@ -477,7 +478,7 @@ export class ClientApp {
       this.#ledger.settle(m.op, this.now);
       if (m.op!.n > 1) return;
       // A session's end calls this before its 'close' event: classify after it.
-      if (err) queueMicrotask(() => this.#failed(m, err, hdr, data));
+      if (err) queueMicrotask(() => this.#failed(m, err));
       else this.#check(m, hdr, data, undefined);
     };
   }
@@ -516,7 +517,7 @@ export class ClientApp {
   }
 
   /** A request failed: its own timeout or abort, a handler error, or its session's end. */
-  #failed(m: Msg, e: unknown, hdr?: Buffer, data?: Buffer): void {
+  #failed(m: Msg, e: unknown): void {
     const ledger = this.#ledger;
     const inc = m.inc;
     const code = codeOf(e);
@@ -526,7 +527,6 @@ export class ClientApp {
     } else if (code === 'NEXIO_ERR_REMOTE') {
       if ((e as Error).message !== `sim ${m.id}`) ledger.report('lost', `client ${this.idx}: request id ${m.id} failed with another request's error: ${(e as Error).message}`);
       if (m.receipt && m.receipts === 0) ledger.report('lost', `client ${this.idx}: request id ${m.id} answered before its receipt callback ran`);
-      void hdr; void data;
       o = 'response';
       this.w.stats.remoteErrors++;
     } else if (code === 'NEXIO_ERR_TIMEOUT' && m.timeoutMs > 0) {
@@ -637,7 +637,6 @@ export class ServerApp {
   readonly ctx: Context;
   readonly clock: ContextClock;
   readonly sessions: Set<Session>;
-  #keys = 0;
 
   constructor(readonly w: World, readonly gen: number, readonly spec: ServerSpec, readonly responder: ResponderSpec) {
     const e = makeContext(w, gen ? `server${gen}` : 'server', SERVER, spec);
@@ -645,7 +644,6 @@ export class ServerApp {
     this.clock = e.clock;
     this.sessions = serveContext(this.ctx, (req) => this.#handle(req), (s, h, d, release) => this.#message(h, d, release),
       (info) => this.#decide(info));
-    void this.#keys;
   }
 
   get now(): number {
@@ -703,7 +701,7 @@ export class ServerApp {
     const h: Handled = { id, req };
     const r = this.w.rng;
     const s = this.responder;
-    if (r.chance(s.immediateP)) return this.#answer(h, m);
+    if (r.chance(s.immediateP)) return this.#answer(h);
     const min = s.minDelayUs ?? 0;
     const d = r.chance(s.slowP) ? r.int(min, s.slowMaxUs) : r.int(min, s.maxDelayUs);
     return new Promise((resolve, reject) => {
@@ -713,7 +711,7 @@ export class ServerApp {
           if (m) m.serverCancelled = true;
         }
         try {
-          resolve(this.#answer(h, m));
+          resolve(this.#answer(h));
         } catch (e) {
           reject(e);
         }
@@ -721,7 +719,7 @@ export class ServerApp {
     });
   }
 
-  #answer(h: Handled, _m: Msg | undefined): { header: Buffer; data: Buffer } {
+  #answer(h: Handled): { header: Buffer; data: Buffer } {
     const r = this.w.rng;
     const s = this.responder;
     if (r.chance(s.errorP)) throw Object.assign(new Error(`sim ${h.id}`), { code: 'SIM' });

@@ -80,6 +80,39 @@ export function serverClose(): Example {
   return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
 }
 
+/**
+ * The client process closes its Context with requests pending: they reject
+ * with it at once, the context holds nothing, and a new context carries on.
+ */
+export function contextClose(): Example {
+  const scenario = scripted({
+    clients: [client({
+      lanes: 2, latencyUs: 2 * MS,
+      ops: [...range(5).map(() => op(100 * MS, 'req', { size: 32 })), ...range(3).map(() => op(500 * MS, 'req', { size: 32 }))],
+    })],
+    faults: [{ at: 110 * MS, kind: 'ctxClose', client: 0 }],
+    activeUntil: 800 * MS,
+  });
+  scenario.responder = { ...scenario.responder, immediateP: 0, minDelayUs: 100 * MS, maxDelayUs: 100 * MS };
+  return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
+}
+
+/**
+ * Views on both sides (zero-copy receive), inline and ext messages,
+ * receipts, releases now or a few ms later: everything arrives once and
+ * every lent message goes back.
+ */
+export function views(): Example {
+  const c = client({
+    lanes: 2, latencyUs: 2 * MS, views: true, releaseMaxUs: 5 * MS,
+    ops: range(30).map((i) => op((100 + i) * MS, i % 2 ? 'req' : 'ow', { size: i % 5 === 0 ? 20000 : 100 + i, receipt: i % 3 === 0 })),
+  });
+  const scenario = scripted({ clients: [c], activeUntil: 400 * MS });
+  scenario.server = { ...scenario.server, views: true };
+  scenario.responder = { ...scenario.responder, immediateP: 0.5, maxDelayUs: 10 * MS, extP: 0.3, maxSize: 1000, releaseMaxUs: 5 * MS };
+  return { scenario, seen: {}, options: { script: ({ net }) => { net.fixedLatency = true; } } };
+}
+
 /** The requester aborts: no response is delivered, and the responder's signal is aborted. */
 export function cancel(): Example {
   const scenario = scripted({

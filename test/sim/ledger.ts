@@ -27,6 +27,8 @@
 import type { Session } from '../../host/session';
 import type { Context } from '../../host/context';
 
+export type HotCallback = (err: Error | null, header: Buffer, data: Buffer, tag: number) => void;
+
 export type Kind = 'lost' | 'duplicated' | 'order' | 'stuck' | 'unsettled' | 'leaked';
 export const kinds: readonly Kind[] = ['lost', 'duplicated', 'order', 'stuck', 'unsettled', 'leaked'];
 
@@ -57,8 +59,9 @@ export class Inc {
   closeCalledAt = 0;
   openedAt = 0;
   destroyCalled = false;
-  /** tryRequest() in flight, by tag. */
+  /** tryRequest() in flight, by tag, and their one callback. */
   readonly hot = new Map<number, Msg>();
+  hotDone: HotCallback | undefined;
   readonly msgs: Msg[] = [];
   constructor(readonly client: number, readonly n: number) {}
 }

@@ -1,4 +1,5 @@
 // npm run sim -- --seeds N [--from S] [--out DIR] [--jobs J] [--verbose]
+// npm run sim -- --from S --trace        # one seed, every session and lane event
 // npm run sim -- --write-examples [--out DIR]
 //
 // Runs N random scenarios (seeds S .. S+N-1), prints each failing seed with
@@ -54,6 +55,14 @@ async function main(): Promise<void> {
   if (!Number.isSafeInteger(n) || n < 0 || !Number.isSafeInteger(from) || from < 0 || !Number.isInteger(jobs) || jobs < 1) {
     console.error('usage: npm run sim -- --seeds N [--from S] [--out DIR] [--jobs J] [--verbose]');
     process.exit(2);
+  }
+
+  if (process.argv.includes('--trace')) {
+    const res = await run(generate(from), { trace: (line) => console.log(line) });
+    for (const d of res.details) console.log(d);
+    console.log(summary(res.counts, 1));
+    process.exitCode = res.violations ? 1 : 0;
+    return;
   }
 
   if (process.argv.includes('--write-examples')) {

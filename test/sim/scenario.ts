@@ -187,6 +187,8 @@ export interface Result {
 
 export interface RunOptions {
   record?: boolean;
+  /** Called with every session and lane event of the host (diagnostics channels), stamped with virtual time and actor. */
+  trace?: (line: string) => void;
   /** Called before the run starts, to schedule scripted actions. */
   script?: (ctx: { world: World; clients: ClientApp[]; hosts: ClientHost[]; net: SimNet; server: () => ServerApp | undefined }) => void;
 }
@@ -208,6 +210,17 @@ diagnostics_channel.subscribe('nexio:lane', (m) => {
   const e = m as { event: string; lane: number; code?: number; reason?: string };
   if (e.event === 'protocol-error') current?.ledger.report('stuck', `protocol error ${e.code} on lane ${e.lane} at ${current.clock.now}us${e.reason ? `: ${e.reason}` : ''}`);
 });
+/** The trace of the scenario running now (RunOptions.trace). */
+let tracer: ((line: string) => void) | undefined;
+const actorName = (a: number) => (a === SERVER ? 'server' : a === SCENARIO ? 'sim' : `client${a}`);
+for (const ch of ['nexio:lane', 'nexio:session', 'nexio:context']) {
+  diagnostics_channel.subscribe(ch, (m) => {
+    if (!tracer || !current) return;
+    const json = JSON.stringify(m, (_k, v) => (typeof v === 'bigint' ? v.toString(16) : v instanceof Error ? `${(v as { code?: string }).code ?? v.name}: ${v.message}` : v));
+    tracer(`${(current.clock.now / MS).toFixed(3)}ms ${actorName(current.clock.actor)} ${ch.slice(6)} ${json}`);
+  });
+}
+
 diagnostics_channel.subscribe('nexio:session', (m) => {
   const e = m as { event: string; error?: Error };
   const w = current;
@@ -327,6 +340,7 @@ export async function run(scenario: Scenario, opts: RunOptions = {}): Promise<Re
   process.on('uncaughtException', onError);
   process.on('unhandledRejection', onError);
   current = world;
+  tracer = opts.trace;
   let steps = 0;
   let prunedAt = 0;
   try {
@@ -356,6 +370,7 @@ export async function run(scenario: Scenario, opts: RunOptions = {}): Promise<Re
     for (const e of world.contexts) leaks(world, e, 'after Context.close()');
   } finally {
     current = undefined;
+    tracer = undefined;
     process.off('uncaughtException', onError);
     process.off('unhandledRejection', onError);
   }
