@@ -1,6 +1,7 @@
 // Hostile-input fuzzer for the protocol core.
 //
 //   npm run fuzz -- --runs 20000 [--seed S] [--only K] [--verbose]
+//   npm run fuzz -- --host --runs N [--seed S]   # through the real server Context (host-run.ts)
 //
 // Feeds random and mutated frames and frame sequences into a server core
 // and a client core that also carry a healthy session to each other (see
@@ -207,4 +208,14 @@ function main(): void {
   }
 }
 
-if (require.main === module) main();
+if (require.main === module) {
+  // --host: hostile byte streams through the real server Context (host-run.ts).
+  if (process.argv.includes('--host')) {
+    (require('./host-run') as typeof import('./host-run')).hostMain(process.argv.slice(2)).catch((e) => {
+      console.error(e);
+      process.exit(1);
+    });
+  } else {
+    main();
+  }
+}
