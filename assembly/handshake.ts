@@ -75,13 +75,20 @@ function sendAccept(li: i32, si: i32, flags: u8, src: usize, portalsLen: u32, at
   memory.copy(p + ACCEPT_SIZE, src, portalsLen + attrsLen);
 }
 
+/** The longest keepalive interval taken from a peer: 60 s (dead after 3 minutes of silence). */
+const MAX_PEER_KEEPALIVE_US: u64 = 60_000_000;
+
 /** Applies the peer's windows: each is the smaller of both sides. */
 function setWindows(s: Session, msgs: u32, bytes: u32, requests: u32, keepaliveMs: u32): bool {
   if (msgs < 16 || bytes < 32768 || requests < 1) return false;
   s.M = floorPow2(min32(msgs, cfg.windowMsgs));
   s.W = floorPow2(min32(bytes, cfg.windowBytes));
   s.R = min32(min32(requests, cfg.maxRequests), 65535);
+  // The peer's keepalive sets how long its silence is waited out (3 x): a
+  // claim, capped, or a peer announcing 2^32 ms would hold its lane and
+  // session for months while saying nothing (protocol.md section 17).
   let ka = <u64>keepaliveMs * 1000;
+  if (ka > MAX_PEER_KEEPALIVE_US) ka = MAX_PEER_KEEPALIVE_US;
   s.peerKeepaliveUs = ka > cfg.keepaliveUs ? ka : cfg.keepaliveUs;
   return true;
 }

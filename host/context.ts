@@ -109,7 +109,7 @@ interface LaneState {
  * so a claim costs nothing until the bytes are really sent. A rendezvous
  * READ needs its whole destination at once (bounded by maxMessageBytes).
  */
-interface RxPayload { buf: Buffer; off: number; len: number; id: number; discard: boolean; alive: number; rdv: boolean }
+interface RxPayload { buf: Buffer; off: number; len: number; id: number; session: number; discard: boolean; alive: number; rdv: boolean }
 
 /** An event copied out of the core, waiting for dispatch. */
 class Pending {
@@ -147,6 +147,12 @@ export interface ContextOptions {
   core?: Partial<CoreConfig>;
   /** Time and timers (default: the real clock). */
   clock?: HostClock;
+  /**
+   * Fills a buffer with random bytes for session keys (default: the
+   * CSPRNG, node:crypto randomFillSync). Only a simulation passes its own,
+   * to make a seed's run repeatable; keys must be unguessable otherwise.
+   */
+  random?: (buf: Uint8Array) => void;
   recorder?: Recorder;
   /** Server contexts: how connections in their handshake are admitted (docs/api.md, "Limits"). */
   admission?: AdmissionOptions;
@@ -207,7 +213,14 @@ export class Context {
   #sessions = new Map<number, SessionPeer>();
   #ext = new Map<number, { data: Uint8Array; session: number }>(); // outgoing ext payloads by id, until acked or their session ends
   #extRdv = new Map<number, Lane[]>();        // ... and the lanes that made them readable (rendezvous)
-  #extIn = new Map<number, Buffer>();         // received ext payloads by id, until delivered
+  #extIn = new Map<number, { buf: Buffer; session: number }>(); // received ext payloads by id, until delivered or their session ends
+  /**
+   * Sessions the peer closed (SESSION_CLOSED with a code): the core drains
+   * them (acks, resends of our unacked payloads) and frees them without an
+   * event; the context looks after each turn whether they are gone, and
+   * lets their payloads go then.
+   */
+  #draining = new Set<number>();
   #extNext = 1;
   #ev = new CoreEvent();
   /** Events read in phase 1, reused record objects: [0, #count) are in use (nested drains stack above). */
@@ -233,6 +246,7 @@ export class Context {
   #hsTimerAt = -1;
   /** Connections closed by the core and ended, destroyed after lingerMs unless they close first. */
   #lingering = new Map<number, { io: Lane; timer: unknown }>();
+  readonly #random: ((buf: Uint8Array) => void) | undefined;
   /** Sessions being decided (onSession pending) count toward maxSessions. */
   #deciding = 0;
   /**
@@ -254,6 +268,7 @@ export class Context {
     this.core = new Core(core, { recorder: options.recorder });
     this.core.onTrap = (e) => queueMicrotask(() => this.#fail(e));
     this.clock = options.clock ?? realClock;
+    this.#random = options.random;
     const adm = { ...defaultAdmission, ...options.admission };
     for (const [k, v] of Object.entries(adm)) {
       if (!Number.isInteger(v) || v < (k === 'lingerMs' ? 0 : 1)) throw new InvalidArgumentError(`admission.${k} must be a positive integer, not ${String(v)}`);
@@ -283,7 +298,7 @@ export class Context {
       if (st.ext) rxBytes += st.ext.buf.length;
       heldBytes += st.heldBytes;
     }
-    for (const b of this.#extIn.values()) rxBytes += b.length;
+    for (const x of this.#extIn.values()) rxBytes += x.buf.length;
     return {
       sessions: this.#sessions.size, lanes: this.#lanes.size, handshakes: this.#handshakes.size,
       lingering: this.#lingering.size, txPayloads: this.#ext.size, rxPayloads: this.#extIn.size, rxBytes, heldBytes,
@@ -366,6 +381,7 @@ export class Context {
     const n = (this.#perAddr.get(st.addr) ?? 1) - 1;
     if (n > 0) this.#perAddr.set(st.addr, n);
     else this.#perAddr.delete(st.addr);
+    if (this.#handshakes.size === 0 && this.#hsTimer !== undefined) this.#armHandshakes(); // clears it
   }
 
   /** Drops a connection still in its handshake: destroyed now, its core lane freed. */
@@ -468,7 +484,10 @@ export class Context {
    * now, and rendezvous lanes unpin them.
    */
   releaseSessionExts(session: number): void {
-    for (const [id, x] of this.#ext) if (x.session === session) this.#releaseExt(id);
+    this.#draining.delete(session);
+    if (this.#ext.size) for (const [id, x] of this.#ext) if (x.session === session) this.#releaseExt(id);
+    // Payloads received whole for messages it will never deliver (an earlier one was missing).
+    if (this.#extIn.size) for (const [id, x] of this.#extIn) if (x.session === session) this.#extIn.delete(id);
   }
 
   #releaseExt(id: number): void {
@@ -572,7 +591,7 @@ export class Context {
         }
         if (x.off === x.len) {
           st.ext = undefined;
-          if (!x.discard) this.#extIn.set(x.id, x.buf);
+          if (!x.discard) this.#extIn.set(x.id, { buf: x.buf, session: x.session });
           core.extDone(lane, this.now());
           this.#drain();
         }
@@ -585,6 +604,14 @@ export class Context {
       if (n === 0 && !st.ext && ++stalls > 2) break;
     }
     this.#afterInput();
+  }
+
+  /** A session key: 16 bytes from the CSPRNG (or the context's own source). */
+  #key(): Buffer {
+    if (!this.#random) return sessionKey();
+    const k = Buffer.alloc(KEY_SIZE);
+    do this.#random(k); while (k.every((b) => b === 0)); // all-zero is no key (the core refuses it)
+    return k;
   }
 
   /** Grows an arriving payload's buffer to hold at least `need` bytes. */
@@ -665,7 +692,7 @@ export class Context {
         // only a READ's destination is allocated whole up front.
         const whole = rdv || this.#unfilled + e.dataLen <= RX_PREALLOC;
         const first = discard ? 0 : whole ? e.dataLen : Math.min(e.dataLen, RX_FIRST);
-        const x: RxPayload = { buf: first ? Buffer.allocUnsafe(first) : EMPTY, off: 0, len: e.dataLen, id: e.ext, discard, alive: this.now(), rdv };
+        const x: RxPayload = { buf: first ? Buffer.allocUnsafe(first) : EMPTY, off: 0, len: e.dataLen, id: e.ext, session: e.session, discard, alive: this.now(), rdv };
         this.#unfilled += first;
         st.ext = x;
         if (rdv) this.#rendezvous(e.lane, st, x, core.eventAux64(i), e.aux);
@@ -687,8 +714,10 @@ export class Context {
       case Ev.SESSION_CLOSED:
       case Ev.SESSION_REJECTED:
         // Ends (SESSION_CLOSED with a code is the peer's CLOSE: draining,
-        // our unacked payloads may still be resent). Dispatched below.
-        if (this.#ext.size && (e.type !== Ev.SESSION_CLOSED || e.code === 0)) this.releaseSessionExts(e.session);
+        // our unacked payloads may still be resent; #flush sees when the
+        // core lets it go). Dispatched below.
+        if (e.type === Ev.SESSION_CLOSED && e.code !== 0) this.#draining.add(e.session);
+        else this.releaseSessionExts(e.session);
         break;
     }
     let h: Buffer = EMPTY, d: Buffer = EMPTY;
@@ -697,7 +726,7 @@ export class Context {
     const lend = this.views && (e.type === Ev.REQUEST || e.type === Ev.MESSAGE || e.type === Ev.RESPONSE);
     if (e.hdrLen && e.hdrPtr) h = lend ? core.lend(e.hdrPtr, e.hdrLen) : core.copy(e.hdrPtr, e.hdrLen);
     if (e.ext) {
-      d = this.#extIn.get(e.ext) ?? EMPTY;
+      d = this.#extIn.get(e.ext)?.buf ?? EMPTY;
       this.#extIn.delete(e.ext);
     } else if (e.dataLen && e.dataPtr) {
       d = lend ? core.lend(e.dataPtr, e.dataLen) : core.copy(e.dataPtr, e.dataLen);
@@ -762,7 +791,7 @@ export class Context {
         else if ('reject' in d) this.core.reject(lane, d.reject || Code.REJECTED, d.message ?? '', now);
         else if (this.#sessions.size >= this.maxSessions) {
           this.core.reject(lane, Code.LIMIT, `the server holds its limit of ${this.maxSessions} sessions`, now);
-        } else this.core.accept(lane, sessionKey(), this.#portals, d.attrs ?? EMPTY, now);
+        } else this.core.accept(lane, this.#key(), this.#portals, d.attrs ?? EMPTY, now);
         this.#afterInput();
       } catch (e) {
         this.#caught(e);
@@ -806,7 +835,7 @@ export class Context {
       try {
         st.ext = undefined;
         this.#unfilled -= x.buf.length - x.off;
-        if (!x.discard) this.#extIn.set(x.id, x.buf);
+        if (!x.discard) this.#extIn.set(x.id, { buf: x.buf, session: x.session });
         this.core.extDone(lane, this.now());
         this.#drain();
         const held = st.held;
@@ -878,6 +907,10 @@ export class Context {
         }
         if (retired === 0) break;
         this.#drain();
+      }
+      if (this.#draining.size) {
+        // Sessions the peer closed that the core has let go (a query, not an input).
+        for (const h of this.#draining) if (!core.sessionInfo(h)) this.releaseSessionExts(h);
       }
     } catch (e) {
       this.#caught(e);
@@ -982,6 +1015,7 @@ export class Context {
     this.#ext.clear();
     this.#extRdv.clear();
     this.#extIn.clear();
+    this.#draining.clear();
     channels.context.publish({ event: 'ended', error: err });
   }
 

@@ -141,6 +141,7 @@ interface Exports {
 }
 
 const modules = new Map<string, WebAssembly.Module>();
+const EMPTY_BYTES = new Uint8Array(0);
 
 /** The compiled core, once per process (release or debug build). */
 export function coreModule(debug = false): WebAssembly.Module {
@@ -590,7 +591,12 @@ export class Core {
     } catch (e) {
       this.#trap(e);
     }
-    if (this.#rec && lane !== 0) this.#rec.transmit(lane, this.txView(), this.#x.txExt(), this.#x.txExtLen());
+    // Idle polls are recorded too: one can still move the core's state (the
+    // dirty-session queue, a session's lane rotation), so a replay must make it.
+    if (this.#rec) {
+      if (lane !== 0) this.#rec.transmit(lane, this.txView(), this.#x.txExt(), this.#x.txExtLen());
+      else this.#rec.transmit(0, EMPTY_BYTES, 0, 0);
+    }
     return lane;
   }
 

@@ -108,7 +108,7 @@ export class Server {
 /** Closes a server context: no new lanes, graceful session closes bounded by timeoutMs, then everything dropped. */
 export async function closeContext(ctx: Context, sessions: Set<Session>, timeoutMs: number): Promise<void> {
   ctx.stopListening();
-  let timer: NodeJS.Timeout | undefined;
+  let timer: unknown;
   // A session with no lane up has no client to tell (it would wait out the
   // grace period resuming): it is destroyed at once, now or when it gets there.
   const graceful = Promise.all([...sessions].map((s) => {
@@ -116,8 +116,8 @@ export async function closeContext(ctx: Context, sessions: Set<Session>, timeout
     s.on('lane-down', () => { if (s.stats().lanesUp === 0) void s.destroy(); });
     return s.close().catch(() => undefined);
   }));
-  await Promise.race([graceful, new Promise<void>((r) => { timer = setTimeout(r, Math.max(0, timeoutMs)); })]);
-  clearTimeout(timer);
+  await Promise.race([graceful, new Promise<void>((r) => { timer = ctx.clock.setTimer(r, Math.max(0, timeoutMs)); })]);
+  ctx.clock.clearTimer(timer);
   await Promise.all([...sessions].map((s) => s.destroy()));
   await ctx.close();
 }

@@ -188,6 +188,8 @@ export class Session extends EventEmitter implements SessionPeer {
   #queue: { run: () => boolean; fail: (e: Error) => void }[] = [];
   #maxQueued: number;
   #receipts = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
+  /** A DRAIN came while operations were queued: 'drain' is emitted once they are through. */
+  #drainOwed = false;
   /** close() waits for outstanding operations: called when the last one settles. */
   #idle: (() => void) | undefined;
   #attrs: Buffer = EMPTY;
@@ -451,7 +453,7 @@ export class Session extends EventEmitter implements SessionPeer {
       if (ext) ctx.dropExt(id);
       return tag === -Code.BACKPRESSURE ? 0 : tag;
     }
-    slot.t0 = performance.now();
+    slot.t0 = ctx.now();
     this.#slots.set(tag, slot);
     this.#st.requests++;
     this.#st.bytesSent += hdr.length + dat.length;
@@ -518,7 +520,9 @@ export class Session extends EventEmitter implements SessionPeer {
 
   /** One response into the core: false when out of credit. */
   #tryRespond(tag: number, hdr: Uint8Array, dat: Uint8Array, flags: number): boolean {
-    if (this.#state === 'closed') return true;
+    // After the peer's CLOSE the core drains the session and still takes
+    // responses; after a destroy or loss it answers -BAD_HANDLE (dropped).
+    if (this.#ctx.failed) return true;
     const ctx = this.#ctx;
     const ext = hdr.length + dat.length > INLINE_MAX;
     const id = ext ? ctx.holdExt(dat, this.#handle) : 0;
@@ -537,6 +541,12 @@ export class Session extends EventEmitter implements SessionPeer {
       this.#queue.shift();
     }
     if (this.#idle) this.#checkIdle();
+    // Credits came back while queued operations (or a resume) held them:
+    // hot-path senders waiting for 'drain' hear it once the queue is through.
+    if (this.#drainOwed && this.#queue.length === 0 && this.#state === 'open') {
+      this.#drainOwed = false;
+      this.emit('drain');
+    }
   }
 
   #end(err: Error | undefined, why: string): void {
@@ -625,7 +635,10 @@ export class Session extends EventEmitter implements SessionPeer {
 
   /** Returns a lent message's bytes to the core (views); later calls do nothing. */
   #release(seq: number): void {
-    if (this.#state === 'closed') return;
+    // A session its peer closed is still draining in the core, which acks
+    // the message only once it is released: release it even after 'close'
+    // (a freed session answers -BAD_HANDLE, harmless).
+    if (this.#ctx.failed) return;
     this.#ctx.core.release(this.#handle, seq, this.#ctx.now());
     this.#ctx.afterInput();
   }
@@ -644,7 +657,7 @@ export class Session extends EventEmitter implements SessionPeer {
     const st = this.#st;
     st.responses++;
     st.bytesReceived += header.length + data.length;
-    const us = (performance.now() - slot.t0) * 1000;
+    const us = this.#ctx.now() - slot.t0;
     st.rttCount++;
     st.rttSum += us;
     if (us < st.rttMin) st.rttMin = us;
@@ -715,6 +728,7 @@ export class Session extends EventEmitter implements SessionPeer {
   onDrain(): void {
     this.#pump();
     if (this.#queue.length === 0) this.emit('drain');
+    else this.#drainOwed = true;
   }
 
   onLane(up: boolean, lane: number, code: number): void {
@@ -729,7 +743,8 @@ export class Session extends EventEmitter implements SessionPeer {
   }
 
   onResumed(): void {
-    this.#state = 'open';
+    // A close() in progress stays 'closing': the resume only lets its CLOSE through.
+    if (this.#state === 'resuming') this.#state = 'open';
     this.#st.resumes++;
     channels.session.publish({ event: 'resumed', session: this.#handle, id: this.#id });
     this.emit('resumed');

@@ -222,3 +222,48 @@ t.test('the handshake pool: a silent flood beyond it evicts the oldest, a client
   for (const r of raws) r.p.destroy();
 });
 
+
+/** A HostClock the test moves by hand (the mem:// network still runs on setImmediate). */
+function manualClock() {
+  let now = 1_000_000;
+  const timers = new Map<number, { at: number; fn: () => void }>();
+  let next = 1;
+  return {
+    clock: {
+      now: () => now,
+      setTimer: (fn: () => void, ms: number) => { const id = next++; timers.set(id, { at: now + ms * 1000, fn }); return id; },
+      clearTimer: (h: unknown) => { timers.delete(h as number); },
+    },
+    /** Moves time on by ms in steps of stepMs, firing what is due, letting I/O run between steps. */
+    async advance(ms: number, stepMs: number): Promise<void> {
+      for (let t = 0; t < ms; t += stepMs) {
+        now += stepMs * 1000;
+        for (const [id, x] of [...timers]) if (x.at <= now) { timers.delete(id); x.fn(); }
+        await new Promise((r) => setImmediate(r));
+      }
+    },
+  };
+}
+
+t.test('a peer that announces a 49-day keepalive and goes silent is let go after 3 minutes, not 149 days', async (t) => {
+  const uri = portal();
+  const m = manualClock();
+  const ctx = new Context({ clock: m.clock, core: { keepaliveMs: 100 } });
+  t.teardown(() => ctx.close());
+  const { serveContext } = await import('../host/server');
+  serveContext(ctx, (req) => req.data, undefined, () => ({ accept: true }));
+  await ctx.listen(uri);
+  const r = new Raw(uri);
+  r.p.write(encodeHello({
+    verMin: 1, verMax: 1, sessionId: 0n, ackSeq: 0n, windowMsgs: 16, windowBytes: 32768, maxRequests: 4, keepaliveMs: 0xffffffff,
+    key: Buffer.alloc(16), resource: '/svc', attrs: Buffer.alloc(0),
+  }));
+  t.ok(await r.until(() => r.frames().some((f) => f.type === 'accept')), 'the peer has its session');
+  await m.advance(170_000, 1000);
+  t.notOk(r.fin, 'still held at 170 s (3 x the 60 s cap is 180 s)');
+  await m.advance(15_000, 1000);
+  t.ok(await r.until(() => r.fin, 2000), 'let go (FIN) by 185 s of silence');
+  await m.advance(11_000, 1000);
+  t.equal(ctx.usage().sessions, 0, 'its session is gone once the resume time (10 s) passed');
+  r.p.destroy();
+});

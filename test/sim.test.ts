@@ -12,7 +12,6 @@ import * as path from 'node:path';
 import { replay } from '../host/record';
 import { generate, run, summary, Result } from './sim/scenario';
 import { Kind, kinds } from './sim/ledger';
-import { knownBugs } from './sim/app';
 import * as ex from './sim/examples';
 
 const SEEDS = 600;
@@ -58,15 +57,7 @@ t.test('a seed\'s recordings replay byte for byte (what a failing seed writes)',
     for (const [side, rec] of res.recordings) {
       const views = side.startsWith('server') ? sc.server.views : sc.clients[Number(/\d+/.exec(side)![0])].views;
       const err = await replay(rec.bytes()).then(() => undefined, (e: Error) => e);
-      // TODO(lead, host/record.ts configFromWords): a replay ignores the
-      // recorded holdRx (and maxMessageBytes) config words: a context with
-      // views replays on a core that acks at once, and diverges.
-      // TODO(lead, core pollTransmit): a call that returns 0 may still turn
-      // the session's lane rotation (pickLane), and such calls are not
-      // recorded: the replay picks another lane (seed 3 client0).
-      const todo = views ? 'replay drops holdRx from the recorded config'
-        : err && /transmit on lane/.test(err.message) ? 'pollTransmit() returning 0 is not recorded but turns the lane rotation' : false;
-      t.equal(err?.message, undefined, `seed ${seed} ${side}${views ? ' (views)' : ''} replays`, { todo });
+      t.equal(err?.message, undefined, `seed ${seed} ${side}${views ? ' (views)' : ''} replays`);
     }
   }
 });
@@ -232,26 +223,15 @@ t.test('duplicates on every delivery are suppressed', async (t) => {
   t.ok(res.stats.dups > 20, `${res.stats.dups} writes delivered twice`);
 });
 
-// Host bugs the sim works around (knownBugs in test/sim/app.ts): each seed
-// fails with its workaround off. Drop the todo when the fix lands, then
-// the workaround.
-t.test('known host bugs, workarounds off', async (t) => {
-  const cases: [keyof typeof knownBugs, number[]][] = [
-    ['releaseAfterPeerClose', [48, 52, 114, 132]],
-    ['drainLostOnResume', [64, 84, 213, 345]],
-    ['extsHeldAfterPeerClose', [234, 472, 532, 809]],
-    ['rxExtHeldAfterLoss', [844, 1042, 1346, 1467]],
-  ];
-  for (const [bug, seeds] of cases) {
-    knownBugs[bug] = false;
-    try {
-      for (const seed of seeds) {
-        const res = await run(generate(seed));
-        t.equal(res.violations, 0, `${bug}: seed ${seed}`, { todo: `host bug ${bug} (test/sim/app.ts knownBugs)`, details: res.details.slice(0, 3) });
-      }
-    } finally {
-      knownBugs[bug] = true;
-    }
+// Seeds that found host bugs (issue 8): each failed before its fix.
+//  - a lent message released after the peer's CLOSE was dropped, and the peer's close hung (48, 52, 114, 132)
+//  - a DRAIN during a resume with operations queued emitted no 'drain' (64, 84, 213, 345)
+//  - unacked ext payloads of a session its peer closed were never released (234, 472, 532, 809)
+//  - an ext payload received whole for an undelivered message outlived its lost or destroyed session (844, 1042, 1346, 1467)
+t.test('seeds that found host bugs', async (t) => {
+  for (const seed of [48, 52, 114, 132, 64, 84, 213, 345, 234, 472, 532, 809, 844, 1042, 1346, 1467]) {
+    const res = await run(generate(seed));
+    t.equal(res.violations, 0, `seed ${seed}`, { details: res.details.slice(0, 3) });
   }
 });
 

@@ -33,54 +33,6 @@ const CONNECT_MS = 3000;
 /** Graceful close bound (ms): a close that runs into it is a violation (the network is calm by then). */
 export const CLOSE_MS = 9000;
 
-/**
- * Host bugs the sim works around until they are fixed, each reported to the
- * lead with a failing seed and pinned by a `todo` test in test/sim.test.ts
- * (which turns its workaround off). Delete an entry when its fix lands.
- */
-export const knownBugs = {
-  /**
-   * TODO(lead, host/session.ts #release): a lent message (views) released
-   * after its session ended is dropped, but when the peer closed the session
-   * the core is still draining it and never acks the message, so the peer's
-   * graceful close hangs until its bound (with the workaround off: seeds
-   * 48, 52, 114, 132: a one-way released late, or a request its requester
-   * cancelled or timed out whose handler settled after the CLOSE).
-   * Workaround: with views on the server, it releases one-way messages at
-   * once and no request is aborted or given a timeout.
-   */
-  releaseAfterPeerClose: true,
-  /**
-   * TODO(lead, host/session.ts onDrain/onResumed): DRAIN from the core while
-   * the session is resuming, with operations queued in the session, emits no
-   * 'drain' (pump does nothing while resuming) and onResumed() pumps without
-   * emitting it: a hot-path sender waiting for 'drain' waits forever (seeds
-   * 64, 84, 213, 345). Workaround: the client retries its hot sends on
-   * 'resumed'.
-   */
-  drainLostOnResume: true,
-  /**
-   * TODO(lead, host/context.ts SESSION_CLOSED): the ext payloads of a session
-   * its peer closed (SESSION_CLOSED with a code) that were not acked by then
-   * are never released: usage().txPayloads stays above 0 after every session
-   * ended (client side: seeds 234, 532, 809, the server's graceful close;
-   * server side: seed 472, a client's close). Workaround: not counted
-   * as a leak on a context where a session was closed by its peer
-   * (stats.knownLeaks).
-   */
-  extsHeldAfterPeerClose: true,
-  /**
-   * TODO(lead, host/context.ts #extIn, or the core's EXT_RELEASE): an ext
-   * payload received whole for a message not delivered yet (the core waits
-   * for an earlier one) stays in the context when its session ends
-   * abruptly: usage().rxPayloads 1 after every session ended (seeds 844,
-   * 1042, 1467: lost; 1346: destroyed). Workaround:
-   * not counted as a leak on a context where a session was lost or
-   * destroyed (stats.knownLeaks).
-   */
-  rxExtHeldAfterLoss: true,
-};
-
 export interface OpSpec {
   /** When the application issues it (µs). */
   at: number;
@@ -150,14 +102,14 @@ export interface Stats {
   backpressure: number; drains: number; lost: number; rejected: number; closed: number; peerClosed: number;
   destroyed: number; ctxClosed: number; gone: number; resumed: number; receipts: number; cancelsSeen: number;
   ext: number; hot: number; redirects: number; rejects: number; responded: number; views: number;
-  restarts: number; serverCloses: number; ctxCloses: number; knownLeaks: number;
+  restarts: number; serverCloses: number; ctxCloses: number;
 }
 
 export function newStats(): Stats {
   return {
     sent: 0, responses: 0, remoteErrors: 0, timeouts: 0, aborted: 0, refused: 0, backpressure: 0, drains: 0,
     lost: 0, rejected: 0, closed: 0, peerClosed: 0, destroyed: 0, ctxClosed: 0, gone: 0, resumed: 0, receipts: 0,
-    cancelsSeen: 0, ext: 0, hot: 0, redirects: 0, rejects: 0, responded: 0, views: 0, restarts: 0, serverCloses: 0, ctxCloses: 0, knownLeaks: 0,
+    cancelsSeen: 0, ext: 0, hot: 0, redirects: 0, rejects: 0, responded: 0, views: 0, restarts: 0, serverCloses: 0, ctxCloses: 0,
   };
 }
 
@@ -177,8 +129,6 @@ export interface World {
   stats: Stats;
   /** When the server last began a graceful close (µs; -1 never). */
   serverClosedAt: number;
-  /** How sessions ended, by actor (for knownBugs): 'abrupt' (lost, destroyed), 'peer-closed'. */
-  sessionEnds: Map<number, Set<string>>;
   /** Record every context's core (a failing seed, the committed replays). */
   record: boolean;
   recordings: Map<string, Recorder>;
@@ -331,13 +281,7 @@ export class ClientApp {
       inc.blocked = false;
       this.flush();
     });
-    s.on('resumed', () => {
-      this.w.stats.resumed++;
-      if (knownBugs.drainLostOnResume && inc.blocked) {
-        inc.blocked = false;
-        this.flush();
-      }
-    });
+    s.on('resumed', () => { this.w.stats.resumed++; });
     this.flush();
   }
 
@@ -689,7 +633,7 @@ export class ServerApp {
 
   #release(release: () => void): void {
     this.w.stats.views++;
-    const max = knownBugs.releaseAfterPeerClose ? 0 : this.responder.releaseMaxUs ?? 0;
+    const max = this.responder.releaseMaxUs ?? 0;
     if (max > 0 && this.w.rng.chance(0.5)) this.w.clock.after(this.w.rng.int(0, max), release);
     else release();
   }

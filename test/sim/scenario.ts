@@ -26,7 +26,7 @@ import { Rng } from './rng';
 import { Ledger, Kind, kinds } from './ledger';
 import { NetParams, SimNet } from './net';
 import {
-  ClientApp, ClientHost, ClientSpec, OpSpec, ResponderSpec, ServerApp, ServerSpec, World, newStats, CtxEntry, knownBugs,
+  ClientApp, ClientHost, ClientSpec, OpSpec, ResponderSpec, ServerApp, ServerSpec, World, newStats, CtxEntry,
 } from './app';
 
 export const MS = 1000;
@@ -221,14 +221,6 @@ for (const ch of ['nexio:lane', 'nexio:session', 'nexio:context']) {
   });
 }
 
-diagnostics_channel.subscribe('nexio:session', (m) => {
-  const e = m as { event: string; error?: Error };
-  const w = current;
-  if (!w || (e.event !== 'lost' && e.event !== 'destroyed' && !(e.event === 'closed' && e.error))) return;
-  let ends = w.sessionEnds.get(w.clock.actor);
-  if (!ends) w.sessionEnds.set(w.clock.actor, ends = new Set());
-  ends.add(e.event === 'closed' ? 'peer-closed' : 'abrupt');
-});
 diagnostics_channel.subscribe('nexio:context', (m) => {
   const e = (m as { error?: Error }).error;
   if (e && (e as { code?: string }).code === 'NEXIO_ERR_CORE_TRAP') current?.ledger.report('stuck', `a core trapped at ${current.clock.now}us: ${e.message}`);
@@ -237,16 +229,9 @@ diagnostics_channel.subscribe('nexio:context', (m) => {
 const MAX_STEPS = 5_000_000;
 const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
-/** The scenario as it can run on today's host (see knownBugs in app.ts). */
-function avoidKnownBugs(sc: Scenario): Scenario {
-  if (!knownBugs.releaseAfterPeerClose || !sc.server.views) return sc;
-  const ops = (o: OpSpec): OpSpec => (o.kind === 'req' ? { ...o, cancelAfterUs: -1, timeoutMs: 0 } : o);
-  return { ...sc, clients: sc.clients.map((c) => ({ ...c, ops: c.ops.map(ops) })) };
-}
-
 /** Plays a scenario; returns the violations it found. */
 export async function run(scenario: Scenario, opts: RunOptions = {}): Promise<Result> {
-  const sc = avoidKnownBugs(scenario);
+  const sc = scenario;
   const clock = new Clock();
   const rng = new Rng(sc.seed ^ 0x5eed);
   const ledger = new Ledger();
@@ -254,7 +239,7 @@ export async function run(scenario: Scenario, opts: RunOptions = {}): Promise<Re
   registerTransport(net);
   const world: World = {
     clock, net, ledger, rng: rng.fork(), seeds: new Rng(sc.seed ^ 0xc0de), reconnectUntil: sc.activeUntil,
-    stats: newStats(), record: !!opts.record, recordings: new Map(), contexts: [], sessionEnds: new Map(),
+    stats: newStats(), record: !!opts.record, recordings: new Map(), contexts: [],
     serverClosedAt: -1,
   };
   const servers: ServerApp[] = [];
@@ -400,16 +385,6 @@ function notIdle(clock: Clock, net: SimNet, clients: ClientApp[]): string | unde
 function leaks(world: World, e: CtxEntry, when = 'once its sessions ended'): void {
   const ledger = world.ledger;
   const u = e.ctx.usage();
-  const ends = world.sessionEnds.get(e.clock.actor);
-  if (knownBugs.extsHeldAfterPeerClose && ends?.has('peer-closed') && u.txPayloads) {
-    world.stats.knownLeaks++;
-    u.txPayloads = 0;
-  }
-  if (knownBugs.rxExtHeldAfterLoss && ends?.has('abrupt') && u.rxPayloads) {
-    world.stats.knownLeaks++;
-    u.rxPayloads = 0;
-    u.rxBytes = 0;
-  }
   const held = Object.entries(u).filter(([, v]) => v !== 0).map(([k, v]) => `${k} ${v}`);
   if (held.length) ledger.report('leaked', `${e.name} ${when}: ${held.join(', ')}`);
   if (e.clock.armed.size) ledger.report('leaked', `${e.name} ${when}: ${e.clock.armed.size} timers armed on the clock`);
