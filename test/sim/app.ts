@@ -14,7 +14,7 @@
 // every promise or callback the application starts is an Op there.
 
 import { connect, Context, Session, Reply } from '../../host/index';
-import { serveContext } from '../../host/server';
+import { serveContext, closeContext } from '../../host/server';
 import type { SessionDecision, SessionRequestInfo, AdmissionOptions } from '../../host/context';
 import type { IncomingRequest } from '../../host/session';
 import type { CoreConfig } from '../../host/core';
@@ -180,7 +180,12 @@ function makeContext(w: World, name: string, actor: number, o: { config: Partial
   });
   if (w.record) w.recordings.set(name, rec);
   const clock = new ContextClock(w.clock, actor);
-  const ctx = new Context({ clock, core: { ...o.config, seed: w.seeds.u32() || 1 }, views: o.views, recorder: rec, admission: o.admission });
+  // Session keys pinned (a key only has to match its session, whose id
+  // comes from the seeded core): a seed's recordings are the same every run.
+  const ctx = new Context({
+    clock, core: { ...o.config, seed: w.seeds.u32() || 1 }, views: o.views, recorder: rec, admission: o.admission,
+    random: (b) => { b.fill(0x5a); },
+  });
   const e: CtxEntry = { name, ctx, clock };
   w.contexts.push(e);
   return e;
@@ -675,25 +680,8 @@ export class ServerApp {
     return { header: hdr, data: pattern(h.id ^ 0x40000000, size) };
   }
 
-  /**
-   * A graceful close of the server: what Server.close() does (closeContext
-   * in host/server.ts), on the context's clock.
-   * TODO(lead, host/server.ts closeContext): its bound is a real setTimeout,
-   * so it cannot run on virtual time; use it once it takes the context's clock.
-   */
-  async close(timeoutMs: number): Promise<void> {
-    const ctx = this.ctx;
-    ctx.stopListening();
-    const sessions = [...this.sessions];
-    const graceful = Promise.all(sessions.map((s) => {
-      if (s.state === 'resuming') return s.destroy();
-      s.on('lane-down', () => { if (s.stats().lanesUp === 0) void s.destroy(); });
-      return s.close().catch(() => undefined);
-    }));
-    let timer: unknown;
-    await Promise.race([graceful, new Promise<void>((r) => { timer = this.clock.setTimer(r, timeoutMs); })]);
-    this.clock.clearTimer(timer);
-    await Promise.all(sessions.map((s) => s.destroy()));
-    await ctx.close();
+  /** A graceful close of the server: what Server.close() does (closeContext), on the context's clock. */
+  close(timeoutMs: number): Promise<void> {
+    return closeContext(this.ctx, this.sessions, timeoutMs);
   }
 }

@@ -193,14 +193,6 @@ export interface RunOptions {
   script?: (ctx: { world: World; clients: ClientApp[]; hosts: ClientHost[]; net: SimNet; server: () => ServerApp | undefined }) => void;
 }
 
-// TODO(lead, host/context.ts sessionKey()): session keys come from
-// crypto.randomFillSync with no way to pass a source, so a seed's
-// recordings would differ from run to run (ACCEPT and every join carry the
-// key). The sim pins them (every key the same; a key only has to match its
-// session, whose id comes from the seeded core). Remove once a Context
-// takes its key source.
-// (require, not import: an import binds a read-only copy of the module's exports.)
-(require('node:crypto') as { randomFillSync: unknown }).randomFillSync = (b: Buffer) => b.fill(0x5a);
 
 /** The world of the scenario running now (the process runs one at a time). */
 let current: World | undefined;
