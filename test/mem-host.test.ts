@@ -267,3 +267,42 @@ t.test('a peer that announces a 49-day keepalive and goes silent is let go after
   t.equal(ctx.usage().sessions, 0, 'its session is gone once the resume time (10 s) passed');
   r.p.destroy();
 });
+
+t.test('payloads let go when their session ends: one received for a message held out of order, one sent to a peer that CLOSEd', async (t) => {
+  const F = await import('./fuzz/frames');
+  const { serveContext } = await import('../host/server');
+  const uri = portal();
+  const ctx = new Context({ core: { keepaliveMs: 100, resumeMs: 200 }, admission: { lingerMs: 10 } });
+  t.teardown(() => ctx.close());
+  serveContext(ctx, (req) => ({ data: req.data }), undefined, () => ({ accept: true }));
+  await ctx.listen(uri);
+  const len = 20000;
+  const idle = async () => {
+    for (let i = 0; i < 100 && ctx.usage().sessions + ctx.usage().lanes > 0; i++) await new Promise((r) => setTimeout(r, 20));
+  };
+
+  // seq 0 never sent; seq 1, an EXT one-way message, arrives whole: held until seq 0, which never comes.
+  const a = new Raw(uri);
+  a.p.write(F.hello({ keepaliveMs: 100 }));
+  await a.until(() => a.frames().some((f) => f.type === 'accept'));
+  a.p.write(Buffer.concat([F.message({ type: F.T.ONEWAY, seq: 1, slot: 32, extLen: len }), Buffer.alloc(len, 7)]));
+  await new Promise((r) => setTimeout(r, 30));
+  t.equal(ctx.usage().rxPayloads, 1, 'the payload is held for its message');
+  a.p.destroy();
+  await idle();
+  t.same([ctx.usage().sessions, ctx.usage().rxPayloads, ctx.usage().rxBytes], [0, 0, 0], 'gone with its lost session');
+
+  // A request whose echo is an EXT response, then CLOSE, and the peer leaves without acking the response.
+  const b = new Raw(uri);
+  b.p.write(F.hello({ keepaliveMs: 100 }));
+  await b.until(() => b.frames().some((f) => f.type === 'accept'));
+  b.p.write(Buffer.concat([
+    F.message({ type: F.T.REQUEST, seq: 0, slot: 0, tag: 0x10000, extLen: len }), Buffer.alloc(len, 7),
+    F.message({ type: F.T.CLOSE, seq: 1, slot: 32 }),
+  ]));
+  await new Promise((r) => setTimeout(r, 30));
+  t.equal(ctx.usage().txPayloads, 1, 'the EXT response is held until acked');
+  b.p.end();
+  await idle();
+  t.same([ctx.usage().sessions, ctx.usage().txPayloads], [0, 0], 'let go once the core drops the session the peer closed');
+});
