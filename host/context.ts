@@ -34,7 +34,7 @@ export function registerMemory(buffer: ArrayBuffer | ArrayBufferView): import('.
   return rdmaModule().registerMemory(buffer);
 }
 
-/** Makes a transport available under its scheme (rdma, shm, a test transport). */
+/** Makes a transport available under its scheme (a simulated network, a test transport). */
 export function registerTransport(t: Transport): void {
   transports.set(t.scheme, t);
 }
