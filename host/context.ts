@@ -221,6 +221,8 @@ export class Context {
    * lets their payloads go then.
    */
   #draining = new Set<number>();
+  /** Lanes the core closed this turn (CLOSE_LANE): retired after the turn's transmission. */
+  #closing: number[] = [];
   #extNext = 1;
   #ev = new CoreEvent();
   /** Events read in phase 1, reused record objects: [0, #count) are in use (nested drains stack above). */
@@ -677,8 +679,9 @@ export class Context {
       }
       case Ev.CLOSE_LANE: {
         const st = this.#lanes.get(e.lane);
-        if (st) {
+        if (st && !st.closing) {
           st.closing = true;
+          this.#closing.push(e.lane);
           this.#handshakeOver(e.lane, st);
         }
         return;
@@ -895,17 +898,18 @@ export class Context {
         // connection ends and lingers (destroyed after lingerMs whatever its
         // peer does), and the core's lane is freed now, so neither a peer
         // that never closes nor the linger holds a lane of the table.
-        let retired = 0;
-        for (const [lane, st] of this.#lanes) {
-          if (!st.closing) continue;
+        if (this.#closing.length === 0) break;
+        const closing = this.#closing;
+        this.#closing = [];
+        for (const lane of closing) {
+          const st = this.#lanes.get(lane);
+          if (!st?.closing) continue;
           this.#lanes.delete(lane);
           this.#handshakeOver(lane, st);
           this.#dropRx(st);
           if (st.io) this.#linger(lane, st.io);
           core.laneDown(lane, Code.CLOSED, now);
-          retired++;
         }
-        if (retired === 0) break;
         this.#drain();
       }
       if (this.#draining.size) {
@@ -1004,6 +1008,7 @@ export class Context {
     this.stopListening();
     for (const st of this.#lanes.values()) st.io?.destroy();
     this.#lanes.clear();
+    this.#closing = [];
     this.#unfilled = 0;
     this.#handshakes.clear();
     this.#perAddr.clear();
