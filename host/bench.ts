@@ -1,9 +1,11 @@
 // Load generation shared by `nexio bench`, `nexio ping` and `npm start`.
 // Latencies go into an HDR histogram (hdr-histogram-js: a maintained,
-// well-tested implementation; percentiles are its whole point).
+// well-tested implementation; percentiles are its whole point). It is a
+// tool dependency (host/tools.ts), loaded at the first histogram.
 
-import * as hdr from 'hdr-histogram-js';
+import type * as hdr from 'hdr-histogram-js';
 import type { Session } from './session';
+import { requireTool } from './tools';
 
 export interface LoadResult {
   name: string;
@@ -16,8 +18,11 @@ export interface LoadResult {
   maxUs: number;
 }
 
+let hdrLib: typeof hdr | undefined;
+
 export function histogram(): hdr.Histogram {
-  return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3, useWebAssembly: false });
+  hdrLib ??= requireTool<typeof hdr>('hdr-histogram-js', 'a latency histogram (nexio ping, bench, demo)');
+  return hdrLib.build({ lowestDiscernibleValue: 1, highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: 3, useWebAssembly: false });
 }
 
 export interface LoadOptions {

@@ -1,75 +1,186 @@
 #!/usr/bin/env node
-// The nexio command line. Argument parsing uses node:util parseArgs: it ships
-// with Node 20 and covers flags and positionals, so no parser dependency.
+// The nexio command line. Argument parsing uses node:util parseArgs (strict:
+// unknown options and stray arguments are errors): it ships with Node 20, so
+// no parser dependency. Every argument is checked before any network work; a
+// bad one exits 2 with one line on stderr that names it.
+//
+// ping, bench and demo use tool dependencies (hdr-histogram-js, and
+// cli-progress when it is there), `replay --trace` @wasmer/wasi: a library
+// consumer does not install them (host/tools.ts).
 
 import { parseArgs } from 'node:util';
+import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { SingleBar, Presets } from 'cli-progress';
+import type * as Progress from 'cli-progress';
 import { replay } from './record';
-import { NexioError } from './errors';
+import type { NexioError } from './errors';
 import { connect, createServer } from './index';
 import { requestLoad, onewayLoad, pingLoad, table, LoadResult } from './bench';
-
-const usage = `usage: nexio <command> [options]
-
-commands:
-  serve URI [--threads N]                 echo server on URI (e.g. tcp://127.0.0.1:7000/echo)
-  ping URI [--count N] [--size B]         round-trip latency histogram
-  bench URI [--seconds S] [--size B] [--inflight N] [--lanes N]
-                                          throughput and latency, with progress and a results table
-  demo [--seconds S]                      server and client on loopback, a short bench, a table (npm start)
-  replay FILE [--trace]                   feed a recording to a fresh core; exit 0 only if every output is identical
-  help                                    this text
-`;
+import { checkTool, optionalTool, MissingToolError } from './tools';
 
 const echoHandler = path.join(__dirname, 'echo.js');
 
-function num(v: string | undefined, dflt: number, name: string): number {
+/** A bad command line: printed as one line, exit code 2. */
+class UsageError extends Error {}
+
+type Values = Record<string, string | boolean | undefined>;
+
+interface OptionSpec { type: 'string' | 'boolean'; value?: string; help: string }
+
+interface Command {
+  /** Positional arguments, each required (e.g. ['URI']). */
+  args: string[];
+  summary: string;
+  options: Record<string, OptionSpec>;
+  run(values: Values, args: string[]): Promise<number>;
+}
+
+// ---- numbers from the command line ----
+
+/** A whole number in [min, max], or dflt when the option is absent. */
+function int(values: Values, name: string, dflt: number, min: number, max = 2 ** 30): number {
+  const v = values[name];
   if (v === undefined) return dflt;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new NexioError('NEXIO_ERR_INVALID_ARG', `--${name} must be a number, not '${v}'`);
+  const n = /^\s*[+-]?\d+\s*$/.test(String(v)) ? Number(v) : NaN;
+  if (!Number.isSafeInteger(n) || n < min || n > max) {
+    throw new UsageError(`--${name} must be a whole number ${max === 2 ** 30 ? `of at least ${min}` : `from ${min} to ${max}`}, not '${v}'`);
+  }
   return n;
 }
 
-async function cmdServe(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { threads: { type: 'string' } } });
-  if (positionals.length !== 1) { process.stderr.write('nexio serve: give one URI\n'); return 2; }
-  const server = await createServer({ portals: positionals, threads: num(values.threads, 0, 'threads'), handler: echoHandler });
-  process.stdout.write(`serving ${server.contexts.map((p) => p.join(' ')).join(', ')}\n`);
-  await new Promise<void>((resolve) => {
-    process.once('SIGINT', resolve);
-    process.once('SIGTERM', resolve);
-  });
-  await server.close();
-  return 0;
+/** A number above 0 (seconds), or dflt when the option is absent. */
+function positive(values: Values, name: string, dflt: number): number {
+  const v = values[name];
+  if (v === undefined) return dflt;
+  const n = String(v).trim() === '' ? NaN : Number(v);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`--${name} must be a number above 0, not '${v}'`);
+  return n;
 }
 
-async function cmdPing(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { count: { type: 'string' }, size: { type: 'string' } } });
-  if (positionals.length !== 1) { process.stderr.write('nexio ping: give one URI\n'); return 2; }
-  const s = await connect(positionals[0], { lanes: 1 });
-  const count = num(values.count, 1000, 'count');
-  await pingLoad(s, Math.min(100, count), num(values.size, 64, 'size')); // warm-up
-  const h = await pingLoad(s, count, num(values.size, 64, 'size'));
-  await s.close();
-  process.stdout.write(`ping ${positionals[0]}: ${count} requests of ${num(values.size, 64, 'size')} B\n`);
-  process.stdout.write(table([
-    ['percentile', 'µs'],
-    ...[50, 90, 99, 99.9].map((p) => [`p${p}`, h.getValueAtPercentile(p)]),
-    ['max', h.maxValue], ['mean', h.mean],
-  ]) + '\n');
-  return 0;
-}
+// ---- the commands ----
 
-function progress(label: string, seconds: number): { bar: SingleBar; update: (done: number, elapsed: number) => void } {
-  const bar = new SingleBar({
+const commands: Record<string, Command> = {
+  serve: {
+    args: ['URI'],
+    summary: 'echo server on URI (e.g. tcp://127.0.0.1:7000/echo) until SIGINT or SIGTERM',
+    options: { threads: { type: 'string', value: 'N', help: 'worker threads, each serving a context (0: on this thread); default 0' } },
+    async run(values, [uri]) {
+      const threads = int(values, 'threads', 0, 0, 256);
+      const server = await createServer({ portals: [uri], threads, handler: echoHandler });
+      process.stdout.write(`serving ${server.contexts.map((p) => p.join(' ')).join(', ')}\n`);
+      await new Promise<void>((resolve) => {
+        process.once('SIGINT', resolve);
+        process.once('SIGTERM', resolve);
+      });
+      await server.close();
+      return 0;
+    },
+  },
+  ping: {
+    args: ['URI'],
+    summary: 'round-trip latency histogram of sequential requests',
+    options: {
+      count: { type: 'string', value: 'N', help: 'requests to time, at least 1; default 1000 (after up to 100 to warm up)' },
+      size: { type: 'string', value: 'B', help: 'payload bytes per request; default 64' },
+    },
+    async run(values, [uri]) {
+      const count = int(values, 'count', 1000, 1);
+      const size = int(values, 'size', 64, 0);
+      checkTool('hdr-histogram-js', 'nexio ping');
+      const s = await connect(uri, { lanes: 1 });
+      await pingLoad(s, Math.min(100, count), size); // warm-up
+      const h = await pingLoad(s, count, size);
+      await s.close();
+      process.stdout.write(`ping ${uri}: ${count} requests of ${size} B\n`);
+      process.stdout.write(table([
+        ['percentile', 'µs'],
+        ...[50, 90, 99, 99.9].map((p) => [`p${p}`, h.getValueAtPercentile(p)]),
+        ['max', h.maxValue], ['mean', h.mean],
+      ]) + '\n');
+      return 0;
+    },
+  },
+  bench: {
+    args: ['URI'],
+    summary: 'throughput and latency, with progress and a results table',
+    options: {
+      seconds: { type: 'string', value: 'S', help: 'length of the run, above 0; default 6' },
+      size: { type: 'string', value: 'B', help: 'payload bytes per message; default 64' },
+      inflight: { type: 'string', value: 'N', help: 'requests outstanding, at least 1; default 128' },
+      lanes: { type: 'string', value: 'N', help: 'lanes of the session, 1 to 8; default 2' },
+    },
+    async run(values, [uri]) {
+      const seconds = positive(values, 'seconds', 6);
+      const size = int(values, 'size', 64, 0);
+      const inflight = int(values, 'inflight', 128, 1);
+      const lanes = int(values, 'lanes', 2, 1, 8);
+      checkTool('hdr-histogram-js', 'nexio bench');
+      printResults(await runBench(uri, seconds, size, inflight, lanes));
+      return 0;
+    },
+  },
+  demo: {
+    args: [],
+    summary: 'server and client on loopback, a short bench, a table (npm start)',
+    options: { seconds: { type: 'string', value: 'S', help: 'length of the bench, above 0; default 6' } },
+    async run(values) {
+      const seconds = positive(values, 'seconds', 6);
+      checkTool('hdr-histogram-js', 'nexio demo');
+      process.stdout.write('nexio demo: an echo server on a worker thread, a client on this one, over loopback tcp\n');
+      const server = await createServer({ portals: ['tcp://127.0.0.1:0/demo'], threads: 1, handler: echoHandler });
+      process.stdout.write(`server portal ${server.portals[0]}\n\n`);
+      try {
+        printResults(await runBench(server.portals[0], seconds, 64, 128, 2));
+      } finally {
+        await server.close();
+      }
+      return 0;
+    },
+  },
+  replay: {
+    args: ['FILE'],
+    summary: 'feed a recording to a fresh core; exit 0 only if every output is identical',
+    options: { trace: { type: 'boolean', help: 'run the debug core and print its protocol trace (needs @wasmer/wasi)' } },
+    async run(values, [file]) {
+      if (values.trace) checkTool('@wasmer/wasi', 'nexio replay --trace');
+      const t0 = process.hrtime.bigint();
+      try {
+        const r = await replay(file, { trace: values.trace === true });
+        if (values.trace) process.stdout.write(r.trace);
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        process.stdout.write(`replay: ${file}: ${r.inputs} inputs, ${r.outputs} outputs identical (${ms.toFixed(1)} ms)\n`);
+        return 0;
+      } catch (e) {
+        const err = e as NexioError;
+        process.stderr.write(`replay: ${file}: ${err.code ?? 'ERROR'}: ${err.message}\n`);
+        return 1;
+      }
+    },
+  },
+};
+
+// ---- bench helpers ----
+
+type Bar = { update(done: number, elapsed: number): void; stop(): void };
+
+/** A progress bar (cli-progress), or one line at the end of the phase when it is not installed. */
+function progress(label: string, seconds: number): Bar {
+  const lib = optionalTool<typeof Progress>('cli-progress');
+  if (!lib) {
+    let last = { done: 0, elapsed: 0 };
+    return {
+      update: (done, elapsed) => { last = { done, elapsed }; },
+      stop: () => process.stdout.write(`${label.padEnd(34)} ${last.done} ops | ${Math.round(last.done / Math.max(last.elapsed, 1e-3))}/s\n`),
+    };
+  }
+  const bar = new lib.SingleBar({
     format: `${label.padEnd(34)} [{bar}] {percentage}% | {ops} ops | {rate}/s`,
     hideCursor: true, clearOnComplete: false, stream: process.stdout, noTTYOutput: !process.stdout.isTTY, notTTYSchedule: 1000,
-  }, Presets.shades_classic);
+  }, lib.Presets.shades_classic);
   bar.start(seconds * 10, 0, { ops: 0, rate: 0 });
   return {
-    bar,
     update: (done, elapsed) => bar.update(Math.min(seconds * 10, Math.round(elapsed * 10)), { ops: done, rate: Math.round(done / Math.max(elapsed, 1e-3)) }),
+    stop: () => bar.stop(),
   };
 }
 
@@ -85,7 +196,7 @@ async function runBench(uri: string, seconds: number, size: number, inflight: nu
     const p = progress(label, each);
     const r = await run({ seconds: each, size, inflight, onProgress: p.update });
     p.update(r.ops, each);
-    p.bar.stop();
+    p.stop();
     results.push(r);
   }
   const h = await pingLoad(s, 2000, size);
@@ -101,68 +212,95 @@ function printResults(results: LoadResult[]): void {
   ]) + '\n');
 }
 
-async function cmdBench(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: {
-    seconds: { type: 'string' }, size: { type: 'string' }, inflight: { type: 'string' }, lanes: { type: 'string' } } });
-  if (positionals.length !== 1) { process.stderr.write('nexio bench: give one URI\n'); return 2; }
-  const results = await runBench(positionals[0], num(values.seconds, 6, 'seconds'), num(values.size, 64, 'size'),
-    num(values.inflight, 128, 'inflight'), num(values.lanes, 2, 'lanes'));
-  printResults(results);
-  return 0;
+// ---- help, version, dispatch ----
+
+function synopsis(name: string): string {
+  const c = commands[name];
+  const opts = Object.entries(c.options).map(([o, spec]) => `[--${o}${spec.value ? ` ${spec.value}` : ''}]`);
+  return ['nexio', name, ...c.args, ...opts].join(' ');
 }
 
-async function cmdDemo(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { seconds: { type: 'string' } } });
-  const seconds = num(values.seconds, 6, 'seconds');
-  process.stdout.write('nexio demo: an echo server on a worker thread, a client on this one, over loopback tcp\n');
-  const server = await createServer({ portals: ['tcp://127.0.0.1:0/demo'], threads: 1, handler: echoHandler });
-  process.stdout.write(`server portal ${server.portals[0]}\n\n`);
-  try {
-    const results = await runBench(server.portals[0], seconds, 64, 128, 2);
-    printResults(results);
-  } finally {
-    await server.close();
-  }
-  return 0;
+function usage(): string {
+  const rows = Object.keys(commands).map((n) => `  ${[n, ...commands[n].args].join(' ').padEnd(15)} ${commands[n].summary}`);
+  return `usage: nexio <command> [options]
+
+commands:
+${rows.join('\n')}
+  help [COMMAND]  this text, or a command's options (also: nexio COMMAND --help)
+
+options: -h, --help (this text); --version (nexio's version)
+`;
 }
 
-async function cmdReplay(args: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({ args, allowPositionals: true, options: { trace: { type: 'boolean' } } });
-  if (positionals.length !== 1) {
-    process.stderr.write('nexio replay: give exactly one FILE\n');
-    return 2;
-  }
-  const file = positionals[0];
-  const t0 = process.hrtime.bigint();
+function commandHelp(name: string): string {
+  const c = commands[name];
+  const row = (flag: string, help: string) => `  ${flag.padEnd(15)} ${help}`;
+  const opts = Object.entries(c.options).map(([o, spec]) => row(`--${o}${spec.value ? ` ${spec.value}` : ''}`, spec.help));
+  return `usage: ${synopsis(name)}\n\n${c.summary}\n\noptions:\n${[...opts, row('-h, --help', 'this text')].join('\n')}\n`;
+}
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Strict parse of one command's arguments; UsageError on anything it does not take. */
+function parse(name: string, argv: string[]): { values: Values; args: string[]; help: boolean } {
+  const c = commands[name];
+  const options = Object.fromEntries(Object.entries(c.options).map(([o, spec]) => [o, { type: spec.type }]));
+  let parsed;
   try {
-    const r = await replay(file, { trace: values.trace });
-    if (values.trace) process.stdout.write(r.trace);
-    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-    process.stdout.write(`replay: ${file}: ${r.inputs} inputs, ${r.outputs} outputs identical (${ms.toFixed(1)} ms)\n`);
-    return 0;
+    parsed = parseArgs({ args: argv, strict: true, allowPositionals: true, options: { ...options, help: { type: 'boolean', short: 'h' } } });
   } catch (e) {
-    const err = e as NexioError;
-    process.stderr.write(`replay: ${file}: ${err.code ?? 'ERROR'}: ${err.message}\n`);
-    return 1;
+    const err = e as Error & { code?: string };
+    const unknown = /^Unknown option '([^']+)'/.exec(err.message);
+    if (unknown) throw new UsageError(`unknown option '${unknown[1]}'`);
+    const ambiguous = /^Option '(--[^']+)' argument is ambiguous/.exec(err.message);
+    if (ambiguous) throw new UsageError(`${ambiguous[1]}: a value that starts with '-' is written ${ambiguous[1]}=VALUE`);
+    if (err.code?.startsWith('ERR_PARSE_ARGS')) throw new UsageError(err.message.split('\n')[0].replace(/^Option '(--\S+).*' argument missing$/, '$1 needs a value'));
+    throw e;
   }
+  const values = parsed.values as Values;
+  const help = values.help === true;
+  if (!help && parsed.positionals.length !== c.args.length) {
+    const want = c.args.length === 0 ? 'no arguments' : `${c.args.length === 1 ? 'one' : c.args.length} ${c.args.join(' ')}`;
+    throw new UsageError(parsed.positionals.length > c.args.length && c.args.length > 0
+      ? `give ${want}, not ${parsed.positionals.length} (${parsed.positionals.map((p) => `'${p}'`).join(' ')})`
+      : `give ${want}${parsed.positionals.length ? `, not '${parsed.positionals.join(' ')}'` : ''}`);
+  }
+  return { values, args: parsed.positionals, help };
 }
 
 export async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
-  switch (cmd) {
-    case 'replay': return cmdReplay(rest);
-    case 'serve': return cmdServe(rest);
-    case 'ping': return cmdPing(rest);
-    case 'bench': return cmdBench(rest);
-    case 'demo': return cmdDemo(rest);
-    case undefined:
-    case 'help':
-    case '--help':
-      process.stdout.write(usage);
-      return cmd === undefined ? 2 : 0;
+  if (cmd === undefined) { process.stderr.write(usage()); return 2; }
+  if (cmd === '--version') { process.stdout.write(`${version()}\n`); return 0; }
+  if (cmd === 'help' || cmd === '--help' || cmd === '-h') {
+    const topic = rest[0];
+    if (topic === undefined) { process.stdout.write(usage()); return 0; }
+    if (!Object.hasOwn(commands, topic)) { process.stderr.write(`nexio help: unknown command '${topic}' (nexio --help lists them)\n`); return 2; }
+    process.stdout.write(commandHelp(topic));
+    return 0;
   }
-  process.stderr.write(`nexio: unknown command '${cmd}'\n${usage}`);
-  return 2;
+  if (!Object.hasOwn(commands, cmd)) {
+    process.stderr.write(`nexio: unknown ${cmd.startsWith('-') ? 'option' : 'command'} '${cmd}' (nexio --help lists the commands)\n`);
+    return 2;
+  }
+  try {
+    const { values, args, help } = parse(cmd, rest);
+    if (help) { process.stdout.write(commandHelp(cmd)); return 0; }
+    return await commands[cmd].run(values, args);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`nexio ${cmd}: ${e.message} (nexio ${cmd} --help)\n`);
+      return 2;
+    }
+    if (e instanceof MissingToolError) {
+      process.stderr.write(`nexio ${cmd}: ${e.message}\n`);
+      return 1;
+    }
+    throw e;
+  }
 }
 
 if (require.main === module) {

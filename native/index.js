@@ -15,8 +15,8 @@ const net = require('node:net');
 const dns = require('node:dns');
 
 const INSTALL_HINT =
-  'apt-get install rdma-core libibverbs-dev librdmacm-dev ibverbs-providers, then rebuild the addon ' +
-  '(native/build.sh, or `npx node-gyp rebuild` in native/)';
+  'apt-get install rdma-core libibverbs-dev librdmacm-dev ibverbs-providers, then rebuild the addon: ' +
+  '`npm rebuild nexio` (in a clone of nexio: `npm run build:native`)';
 
 class RdmaError extends Error {
   constructor(code, message, props) {

@@ -96,7 +96,7 @@ function load(): NativeModule {
     native = require(dir) as NativeModule;
   } catch (e) {
     const err = e as Error & { code?: string };
-    const hint = 'apt-get install rdma-core libibverbs-dev librdmacm-dev ibverbs-providers, then rebuild the addon (native/build.sh)';
+    const hint = 'apt-get install rdma-core libibverbs-dev librdmacm-dev ibverbs-providers, then rebuild the addon (`npm rebuild nexio`; in a clone: npm run build:native)';
     throw new NexioError('NEXIO_ERR_RDMA_UNAVAILABLE',
       err.code === 'NEXIO_ERR_RDMA_UNAVAILABLE' ? err.message : `rdma:// is unavailable: ${err.message}. ${hint}`, 0, { cause: e });
   }
@@ -322,8 +322,12 @@ export class RdmaLane implements Lane {
 
   get state(): string { return this.#state; }
   #isClosed(): boolean { return this.#state === 'closed'; }
-  /** The addon's connection (tests: stats, fault injection). */
-  get connection(): Native.RdmaConnection | undefined { return this.#conn; }
+  /**
+   * The addon's connection, a native/index.d.ts RdmaConnection (tests: stats, fault injection).
+   * Declared `object`, as attach()'s parameter: the emitted declarations (dist/host/transports/rdma.d.ts)
+   * must not name native/'s types, whose relative path from dist/ is not the one from host/.
+   */
+  get connection(): object | undefined { return this.#conn; }
 
   bind(sink: LaneSink): void {
     this.#sink = sink;
@@ -334,7 +338,8 @@ export class RdmaLane implements Lane {
   }
 
   /** The connection is up (client: connected; server: accepted and established). */
-  attach(conn: Native.RdmaConnection): void {
+  attach(connection: object): void {
+    const conn = connection as Native.RdmaConnection;
     this.#conn = conn;
     try { cacheOf(conn.device); } catch { /* the application's registrations go on at first send */ }
     if (this.#destroyed) { conn.close({ timeoutMs: 0 }).catch(() => {}); this.#closed(); return; }

@@ -10,6 +10,7 @@
 // K alone on fresh cores and prints its inputs. Exits non-zero on any
 // failure and prints a repro (seed, run, inputs in hex) for the first few.
 
+import { parseArgs } from 'node:util';
 import {
   Harness, Stats, Failure, FailureKind, Script, newStats, failureCount, codeName, formatLog, fuzzConfig,
 } from './harness';
@@ -181,23 +182,54 @@ export function summary(r: FuzzResult): string {
   return lines.join('\n');
 }
 
-function main(): void {
-  const args = process.argv.slice(2);
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 ? args[i + 1] : undefined;
+const USAGE = [
+  'usage: npm run fuzz -- --runs N [--seed S] [--only K] [--verbose] [--print N] [--avoid-known-bugs]',
+  '       npm run fuzz -- --host --runs N [--seed S] [--tcp-runs M] [--tcp] [--only K | --only A..B] [--per-context N] [--concurrency C] [--family F] [--trace] [--print N]',
+].join('\n');
+
+/**
+ * The command line, parsed strictly for its mode (core, or --host: host-run.ts): an unknown option
+ * or one of the other mode is an error, not a silent default. Exits 2 with the usage on a bad one.
+ */
+function options(args: string[]): { values: Record<string, string | boolean | undefined>; host: boolean } {
+  const host = args.includes('--host');
+  const common = { runs: { type: 'string' }, seed: { type: 'string' }, only: { type: 'string' }, print: { type: 'string' }, help: { type: 'boolean', short: 'h' } } as const;
+  const core = { ...common, verbose: { type: 'boolean' }, 'avoid-known-bugs': { type: 'boolean' } } as const;
+  const hostOnly = {
+    ...common, host: { type: 'boolean' }, tcp: { type: 'boolean' }, 'tcp-runs': { type: 'string' }, 'per-context': { type: 'string' },
+    concurrency: { type: 'string' }, family: { type: 'string' }, trace: { type: 'boolean' },
+  } as const;
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args, strict: true, allowPositionals: false, options: host ? hostOnly : core }).values as typeof values;
+  } catch (e) {
+    console.error(`fuzz: ${(e as Error).message.split('\n')[0]}\n${USAGE}`);
+    process.exit(2);
+  }
+  if (values.help) { console.log(USAGE); process.exit(0); }
+  const whole = (name: string, min: number) => {
+    const v = values[name];
+    if (v !== undefined && !(typeof v === 'string' && /^\d+$/.test(v) && Number(v) >= min)) {
+      console.error(`fuzz: --${name} must be a whole number of at least ${min}, not '${v}'\n${USAGE}`);
+      process.exit(2);
+    }
   };
+  whole('runs', 1); whole('seed', 0); whole('print', 0);
+  if (host) { whole('tcp-runs', 0); whole('per-context', 1); whole('concurrency', 1); }
+  else whole('only', 0);
+  return { values, host };
+}
+
+function main(args: string[]): void {
+  const { values } = options(args);
+  const opt = (name: string): string | undefined => values[name] as string | undefined;
   const runs = Number(opt('runs') ?? 2000);
   const seed = Number(opt('seed') ?? Date.now() % 1_000_000);
   const only = opt('only') !== undefined ? Number(opt('only')) : undefined;
-  if (!Number.isInteger(runs) || runs < 0 || !Number.isInteger(seed)) {
-    console.error('usage: npm run fuzz -- --runs N [--seed S] [--only K] [--verbose] [--print N] [--avoid-known-bugs]');
-    process.exit(2);
-  }
   console.log(`fuzz: seed ${seed}${only !== undefined ? `, run ${only} only` : `, ${runs} runs`}`);
   const r = fuzz({
-    runs, seed, only, verbose: args.includes('--verbose'), printLimit: Number(opt('print') ?? 3),
-    avoidKnownBugs: args.includes('--avoid-known-bugs'),
+    runs, seed, only, verbose: values.verbose === true, printLimit: Number(opt('print') ?? 3),
+    avoidKnownBugs: values['avoid-known-bugs'] === true,
   });
   console.log(summary(r));
   if (failureCount(r.stats) > 0) {
@@ -210,12 +242,13 @@ function main(): void {
 
 if (require.main === module) {
   // --host: hostile byte streams through the real server Context (host-run.ts).
-  if (process.argv.includes('--host')) {
-    (require('./host-run') as typeof import('./host-run')).hostMain(process.argv.slice(2)).catch((e) => {
+  const args = process.argv.slice(2);
+  if (options(args).host) {
+    (require('./host-run') as typeof import('./host-run')).hostMain(args).catch((e) => {
       console.error(e);
       process.exit(1);
     });
   } else {
-    main();
+    main(args);
   }
 }

@@ -13,14 +13,30 @@
 import { mkdirSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { parseArgs } from 'node:util';
 import { Worker, isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { generate, run, summary } from './scenario';
 import { Kind, kinds } from './ledger';
 import { recorded } from './examples';
 
-function arg(name: string, dflt: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 && i + 1 < process.argv.length ? process.argv[i + 1] : dflt;
+const USAGE = 'usage: npm run sim -- --seeds N [--from S] [--out DIR] [--jobs J] [--verbose] | --from S --trace | --write-examples [--out DIR]';
+
+/** The command line, parsed strictly: an unknown option (say --seed for --seeds) is an error, not the default run. */
+function options() {
+  try {
+    return parseArgs({
+      args: process.argv.slice(2), strict: true, allowPositionals: false, options: {
+        seeds: { type: 'string', default: '100' }, from: { type: 'string', default: '1' },
+        out: { type: 'string', default: path.join(__dirname, '..', '..', '..', 'test', 'replays') },
+        jobs: { type: 'string', default: String(Math.min(8, os.availableParallelism?.() ?? os.cpus().length)) },
+        verbose: { type: 'boolean', default: false }, trace: { type: 'boolean', default: false },
+        'write-examples': { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false },
+      },
+    }).values;
+  } catch (e) {
+    console.error(`sim: ${(e as Error).message.split('\n')[0]}\n${USAGE}`);
+    process.exit(2);
+  }
 }
 
 interface SeedResult { seed: number; counts: Record<Kind, number>; violations: number; details: string[]; stats: Record<string, number>; files: string[] }
@@ -47,17 +63,16 @@ async function worker(): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const n = Number(arg('seeds', '100'));
-  const from = Number(arg('from', '1'));
-  const out = arg('out', path.join(__dirname, '..', '..', '..', 'test', 'replays'));
-  const jobs = Number(arg('jobs', String(Math.min(8, os.availableParallelism?.() ?? os.cpus().length))));
-  const verbose = process.argv.includes('--verbose');
-  if (!Number.isSafeInteger(n) || n < 0 || !Number.isSafeInteger(from) || from < 0 || !Number.isInteger(jobs) || jobs < 1) {
-    console.error('usage: npm run sim -- --seeds N [--from S] [--out DIR] [--jobs J] [--verbose]');
+  const o = options();
+  if (o.help) { console.log(USAGE); return; }
+  const num = (v: string) => (/^\d+$/.test(v) ? Number(v) : NaN);
+  const n = num(o.seeds), from = num(o.from), jobs = num(o.jobs), out = o.out, verbose = o.verbose;
+  if (!Number.isSafeInteger(n) || n < 1 || !Number.isSafeInteger(from) || !Number.isInteger(jobs) || jobs < 1) {
+    console.error(`sim: --seeds and --jobs must be whole numbers of at least 1, --from at least 0\n${USAGE}`);
     process.exit(2);
   }
 
-  if (process.argv.includes('--trace')) {
+  if (o.trace) {
     const res = await run(generate(from), { trace: (line) => console.log(line) });
     for (const d of res.details) console.log(d);
     console.log(summary(res.counts, 1));
@@ -65,7 +80,7 @@ async function main(): Promise<void> {
     return;
   }
 
-  if (process.argv.includes('--write-examples')) {
+  if (o['write-examples']) {
     mkdirSync(out, { recursive: true });
     for (const [name, make] of Object.entries(recorded)) {
       const ex = make();
