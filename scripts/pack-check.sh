@@ -9,7 +9,8 @@
 #   3. the getting-started server and client (test/package/), CommonJS, then ESM
 #   4. the CLI: --version, an argument error exits 2 at once, a missing tool is named
 #   5. a strict TypeScript consumer (test/package/consumer.ts and .mts: strict, skipLibCheck off),
-#      compiled with the repository's TypeScript (5.9) against @types/node 20
+#      compiled with the repository's TypeScript (5.9) against @types/node 20, and mistakes.ts:
+#      a misspelled event and error code, each expected to be an error
 # Every check runs; one line per check, a summary, exit 1 if any failed. KEEP=1 keeps the folder.
 set -uo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -108,7 +109,7 @@ echo "pack-check: strict TypeScript consumer"
 TSC=$ROOT/node_modules/.bin/tsc
 if npm install --no-audit --no-fund --no-save '@types/node@^20' >"$TMP/types.log" 2>&1; then
   if "$TSC" -p tsconfig.json >"$TMP/tsc.log" 2>&1; then
-    ok "tsc $("$TSC" --version | cut -d' ' -f2) -p test/package/tsconfig.json (strict, skipLibCheck false): consumer.ts and consumer.mts compile"
+    ok "tsc $("$TSC" --version | cut -d' ' -f2) -p test/package/tsconfig.json (strict, skipLibCheck false): consumer.ts and consumer.mts compile; mistakes.ts's misspelled event and error code do not"
   else
     show "$TMP/tsc.log"
     bad "the strict TypeScript consumer does not compile against the installed declarations (errors above: $(grep -c 'error TS' "$TMP/tsc.log"))"

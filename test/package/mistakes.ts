@@ -1,0 +1,16 @@
+// Mistakes the installed declarations must catch: each marked line must fail to compile, since
+// tsc reports an expect-error directive that has no error to expect. So a misspelled event or
+// error code cannot slip through.
+import { connect, NexioError } from 'nexio';
+
+export async function mistakes(): Promise<void> {
+  const session = await connect('tcp://127.0.0.1:7000/kv');
+  // @ts-expect-error: no such event
+  session.on('mesage', () => {});
+  try {
+    await session.request('get', 'key-1');
+  } catch (e) {
+    // @ts-expect-error: no such error code
+    if (e instanceof NexioError && e.code === 'NEXIO_ERR_TIMEOT') console.log('timeout');
+  }
+}
