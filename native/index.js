@@ -187,6 +187,8 @@ class RdmaConnection extends EventEmitter {
   #ctx; #id; #qp = null; #queue = []; #queueHead = 0; #blocked = false;
   #ops = new Map(); #nextToken = 1; #state = 'connecting'; #closing = null;
   #recvSize = 0; #onFrame = null; #early = null;
+  /** The receive ring as a Buffer over the ring's own ArrayBuffer (it keeps the memory alive). */
+  #ring = null;
   constructor(ctx, id, device) {
     super();
     this.#ctx = ctx;
@@ -216,6 +218,8 @@ class RdmaConnection extends EventEmitter {
   _createQp(options) {
     this.#qp = new binding.QueuePair(this.#id, this.device.native, (n) => this.#onCompletions(n), options);
     this.#recvSize = this.#qp.recvSize;
+    const r = this.#qp.recvRing;
+    this.#ring = Buffer.from(r.buffer, r.byteOffset, r.byteLength);
     this.maxInline = this.#qp.maxInline;
   }
   _established(pdata) {
@@ -276,7 +280,7 @@ class RdmaConnection extends EventEmitter {
 
   #onCompletions(n) {
     const c = this.#qp.completions;
-    const ring = this.#qp.recvRing;
+    const ring = this.#ring;
     let sendsDone = false;
     for (let i = 0; i < n; i++) {
       if (this.#state === 'closed') return; // a callback closed us: the rest is moot

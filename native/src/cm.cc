@@ -97,9 +97,12 @@ void CmChannel::Drain() {
       // Adopt the new id: the wrapper owns it from here (rejected or not, JS closes it).
       Napi::Object obj = data_->cmIdCtor.New({Value(), Napi::External<rdma_cm_id>::New(env, ev->id)});
       if (env.IsExceptionPending() || obj.IsEmpty()) {
+        // The event is freed by its ack: take the id first. Reject before the ack,
+        // destroy after it (rdma_destroy_id waits until every event of the id is acked).
+        rdma_cm_id* nid = ev->id;
+        rdma_reject(nid, nullptr, 0);
         rdma_ack_cm_event(ev);
-        rdma_reject(ev->id, nullptr, 0);
-        rdma_destroy_id(ev->id);
+        rdma_destroy_id(nid);
         Napi::Error e = env.GetAndClearPendingException();
         napi_fatal_exception(env, e.Value());
         continue;

@@ -150,8 +150,9 @@ QueuePair::QueuePair(const Napi::CallbackInfo& info)
 
   Napi::Object self = info.This().As<Napi::Object>();
   self.Set("completions", out);
-  self.Set("recvRing", Napi::Buffer<uint8_t>::New(env, recvBase_, static_cast<size_t>(recvCount_) * recvSize_,
-                                                  [](Napi::Env, uint8_t*) {}));
+  // A view of the ring's own ArrayBuffer: while JavaScript holds it, the memory stays
+  // (an external Buffer over recvBase_ would outlive the ArrayBuffer once Release() drops it).
+  self.Set("recvRing", Napi::Uint8Array::New(env, static_cast<size_t>(recvCount_) * recvSize_, recvRing_.Value(), 0));
   self.Set("recvSize", Napi::Number::New(env, recvSize_));
   self.Set("recvCount", Napi::Number::New(env, recvCount_));
   self.Set("sendCount", Napi::Number::New(env, sendCount_));

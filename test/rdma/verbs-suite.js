@@ -346,6 +346,25 @@ function clientTests() {
     diag(`worker: qp ${msg.qp}, terminated with code ${code}`);
   });
 
+  test('the receive ring a frame callback saw stays valid after close() and GC (it keeps its memory)', async () => {
+    // Before: the ring was an external Buffer over the ring's ArrayBuffer with a no-op
+    // finalizer; close() dropped the only reference to the ArrayBuffer, and after a GC the
+    // Buffer pointed at freed (unmapped) memory.
+    const c2 = await within(30000, ctx.connect({ host: SERVER, port: PORT, privateData: 'echo' }), 'connect');
+    let seen;
+    const got = new Promise((r) => { c2.onFrame = (ring, off, len) => { seen = { ring, off, len, copy: Buffer.from(ring.subarray(off, off + len)) }; r(); }; });
+    const frame = fill(Buffer.alloc(3000), patternB);
+    assert.equal(c2.send(frame), true);
+    await within(30000, got, 'echo');
+    await within(10000, c2.close(), 'close');
+    require('node:v8').setFlagsFromString('--expose-gc');
+    const gc = require('node:vm').runInNewContext('gc');
+    for (let i = 0; i < 5; i++) { gc(); await sleep(20); const junk = []; for (let k = 0; k < 64; k++) junk.push(Buffer.alloc(1 << 20, 0xee)); }
+    const now = seen.ring.subarray(seen.off, seen.off + seen.len);
+    assert.deepEqual(Buffer.from(now), seen.copy, 'the bytes are still there');
+    assert.equal(matches(seen.copy, patternB), -1);
+  });
+
   test('clean teardown: close() is idempotent, the context closes, bye', async () => {
     const closed = new Promise((r) => conn.once('close', r));
     const p1 = conn.close(), p2 = conn.close();
