@@ -42,6 +42,7 @@ export interface QueuePairOptions {
   maxInline?: number;  // inline limit asked of the device (256); the QP reports what it got
   batch?: number;      // completions drained per ibv_poll_cq and per JS call (32)
   busyPoll?: number;   // empty polls after activity before sleeping on the fd (0; bounded)
+  perWake?: number;    // completions handled per wakeup before yielding to the event loop (4 x batch)
 }
 
 export interface RemoteKeys { addr: bigint | number; rkey: number; }
@@ -78,6 +79,8 @@ export declare class BufferPool {
 
 export interface QueuePairStats {
   cqEvents: number; polls: number; completions: number; callbacks: number; busyPollHits: number;
+  /** Drains cut short at perWake completions (resumed on the loop's next turn), and the most completions one wakeup handled. */
+  yields: number; maxPerWake: number;
   sendPosts: number; sendWrs: number; inlineSends: number; sqFree: number; slotsFree: number;
 }
 

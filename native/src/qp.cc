@@ -6,7 +6,10 @@
 // - RDMA WRITE/READ between registered memory and a remote (addr, rkey);
 // - completions through the completion channel fd (uv_poll): drained `batch` at a time into one
 //   shared Uint32Array, one JS call per batch, CQ events acked in batches, then an optional
-//   bounded busy-poll (`busyPoll` empty polls at most) before sleeping on the fd again.
+//   bounded busy-poll (`busyPoll` empty polls at most) before sleeping on the fd again. At most
+//   `perWake` completions (default 4 x batch) per wakeup: then the drain yields to the event loop
+//   (timers, other sockets) and resumes on its next turn (uv_idle), so a peer that keeps the CQ
+//   busy cannot keep the thread from libuv.
 #include "rdma.h"
 
 #include <fcntl.h>
@@ -76,7 +79,8 @@ QueuePair::QueuePair(const Napi::CallbackInfo& info)
   uint32_t wantInline = OptU32(opts, "maxInline", 256);
   batch_ = OptU32(opts, "batch", 32);
   busyPoll_ = OptU32(opts, "busyPoll", 0);
-  if (recvCount_ == 0 || recvSize_ == 0 || sendCount_ == 0 || sendSize_ == 0 || batch_ == 0 ||
+  perWake_ = OptU32(opts, "perWake", 4 * batch_);
+  if (recvCount_ == 0 || recvSize_ == 0 || sendCount_ == 0 || sendSize_ == 0 || batch_ == 0 || perWake_ == 0 ||
       recvCount_ > static_cast<uint32_t>(da.max_qp_wr) || sendCount_ + rdmaDepth > static_cast<uint32_t>(da.max_qp_wr) ||
       sendCount_ > 65535 || busyPoll_ > 1000000) {
     ThrowType(env, "QueuePair: counts must be > 0 and within the device's max_qp_wr (" + std::to_string(da.max_qp_wr) + ")");
@@ -145,6 +149,10 @@ QueuePair::QueuePair(const Napi::CallbackInfo& info)
   poll_->data = this;
   r = uv_poll_start(poll_, UV_READABLE, OnPoll);
   if (r != 0) { ThrowRdma(env, "POLL", "uv_poll_start", -r); Release(); return; }
+  idle_ = new uv_idle_t;
+  r = uv_idle_init(data_->loop, idle_);
+  if (r != 0) { delete idle_; idle_ = nullptr; ThrowRdma(env, "POLL", "uv_idle_init", -r); Release(); return; }
+  idle_->data = this;
   onCompletions_ = Napi::Persistent(info[2].As<Napi::Function>());
   async_ = new Napi::AsyncContext(env, "nexio:rdma_cq");
 
@@ -171,6 +179,11 @@ void QueuePair::Release() {
     poll_->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
     poll_ = nullptr;
+  }
+  if (idle_) {
+    idle_->data = nullptr;
+    uv_close(reinterpret_cast<uv_handle_t*>(idle_), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
+    idle_ = nullptr;
   }
   if (qp_ && cm_) {
     rdma_destroy_qp(cm_->id());  // void: librdmacm ignores ibv_destroy_qp's status
@@ -332,6 +345,8 @@ Napi::Value QueuePair::Stats(const Napi::CallbackInfo& info) {
   o.Set("completions", Napi::Number::New(env, static_cast<double>(nCompletions_)));
   o.Set("callbacks", Napi::Number::New(env, static_cast<double>(nCallbacks_)));
   o.Set("busyPollHits", Napi::Number::New(env, static_cast<double>(nBusyHits_)));
+  o.Set("yields", Napi::Number::New(env, static_cast<double>(nYields_)));
+  o.Set("maxPerWake", Napi::Number::New(env, static_cast<double>(maxWake_)));
   o.Set("sendPosts", Napi::Number::New(env, static_cast<double>(nSendPosts_)));
   o.Set("sendWrs", Napi::Number::New(env, static_cast<double>(nSendWrs_)));
   o.Set("inlineSends", Napi::Number::New(env, static_cast<double>(nInline_)));
@@ -344,6 +359,12 @@ void QueuePair::OnPoll(uv_poll_t* h, int status, int) {
   auto* self = static_cast<QueuePair*>(h->data);
   if (!self || status < 0) return;
   self->Drain();
+}
+
+void QueuePair::OnIdle(uv_idle_t* h) {
+  uv_idle_stop(h);
+  auto* self = static_cast<QueuePair*>(h->data);
+  if (self) self->Drain();
 }
 
 // Hands records [0, n) of the completions array to JS, then reposts the receive slots they named.
@@ -380,9 +401,16 @@ void QueuePair::Drain() {
     napi_fatal_exception(Env(), RdmaError(Env(), "REQ_NOTIFY_CQ", "ibv_req_notify_cq", r).Value());
     return;
   }
-  uint32_t spins = 0;
+  uint32_t spins = 0, done = 0;
   bool active = false;
   while (!closing_) {
+    if (done >= perWake_) {
+      // Bounded work per wakeup: timers, other sockets and JS get the loop; the rest of the
+      // CQ is drained on its next turn (nothing is lost: the completions wait in the CQ).
+      nYields_++;
+      if (idle_) uv_idle_start(idle_, OnIdle);
+      return;
+    }
     int got = ibv_poll_cq(cq_, static_cast<int>(batch_), wc_.data());
     nPolls_++;
     if (got < 0) {
@@ -424,6 +452,8 @@ void QueuePair::Drain() {
       rec[3] = wc.status;
       n++;
     }
+    done += static_cast<uint32_t>(got);
+    if (done > maxWake_) maxWake_ = done;
     if (!Deliver(n)) return;
   }
 }

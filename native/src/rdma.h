@@ -169,6 +169,7 @@ class QueuePair : public Napi::ObjectWrap<QueuePair>, public Tracked {
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Stats(const Napi::CallbackInfo& info);
   static void OnPoll(uv_poll_t* h, int status, int events);
+  static void OnIdle(uv_idle_t* h);
   void Drain();
   bool Deliver(uint32_t n);
   bool PostRecvs(const uint32_t* slots, uint32_t n);
@@ -181,6 +182,9 @@ class QueuePair : public Napi::ObjectWrap<QueuePair>, public Tracked {
   ibv_cq* cq_ = nullptr;
   ibv_qp* qp_ = nullptr;
   uv_poll_t* poll_ = nullptr;
+  // A drain that reached perWake_ completions yields to the event loop; this resumes it on the
+  // loop's next turn (the CQ may hold more, and they raise no new event: the CQ is armed).
+  uv_idle_t* idle_ = nullptr;
   Napi::FunctionReference onCompletions_;
   Napi::AsyncContext* async_ = nullptr;
 
@@ -203,7 +207,7 @@ class QueuePair : public Napi::ObjectWrap<QueuePair>, public Tracked {
   std::vector<ibv_sge> ssge_;
 
   // completions: drained batch_ at a time, handed to JS through one shared Uint32Array
-  uint32_t batch_ = 32, busyPoll_ = 0, unacked_ = 0;
+  uint32_t batch_ = 32, busyPoll_ = 0, unacked_ = 0, perWake_ = 128;
   std::vector<ibv_wc> wc_;
   uint32_t* out_ = nullptr;
   Napi::Reference<Napi::Uint32Array> outArray_;
@@ -211,6 +215,7 @@ class QueuePair : public Napi::ObjectWrap<QueuePair>, public Tracked {
 
   // counters for stats()
   uint64_t nCqEvents_ = 0, nPolls_ = 0, nCompletions_ = 0, nCallbacks_ = 0, nBusyHits_ = 0;
+  uint64_t nYields_ = 0, maxWake_ = 0;
   uint64_t nSendPosts_ = 0, nSendWrs_ = 0, nInline_ = 0;
 };
 

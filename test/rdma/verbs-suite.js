@@ -231,6 +231,28 @@ function clientTests() {
     assert.equal(c2.state, 'closed');
   });
 
+  test('bounded work per wakeup (perWake: 8): a burst is drained 8 completions at a time, nothing lost', async () => {
+    const c2 = await ctx.connect({ host: SERVER, port: PORT, privateData: 'echo', qp: { batch: 4, perWake: 8 } });
+    const got = [];
+    let done;
+    const all = new Promise((r) => { done = r; });
+    c2.onFrame = (ring, off, len) => { got.push(Buffer.from(ring.subarray(off, off + len))); if (got.length === 60) done(); };
+    const frames = [];
+    for (let i = 0; i < 60; i++) frames.push(fill(Buffer.alloc(100 + i), (j) => (i * 31 + j) & 0xff));
+    let late = 0;
+    const t0 = process.hrtime.bigint();
+    const tick = setInterval(() => { late++; }, 5);
+    assert.equal(c2.send(frames), true);
+    await within(30000, all, '60 echoed frames');
+    clearInterval(tick);
+    got.forEach((b, i) => assert.deepEqual(b, frames[i], `frame ${i} in order`));
+    const s = c2.stats();
+    assert.ok(s.maxPerWake >= 1 && s.maxPerWake <= 8, `at most 8 completions per wakeup (max ${s.maxPerWake})`);
+    diag(`perWake 8: ${s.completions} completions in ${s.callbacks} callbacks, ${s.yields} yields to the loop, ` +
+      `max ${s.maxPerWake} per wakeup; a 5 ms interval ran ${late} times in ${(Number(process.hrtime.bigint() - t0) / 1e6).toFixed(0)} ms`);
+    await within(10000, c2.close(), 'close');
+  });
+
   test('throughput: 1000 x 4 KiB frames echoed, at most 32 in flight (credit-like window)', async () => {
     const N = 1000, W = 32;
     let sent = 0, seen = 0;
