@@ -43,6 +43,8 @@ export interface QueuePairOptions {
   batch?: number;      // completions drained per ibv_poll_cq and per JS call (32)
   busyPoll?: number;   // empty polls after activity before sleeping on the fd (0; bounded)
   perWake?: number;    // completions handled per wakeup before yielding to the event loop (4 x batch)
+  spinUs?: number;     // after completions, keep polling up to this many µs before sleeping on the fd (0: off; <= 100000)
+  adaptive?: boolean;  // spinUs is a ceiling: the budget halves when a spin finds nothing, doubles when it finds a completion
 }
 
 export interface RemoteKeys { addr: bigint | number; rkey: number; }
@@ -81,6 +83,8 @@ export interface QueuePairStats {
   cqEvents: number; polls: number; completions: number; callbacks: number; busyPollHits: number;
   /** Drains cut short at perWake completions (resumed on the loop's next turn), and the most completions one wakeup handled. */
   yields: number; maxPerWake: number;
+  /** Spins that found a completion, spins that ran out, and the spin budget now (µs). */
+  spinHits: number; spinMisses: number; spinBudgetUs: number;
   sendPosts: number; sendWrs: number; inlineSends: number; sqFree: number; slotsFree: number;
 }
 

@@ -73,6 +73,27 @@ const PDATA = 'nexio-rdma/2';
 const CONNECT_TIMEOUT_MS = 10000;
 const END_TIMEOUT_MS = 2000;
 const QP: Native.QueuePairOptions = { recvCount: 64, recvSize: 16384, sendCount: 64, sendSize: 16384, rdmaDepth: 16 };
+/** Default spin ceiling of adaptive polling (µs): a NIC's round trip is a few µs, a wake-up some 40. */
+const SPIN_US = 50;
+
+/**
+ * Completion polling, from the portal URI's `poll` query parameter (docs/api.md, "rdma://"):
+ * `adaptive` (default: after completions, poll up to a budget that halves when a spin finds
+ * nothing and doubles, up to 50 µs, when it finds a completion), `event` (sleep on the
+ * completion channel at once), `spin:N` (always poll N µs after completions, 1..100000).
+ * Never while idle: a spin only follows completions.
+ */
+export function pollOptions(uri: URL): Native.QueuePairOptions {
+  const mode = uri.searchParams.get('poll') ?? 'adaptive';
+  if (mode === 'adaptive') return { ...QP, spinUs: SPIN_US, adaptive: true };
+  if (mode === 'event') return QP;
+  const m = /^spin:(\d+)$/.exec(mode);
+  const us = m ? Number(m[1]) : NaN;
+  if (!Number.isInteger(us) || us < 1 || us > 100000) {
+    throw new InvalidArgumentError(`rdma poll must be adaptive, event or spin:N (N µs, 1..100000), not '${mode}': ${uri.href}`);
+  }
+  return { ...QP, spinUs: us };
+}
 const DATA_MAX = 16384 - 1;
 
 const K_DATA = 1, K_FIN = 4;
@@ -640,8 +661,14 @@ export const rdma: Transport = {
   scheme: 'rdma',
   caps: { stream: true, rendezvous: true, rendezvousMin: RDV_THRESHOLD },
 
+  check(uri: URL): void {
+    hostPort(uri);
+    pollOptions(uri);
+  },
+
   connect(uri: URL, sink: LaneSink): Lane {
     const { host, port } = hostPort(uri);
+    const qp = pollOptions(uri);
     const lane = new RdmaLane(`${host}:${port}`, false, sink);
     let ctx: Native.RdmaContext;
     try {
@@ -650,7 +677,7 @@ export const rdma: Transport = {
       queueMicrotask(() => lane.connectFailed(e as Error));
       return lane;
     }
-    ctx.connect({ host, port, privateData: PDATA, timeoutMs: CONNECT_TIMEOUT_MS, qp: QP }).then(
+    ctx.connect({ host, port, privateData: PDATA, timeoutMs: CONNECT_TIMEOUT_MS, qp }).then(
       (conn) => lane.attach(conn),
       (err: Error) => { release(); lane.connectFailed(err); });
     return lane;
@@ -658,6 +685,7 @@ export const rdma: Transport = {
 
   async listen(uri: URL, accept: (bind: (sink: LaneSink) => void, lane: Lane) => void): Promise<Listener> {
     const { host, port } = hostPort(uri);
+    const qp = pollOptions(uri);
     const addr = await numeric(host);
     const ctx = acquire();
     let l: Native.RdmaListener;
@@ -666,7 +694,7 @@ export const rdma: Transport = {
         if (req.privateData.toString() !== PDATA) { req.reject('nexio: expected ' + PDATA); return; }
         // counted from the accept: release() runs when the connection closes (or fails to come up)
         users++;
-        req.accept(null, QP).then((conn) => {
+        req.accept(null, qp).then((conn) => {
           const lane = new RdmaLane(`${conn.remoteAddress}:${conn.remotePort}`, true);
           lane.attach(conn);
           accept((sink) => lane.bind(sink), lane);

@@ -13,6 +13,7 @@
 #include "rdma.h"
 
 #include <fcntl.h>
+#include <time.h>
 #include <cerrno>
 #include <cstring>
 
@@ -80,9 +81,12 @@ QueuePair::QueuePair(const Napi::CallbackInfo& info)
   batch_ = OptU32(opts, "batch", 32);
   busyPoll_ = OptU32(opts, "busyPoll", 0);
   perWake_ = OptU32(opts, "perWake", 4 * batch_);
+  spinUs_ = OptU32(opts, "spinUs", 0);
+  adaptive_ = opts.Has("adaptive") && opts.Get("adaptive").ToBoolean().Value();
+  budgetUs_ = spinUs_;
   if (recvCount_ == 0 || recvSize_ == 0 || sendCount_ == 0 || sendSize_ == 0 || batch_ == 0 || perWake_ == 0 ||
       recvCount_ > static_cast<uint32_t>(da.max_qp_wr) || sendCount_ + rdmaDepth > static_cast<uint32_t>(da.max_qp_wr) ||
-      sendCount_ > 65535 || busyPoll_ > 1000000) {
+      sendCount_ > 65535 || busyPoll_ > 1000000 || spinUs_ > 100000) {
     ThrowType(env, "QueuePair: counts must be > 0 and within the device's max_qp_wr (" + std::to_string(da.max_qp_wr) + ")");
     return;
   }
@@ -347,6 +351,9 @@ Napi::Value QueuePair::Stats(const Napi::CallbackInfo& info) {
   o.Set("busyPollHits", Napi::Number::New(env, static_cast<double>(nBusyHits_)));
   o.Set("yields", Napi::Number::New(env, static_cast<double>(nYields_)));
   o.Set("maxPerWake", Napi::Number::New(env, static_cast<double>(maxWake_)));
+  o.Set("spinHits", Napi::Number::New(env, static_cast<double>(nSpinHits_)));
+  o.Set("spinMisses", Napi::Number::New(env, static_cast<double>(nSpinMisses_)));
+  o.Set("spinBudgetUs", Napi::Number::New(env, budgetUs_));
   o.Set("sendPosts", Napi::Number::New(env, static_cast<double>(nSendPosts_)));
   o.Set("sendWrs", Napi::Number::New(env, static_cast<double>(nSendWrs_)));
   o.Set("inlineSends", Napi::Number::New(env, static_cast<double>(nInline_)));
@@ -360,6 +367,15 @@ void QueuePair::OnPoll(uv_poll_t* h, int status, int) {
   if (!self || status < 0) return;
   self->Drain();
 }
+
+static uint64_t NowUs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
+// The smallest adaptive spin budget: below it a spin costs more than the wake-up it saves.
+static const uint32_t kMinSpinUs = 2;
 
 void QueuePair::OnIdle(uv_idle_t* h) {
   uv_idle_stop(h);
@@ -403,6 +419,8 @@ void QueuePair::Drain() {
   }
   uint32_t spins = 0, done = 0;
   bool active = false;
+  uint64_t lastHit = 0;   // when a poll last found completions (spinUs)
+  bool spinning = false;  // polling on only because of the spin budget
   while (!closing_) {
     if (done >= perWake_) {
       // Bounded work per wakeup: timers, other sockets and JS get the loop; the rest of the
@@ -421,9 +439,24 @@ void QueuePair::Drain() {
     if (got == 0) {
       // bounded busy-poll: after activity, look again up to busyPoll times before sleeping on the fd
       if (active && spins++ < busyPoll_) continue;
+      if (active && budgetUs_ > 0) {
+        // time-bounded spin: up to budgetUs_ after the last completion
+        uint64_t now = NowUs();
+        if (lastHit == 0) lastHit = now;
+        if (now - lastHit < budgetUs_) { spinning = true; continue; }
+        nSpinMisses_++;
+        if (adaptive_) budgetUs_ = budgetUs_ / 2 > kMinSpinUs ? budgetUs_ / 2 : kMinSpinUs;
+      }
       return;
     }
     if (spins > 0) nBusyHits_++;
+    if (spinning) {
+      // the spin paid off: a completion came while we were looking
+      nSpinHits_++;
+      if (adaptive_) budgetUs_ = budgetUs_ * 2 < spinUs_ ? budgetUs_ * 2 : spinUs_;
+      spinning = false;
+    }
+    lastHit = budgetUs_ > 0 ? NowUs() : 0;
     spins = 0;
     active = true;
     uint32_t n = 0;

@@ -208,6 +208,11 @@ class QueuePair : public Napi::ObjectWrap<QueuePair>, public Tracked {
 
   // completions: drained batch_ at a time, handed to JS through one shared Uint32Array
   uint32_t batch_ = 32, busyPoll_ = 0, unacked_ = 0, perWake_ = 128;
+  // Time-bounded polling after activity (spinUs > 0): poll the CQ for up to budgetUs_ after the
+  // last completion before sleeping on the fd; adaptive: the budget doubles (to spinUs) when a
+  // spin found a completion and halves (to kMinSpinUs) when it ran out empty.
+  uint32_t spinUs_ = 0, budgetUs_ = 0;
+  bool adaptive_ = false;
   std::vector<ibv_wc> wc_;
   uint32_t* out_ = nullptr;
   Napi::Reference<Napi::Uint32Array> outArray_;
@@ -215,7 +220,7 @@ class QueuePair : public Napi::ObjectWrap<QueuePair>, public Tracked {
 
   // counters for stats()
   uint64_t nCqEvents_ = 0, nPolls_ = 0, nCompletions_ = 0, nCallbacks_ = 0, nBusyHits_ = 0;
-  uint64_t nYields_ = 0, maxWake_ = 0;
+  uint64_t nYields_ = 0, maxWake_ = 0, nSpinHits_ = 0, nSpinMisses_ = 0;
   uint64_t nSendPosts_ = 0, nSendWrs_ = 0, nInline_ = 0;
 };
 

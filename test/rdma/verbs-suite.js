@@ -231,6 +231,35 @@ function clientTests() {
     assert.equal(c2.state, 'closed');
   });
 
+  test('adaptive time-bounded polling (spinUs: 400, adaptive): spins after completions, adapts its budget, idle costs nothing', async () => {
+    const c2 = await ctx.connect({ host: SERVER, port: PORT, privateData: 'echo', qp: { spinUs: 400, adaptive: true } });
+    let wake = null;
+    c2.onFrame = () => { if (wake) { const w = wake; wake = null; w(); } };
+    const rtts = [];
+    for (let i = 0; i < 200; i++) {
+      const t0 = process.hrtime.bigint();
+      const p = new Promise((r) => { wake = r; });
+      c2.send(Buffer.alloc(64));
+      await within(30000, p, `spin echo ${i}: client qp ${JSON.stringify(c2.stats())}`);
+      rtts.push(process.hrtime.bigint() - t0);
+    }
+    rtts.sort((a, b) => (a < b ? -1 : 1));
+    const s = c2.stats();
+    diag(`FIGURE ${layout} pingpong-64B-spin400-adaptive: median RTT ${us(rtts[100])} us; ${s.spinHits} spin hits, ${s.spinMisses} misses, ` +
+      `budget now ${s.spinBudgetUs} us, ${s.cqEvents} CQ events, ${s.polls} polls`);
+    assert.ok(s.spinHits + s.spinMisses > 0, 'it spun after completions');
+    assert.ok(s.spinBudgetUs >= 2 && s.spinBudgetUs <= 400, 'the budget stays within [2, spinUs]');
+    // Under TCG a round trip (~1 ms) outlasts any spin: every spin misses and the budget halves to its floor.
+    if (s.spinHits === 0) assert.equal(s.spinBudgetUs, 2, 'spins that find nothing shrink the budget to its floor');
+    const p0 = c2.stats().polls;
+    const c0 = process.cpuUsage();
+    await sleep(500);
+    const c = process.cpuUsage(c0);
+    assert.ok(c2.stats().polls - p0 <= 4, 'no polling while nothing completes');
+    assert.ok((c.user + c.system) / 1000 < 200, 'idle again: no CPU burned');
+    await c2.close();
+  });
+
   test('bounded work per wakeup (perWake: 8): a burst is drained 8 completions at a time, nothing lost', async () => {
     const c2 = await ctx.connect({ host: SERVER, port: PORT, privateData: 'echo', qp: { batch: 4, perWake: 8 } });
     const got = [];
