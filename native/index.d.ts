@@ -59,6 +59,13 @@ export interface DeviceInfo {
 export declare class RdmaDevice {
   readonly name: string;
   readonly info: DeviceInfo;
+  /**
+   * Asynchronous events read from the device, by name (ibv_event_type_str). PORT_ERR and
+   * DEVICE_FATAL fail every connection on the device (NEXIO_ERR_RDMA_PORT_DOWN,
+   * NEXIO_ERR_RDMA_DEVICE_FATAL); QP_FATAL, QP_REQ_ERR, QP_ACCESS_ERR and PATH_MIG_ERR fail
+   * that QP's connection (NEXIO_ERR_RDMA_QP_FATAL).
+   */
+  readonly events: Record<string, number>;
   /** Registers the whole ArrayBuffer behind `buffer` once (cached per ArrayBuffer). */
   register(buffer: ArrayBuffer | ArrayBufferView, options?: { remoteAccess?: boolean | 'read' }): Registration;
   isRegistered(buffer: ArrayBuffer | ArrayBufferView): boolean;

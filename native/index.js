@@ -89,6 +89,11 @@ function cmEventError(ev, status, what) {
     `${what}: rdma_cm event ${name} (status ${status})`, { event: name, status, errno, syscall: 'rdma_get_cm_event' });
 }
 
+// Asynchronous device events (ibv_event_type) that end connections: a QP's own, and the
+// device's or a port's, which end every connection on it. Others are counted only.
+const ASYNC_QP = new Map([[1, 'QP_FATAL'], [2, 'QP_REQ_ERR'], [3, 'QP_ACCESS_ERR'], [7, 'PATH_MIG_ERR']]);
+const ASYNC_DEVICE = new Map([[8, ['DEVICE_FATAL', 'NEXIO_ERR_RDMA_DEVICE_FATAL']], [10, ['PORT_ERR', 'NEXIO_ERR_RDMA_PORT_DOWN']]]);
+
 const WC_STATUS = ['SUCCESS', 'LOC_LEN_ERR', 'LOC_QP_OP_ERR', 'LOC_EEC_OP_ERR', 'LOC_PROT_ERR', 'WR_FLUSH_ERR',
   'MW_BIND_ERR', 'BAD_RESP_ERR', 'LOC_ACCESS_ERR', 'REM_INV_REQ_ERR', 'REM_ACCESS_ERR', 'REM_OP_ERR',
   'RETRY_EXC_ERR', 'RNR_RETRY_EXC_ERR', 'LOC_RDD_VIOL_ERR', 'REM_INV_RD_REQ_ERR', 'REM_ABORT_ERR',
@@ -112,12 +117,37 @@ class RdmaDevice {
   #native;
   #cache = new WeakMap(); // ArrayBuffer -> MemoryRegion (whole backing store, registered once)
   #regions = new Set();
+  #conns = new Map(); // qp number -> RdmaConnection (for asynchronous events)
   constructor(nativeDevice) {
     this.#native = nativeDevice;
     this.info = nativeDevice.query();
     this.name = this.info.name;
+    /** Asynchronous events read, by name (port up/down, QP fatal, ...). */
+    this.events = {};
+    // Port down, QP fatal, device fatal: the connections they hit fail now, with a typed code,
+    // instead of waiting for a completion error or the lane's keepalive.
+    nativeDevice.watch((type, name, qpNum, port) => this.#onAsync(type, name, qpNum, port));
   }
   get native() { return this.#native; }
+
+  _attach(qpNum, conn) { this.#conns.set(qpNum, conn); }
+  _detach(qpNum) { this.#conns.delete(qpNum); }
+
+  #onAsync(type, name, qpNum, port) {
+    this.events[name] = (this.events[name] ?? 0) + 1;
+    const qpEvent = ASYNC_QP.get(type);
+    if (qpEvent) {
+      const c = this.#conns.get(qpNum);
+      if (c) c._asyncFail(new RdmaError('NEXIO_ERR_RDMA_QP_FATAL', `${this.name}: asynchronous event ${qpEvent} (${name}) on qp ${qpNum}`, { event: qpEvent }));
+      return;
+    }
+    const dev = ASYNC_DEVICE.get(type);
+    if (!dev) return;
+    const [ev, code] = dev;
+    for (const c of [...this.#conns.values()]) {
+      c._asyncFail(new RdmaError(code, `${this.name}: asynchronous event ${ev} (${name})${port ? ` on port ${port}` : ''}`, { event: ev, port }));
+    }
+  }
 
   /**
    * Registers the whole ArrayBuffer behind `buffer` (once: cached) and returns the view's keys.
@@ -155,6 +185,7 @@ class RdmaDevice {
   pool(chunkSize, count, { remoteAccess = true } = {}) { return new BufferPool(this, chunkSize, count, remoteAccess); }
 
   close() {
+    this.#conns.clear();
     for (const mr of this.#regions) mr.deregister();
     this.#regions.clear();
     this.#native.close();
@@ -218,6 +249,7 @@ class RdmaConnection extends EventEmitter {
   _createQp(options) {
     this.#qp = new binding.QueuePair(this.#id, this.device.native, (n) => this.#onCompletions(n), options);
     this.#recvSize = this.#qp.recvSize;
+    this.device._attach(this.#qp.qpNum, this);
     const r = this.#qp.recvRing;
     this.#ring = Buffer.from(r.buffer, r.byteOffset, r.byteLength);
     this.maxInline = this.#qp.maxInline;
@@ -311,6 +343,9 @@ class RdmaConnection extends EventEmitter {
     this._teardown();
   }
 
+  /** An asynchronous device event hit this connection (RdmaDevice). */
+  _asyncFail(err) { this.#fail(err); }
+
   _onCmEvent(ev, status) {
     if (ev === EV.DISCONNECTED) this._teardown();
     else if (ev === EV.DEVICE_REMOVAL) this.#fail(cmEventError(ev, status, 'connection'));
@@ -322,7 +357,7 @@ class RdmaConnection extends EventEmitter {
     const err = new RdmaError('NEXIO_ERR_RDMA_CLOSED', 'the connection closed');
     for (const op of this.#ops.values()) op.reject(err);
     this.#ops.clear();
-    if (this.#qp) this.#qp.close(); // before the id: rdma_destroy_qp needs it
+    if (this.#qp) { this.device._detach(this.#qp.qpNum); this.#qp.close(); } // before the id: rdma_destroy_qp needs it
     this.#id.close();
     this.#ctx._forget(this);
     this.emit('close');

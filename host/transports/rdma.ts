@@ -612,12 +612,19 @@ export class RdmaLane implements Lane {
     let err = this.#err;
     if (!err && !orderly) err = new NexioError('NEXIO_ERR_TRANSPORT', `rdma ${this.remote}: the peer disconnected`, 20);
     if (err && !(err instanceof NexioError)) {
-      err = new NexioError((err as { code?: string }).code === 'NEXIO_ERR_RDMA_UNAVAILABLE' ? 'NEXIO_ERR_RDMA_UNAVAILABLE' : 'NEXIO_ERR_TRANSPORT',
-        `rdma ${this.remote}: ${err.message}`, 20, { cause: err });
+      // The device's own verdicts keep their typed code (port down, device or QP fatal, the
+      // addon missing); other addon errors are transport errors with the addon's as cause.
+      const code = (err as { code?: string }).code ?? '';
+      err = new NexioError(KEPT_CODES.has(code) ? code : 'NEXIO_ERR_TRANSPORT', `rdma ${this.remote}: ${err.message}`, 20, { cause: err });
     }
     this.#sink.closed(err);
   }
 }
+
+/** Addon error codes a lane's end reports as they are (docs/api.md, rdma://). */
+const KEPT_CODES = new Set([
+  'NEXIO_ERR_RDMA_UNAVAILABLE', 'NEXIO_ERR_RDMA_PORT_DOWN', 'NEXIO_ERR_RDMA_DEVICE_FATAL', 'NEXIO_ERR_RDMA_QP_FATAL',
+]);
 
 function pushData(frames: Uint8Array[], bytes: Uint8Array): void {
   for (let off = 0; off < bytes.length; off += DATA_MAX) {

@@ -2,6 +2,7 @@
 // an ibv_mr over a whole ArrayBuffer (the JS side caches them per ArrayBuffer).
 #include "rdma.h"
 
+#include <fcntl.h>
 #include <cerrno>
 
 namespace nexio {
@@ -11,6 +12,7 @@ Napi::Function Device::Init(Napi::Env env, AddonData*) {
       InstanceMethod("register", &Device::Register),
       InstanceMethod("query", &Device::Query),
       InstanceMethod("close", &Device::Close),
+      InstanceMethod("watch", &Device::Watch),
   });
 }
 
@@ -33,6 +35,7 @@ Device::Device(const Napi::CallbackInfo& info)
 Device::~Device() { Release(); }
 
 void Device::Release() {
+  StopWatching();
   if (pd_) {
     // EBUSY here means a QP or MR of this PD is still open: Tracked order prevents that at teardown.
     if (ibv_dealloc_pd(pd_) == 0) pd_ = nullptr;
@@ -41,12 +44,115 @@ void Device::Release() {
 
 Napi::Value Device::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  StopWatching();
   if (pd_) {
     int r = ibv_dealloc_pd(pd_);
     if (r != 0) return ThrowRdma(env, "DEALLOC_PD", "ibv_dealloc_pd", r, "close its queue pairs and memory regions first");
     pd_ = nullptr;
   }
   return env.Undefined();
+}
+
+// Asynchronous events (verbs async_fd, non-blocking, uv_poll): read and acked on the loop, then
+// handed to every Device of this thread on that verbs context. The async fd belongs to the verbs
+// context, which librdmacm shares across threads: another thread watching the same device takes
+// the events it reads (a port event then reaches that thread's connections only).
+struct AsyncWatch {
+  uv_poll_t poll;
+  ibv_context* verbs = nullptr;
+  AddonData* data = nullptr;
+  std::vector<Device*> devices;
+};
+
+static void OnAsyncEvents(uv_poll_t* h, int status, int) {
+  auto* w = static_cast<AsyncWatch*>(h->data);
+  if (!w || status < 0) return;
+  // Bounded per wakeup like completions: the rest raises the fd again.
+  for (int k = 0; k < 64 && !w->devices.empty(); k++) {
+    ibv_async_event ev;
+    if (ibv_get_async_event(w->verbs, &ev) != 0) return;  // EAGAIN: nothing more
+    uint32_t qpNum = 0, port = 0;
+    switch (ev.event_type) {
+      case IBV_EVENT_QP_FATAL: case IBV_EVENT_QP_REQ_ERR: case IBV_EVENT_QP_ACCESS_ERR:
+      case IBV_EVENT_COMM_EST: case IBV_EVENT_SQ_DRAINED: case IBV_EVENT_PATH_MIG:
+      case IBV_EVENT_PATH_MIG_ERR: case IBV_EVENT_QP_LAST_WQE_REACHED:
+        qpNum = ev.element.qp ? ev.element.qp->qp_num : 0;
+        break;
+      case IBV_EVENT_PORT_ACTIVE: case IBV_EVENT_PORT_ERR: case IBV_EVENT_LID_CHANGE:
+      case IBV_EVENT_PKEY_CHANGE: case IBV_EVENT_SM_CHANGE: case IBV_EVENT_CLIENT_REREGISTER:
+      case IBV_EVENT_GID_CHANGE:
+        port = static_cast<uint32_t>(ev.element.port_num);
+        break;
+      default:
+        break;
+    }
+    int type = static_cast<int>(ev.event_type);
+    const char* name = ibv_event_type_str(ev.event_type);
+    ibv_ack_async_event(&ev);  // before JS runs: a QP destroyed in a callback waits for its acks
+    std::vector<Device*> to = w->devices;  // a callback may close devices
+    for (Device* d : to) {
+      bool still = false;
+      for (Device* x : w->devices) still = still || x == d;
+      if (still) d->Dispatch(type, name, qpNum, port);
+    }
+  }
+}
+
+// watch(onAsync(type, name, qpNum, port)): qpNum for QP events, port for port events (0
+// otherwise). One callback per Device; close() stops it.
+Napi::Value Device::Watch(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsFunction()) return ThrowType(env, "watch(onAsync)");
+  if (!verbs_ || !pd_) return ThrowRdma(env, "CLOSED", "ibv_get_async_event", EBADF, "the device is closed");
+  if (watch_) return ThrowRdma(env, "BUSY", "ibv_get_async_event", EBUSY, "already watched");
+  auto it = data_->asyncWatches.find(verbs_);
+  AsyncWatch* w = it == data_->asyncWatches.end() ? nullptr : it->second;
+  if (!w) {
+    int fl = fcntl(verbs_->async_fd, F_GETFL);
+    if (fl < 0 || fcntl(verbs_->async_fd, F_SETFL, fl | O_NONBLOCK) < 0) return ThrowRdma(env, "ASYNC_EVENTS", "fcntl", errno);
+    w = new AsyncWatch;
+    w->verbs = verbs_;
+    w->data = data_;
+    int r = uv_poll_init(data_->loop, &w->poll, verbs_->async_fd);
+    if (r != 0) { delete w; return ThrowRdma(env, "ASYNC_EVENTS", "uv_poll_init", -r); }
+    w->poll.data = w;
+    r = uv_poll_start(&w->poll, UV_READABLE, OnAsyncEvents);
+    if (r != 0) {
+      uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) { delete static_cast<AsyncWatch*>(h->data); });
+      return ThrowRdma(env, "ASYNC_EVENTS", "uv_poll_start", -r);
+    }
+    data_->asyncWatches[verbs_] = w;
+  }
+  w->devices.push_back(this);
+  watch_ = w;
+  onAsync_ = Napi::Persistent(info[0].As<Napi::Function>());
+  asyncCtx_ = new Napi::AsyncContext(env, "nexio:rdma_async");
+  return env.Undefined();
+}
+
+void Device::StopWatching() {
+  AsyncWatch* w = watch_;
+  watch_ = nullptr;
+  if (w) {
+    for (size_t i = 0; i < w->devices.size(); i++) {
+      if (w->devices[i] == this) { w->devices.erase(w->devices.begin() + static_cast<long>(i)); break; }
+    }
+    if (w->devices.empty()) {
+      w->data->asyncWatches.erase(w->verbs);
+      uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), [](uv_handle_t* h) { delete static_cast<AsyncWatch*>(h->data); });
+    }
+  }
+  onAsync_.Reset();
+  delete asyncCtx_;
+  asyncCtx_ = nullptr;
+}
+
+void Device::Dispatch(int type, const char* name, uint32_t qpNum, uint32_t port) {
+  if (onAsync_.IsEmpty()) return;
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  CallFromLoop(env, onAsync_, asyncCtx_, {Napi::Number::New(env, type), Napi::String::New(env, name),
+                                         Napi::Number::New(env, qpNum), Napi::Number::New(env, port)});
 }
 
 Napi::Value Device::Query(const Napi::CallbackInfo& info) {

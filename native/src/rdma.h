@@ -21,12 +21,14 @@
 
 #include <cstdint>
 #include <list>
+#include <map>
 #include <string>
 #include <vector>
 
 namespace nexio {
 
 struct AddonData;
+struct AsyncWatch;
 
 // A native object that holds RDMA resources. Release() frees them and is idempotent.
 class Tracked {
@@ -47,6 +49,9 @@ struct AddonData {
   Napi::FunctionReference memoryRegionCtor;
   uv_loop_t* loop = nullptr;
   std::list<Tracked*> live;  // creation order
+  // One watcher of asynchronous events per verbs context on this thread's loop (a loop cannot
+  // poll one fd twice), shared by every Device of this thread on that context.
+  std::map<ibv_context*, AsyncWatch*> asyncWatches;
   bool finalized = false;    // env instance data finalizer ran; delete when `live` empties
   void ReleaseAll();
 };
@@ -132,10 +137,23 @@ class Device : public Napi::ObjectWrap<Device>, public Tracked {
   Napi::Value Register(const Napi::CallbackInfo& info);
   Napi::Value Query(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Watch(const Napi::CallbackInfo& info);
+  void StopWatching();
+
+ public:
+  /** An asynchronous event of this device's verbs context (AsyncWatch). */
+  void Dispatch(int type, const char* name, uint32_t qpNum, uint32_t port);
+
+ private:
 
   ibv_context* verbs_ = nullptr;  // owned by librdmacm
   ibv_pd* pd_ = nullptr;
   ibv_device_attr attr_{};
+  // Asynchronous events (port down, QP fatal, device fatal) from verbs_->async_fd, handed to
+  // onAsync_(type, name, qpNum, port); see Watch().
+  AsyncWatch* watch_ = nullptr;
+  Napi::FunctionReference onAsync_;
+  Napi::AsyncContext* asyncCtx_ = nullptr;
 };
 
 class MemoryRegion : public Napi::ObjectWrap<MemoryRegion>, public Tracked {

@@ -426,6 +426,9 @@ function clientTests() {
         assert.equal(counts.n, counted, 'every count request ran');
         const closed = laneEvents.slice(mark).filter((e) => e.event === 'closed').map((e) => `${new URL(e.uri).protocol}${e.error ? ` (${e.error.code})` : ''}`);
         diag(`interface down: ${ok} requests in ${Date.now() - t0} ms; failovers ${s.stats().failovers}, lanes up ${s.stats().lanesUp}; lanes closed: ${closed.join(', ') || 'none'}`);
+        // The port went down: the device's asynchronous PORT_ERR closes the rdma lanes at once with
+        // its typed code (before: they waited for a completion error or the keepalive).
+        assert.ok(closed.includes('rdma: (NEXIO_ERR_RDMA_PORT_DOWN)'), `an rdma lane closed with NEXIO_ERR_RDMA_PORT_DOWN (${closed.join(', ')})`);
         assert.equal((await s.request('echo', 'after')).data.toString(), 'after');
       } finally {
         if (down) await ip('link', 'set', LAB_IF, 'up');
