@@ -16,7 +16,7 @@ import { Transport, Lane, LaneSink, Listener } from './transports/transport';
 import { tcp } from './transports/tcp';
 import { mem } from './transports/mem';
 import { InvalidArgumentError, NexioError, Code, ClosedError, CoreTrapError, LimitError, fromCode, codeNames } from './errors';
-import { channels } from './diagnostics';
+import { publish } from './diagnostics';
 
 // rdma:// loads its module (and the native addon) on first use: a machine without the addon
 // gets NEXIO_ERR_RDMA_UNAVAILABLE at connect/listen time, and pays nothing otherwise.
@@ -30,7 +30,21 @@ const transports = new Map<string, Transport | (() => Transport)>([
  * (docs/api.md, "Registered memory"); per thread. Loads the rdma module
  * (not the addon) on first use.
  */
-export function registerMemory(buffer: ArrayBuffer | ArrayBufferView): import('./transports/rdma').Registration {
+/**
+ * Application memory registered for rdma:// rendezvous sends (register()).
+ * Declared here, not taken from the rdma transport, so the public types
+ * never load the transport's (and its native addon's) declarations.
+ */
+export interface Registration {
+  /** The memory, as given. */
+  readonly buffer: ArrayBuffer | ArrayBufferView;
+  /** RDMA devices it is registered on now (it goes on others as lanes reach them); [] without rdma. */
+  readonly devices: string[];
+  /** Lets the registration go (idempotent): the cache may then deregister it. */
+  release(): void;
+}
+
+export function registerMemory(buffer: ArrayBuffer | ArrayBufferView): Registration {
   return rdmaModule().registerMemory(buffer);
 }
 
@@ -59,6 +73,8 @@ export interface SessionPeer {
   onReceipt(seq: number, tag: number): void;
   onDrain(): void;
   onLane(up: boolean, lane: number, code: number): void;
+  /** A lane of this session failed before it ever connected (refused, unreachable, unresolvable: err). */
+  onLaneFailed(uri: string, err: Error): void;
   onResumed(): void;
   onRejected(code: number, message: string): void;
   onLost(code: number, unacked: number): void;
@@ -87,6 +103,10 @@ export type SessionPolicy = (info: SessionRequestInfo) => SessionDecision | Prom
 interface LaneState {
   io: Lane | undefined;
   uri: string;
+  /** Client lanes: the session that opened it (OPEN_LANE); 0 for accepted lanes. */
+  session: number;
+  /** The transport connected it (a client lane that never did failed to reach its address). */
+  up: boolean;
   closing: boolean;
   /** Server side: accepted and in its handshake (not yet part of a session): in the handshake pool. */
   handshake: boolean;
@@ -278,6 +298,13 @@ export class Context {
     this.#adm = adm;
   }
 
+  #totals = { lanesAccepted: 0, evicted: 0, protocolErrors: 0 };
+
+  /** Counts since the context started: lanes accepted, connections evicted in their handshake, peers' protocol errors. */
+  totals(): { lanesAccepted: number; evicted: number; protocolErrors: number } {
+    return { ...this.#totals };
+  }
+
   /** Monotonic µs (the core's clock: the context's HostClock). */
   now(): number {
     return this.clock.now();
@@ -361,13 +388,15 @@ export class Context {
       if (lane < 0) { io.destroy(); this.#afterInput(); return; }
       if (t.caps.rendezvous) this.core.laneRendezvous(lane, t.caps.rendezvousMin ?? RENDEZVOUS_MIN, now);
       const st: LaneState = {
-        io, uri: portal, closing: false, ext: undefined, handshake: true, addr, deadline: now + adm.handshakeMs * 1000, heldBytes: 0,
+        io, uri: portal, session: 0, up: true, closing: false, ext: undefined, handshake: true, addr, deadline: now + adm.handshakeMs * 1000, heldBytes: 0,
       };
       this.#lanes.set(lane, st);
       this.#handshakes.set(lane, st);
       this.#perAddr.set(addr, (this.#perAddr.get(addr) ?? 0) + 1);
       this.#armHandshakes();
       bind(this.#sink(lane));
+      this.#totals.lanesAccepted++;
+      publish('lane', () => ({ event: 'accepted', lane, uri: portal, remote: io.remote }));
       this.#afterInput();
     } catch (e) {
       io.destroy();
@@ -392,7 +421,8 @@ export class Context {
     this.#dropRx(st);
     this.#lanes.delete(lane);
     st.io?.destroy();
-    channels.lane.publish({ event: 'evicted', lane, uri: st.uri, remote: st.io?.remote });
+    this.#totals.evicted++;
+    publish('lane', () => ({ event: 'evicted', lane, uri: st.uri, remote: st.io?.remote }));
     this.core.laneDown(lane, Code.TIMEOUT, this.now());
     this.#afterInput();
   }
@@ -440,7 +470,7 @@ export class Context {
   }
 
   /** registerMemory(): registrations are per thread, every context of the thread sees them. */
-  register(buffer: ArrayBuffer | ArrayBufferView): import('./transports/rdma').Registration {
+  register(buffer: ArrayBuffer | ArrayBufferView): Registration {
     return registerMemory(buffer);
   }
 
@@ -513,7 +543,9 @@ export class Context {
       connected: () => {
         if (this.#closed) return;
         try {
-          const min = this.#lanes.get(lane)?.rendezvousMin;
+          const st = this.#lanes.get(lane);
+          if (st) st.up = true;
+          const min = st?.rendezvousMin;
           if (min) this.core.laneRendezvous(lane, min, this.now());
           this.core.laneUp(lane, this.now());
           this.#afterInput();
@@ -542,8 +574,9 @@ export class Context {
         if (this.#closed) return;
         try {
           this.core.laneDown(lane, err ? Code.TRANSPORT : Code.CLOSED, this.now());
-          channels.lane.publish({ event: 'closed', lane, uri: st.uri, error: err });
+          publish('lane', () => ({ event: 'closed', lane, uri: st.uri, error: err }));
           this.#afterInput();
+          if (err && !st.up && st.session) this.#sessions.get(st.session)?.onLaneFailed(st.uri, err);
         } catch (e) {
           this.#caught(e);
         }
@@ -566,7 +599,7 @@ export class Context {
         const rest = chunk.length - off;
         st.heldBytes += rest;
         if (st.heldBytes > this.#heldMax()) {
-          channels.lane.publish({ event: 'protocol-error', lane, code: Code.WINDOW, reason: 'bytes held during a rendezvous READ over the limit' });
+          publish('lane', () => ({ event: 'protocol-error', lane, code: Code.WINDOW, reason: 'bytes held during a rendezvous READ over the limit' }));
           st.io?.destroy();
           return;
         }
@@ -674,7 +707,7 @@ export class Context {
     switch (e.type) {
       case Ev.OPEN_LANE: {
         const uri = core.copy(e.hdrPtr, e.hdrLen).toString();
-        this.#openLane(e.lane, uri);
+        this.#openLane(e.lane, uri, e.session);
         return;
       }
       case Ev.CLOSE_LANE: {
@@ -751,9 +784,10 @@ export class Context {
     if (p.ev === Ev.SESSION_OPEN && !s && this.#onAccepted) {
       this.#onAccepted(p.session, p.lane);
     }
+    if (p.ev === Ev.PROTOCOL_ERROR) this.#totals.protocolErrors++;
     const peer = this.#sessions.get(p.session);
     if (!peer) {
-      if (p.ev === Ev.PROTOCOL_ERROR) channels.lane.publish({ event: 'protocol-error', lane: p.lane, code: p.code });
+      if (p.ev === Ev.PROTOCOL_ERROR) publish('lane', () => ({ event: 'protocol-error', lane: p.lane, code: p.code }));
       return;
     }
     switch (p.ev) {
@@ -852,10 +886,10 @@ export class Context {
     }, alive);
   }
 
-  #openLane(lane: number, uri: string): void {
+  #openLane(lane: number, uri: string, session: number): void {
     let u: URL;
     let t: Transport;
-    const st: LaneState = { io: undefined, uri, closing: false, ext: undefined, handshake: false, addr: '', deadline: 0, heldBytes: 0 };
+    const st: LaneState = { io: undefined, uri, session, up: false, closing: false, ext: undefined, handshake: false, addr: '', deadline: 0, heldBytes: 0 };
     this.#lanes.set(lane, st);
     try {
       u = new URL(uri);
@@ -869,7 +903,7 @@ export class Context {
       queueMicrotask(() => this.#sink(lane).closed(e as Error));
       return;
     }
-    channels.lane.publish({ event: 'open', lane, uri });
+    publish('lane', () => ({ event: 'open', lane, uri }));
   }
 
   #flush(): void {
@@ -1021,7 +1055,7 @@ export class Context {
     this.#extRdv.clear();
     this.#extIn.clear();
     this.#draining.clear();
-    channels.context.publish({ event: 'ended', error: err });
+    publish('context', () => ({ event: 'ended', error: err }));
   }
 
   /**

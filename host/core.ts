@@ -144,7 +144,9 @@ const modules = new Map<string, WebAssembly.Module>();
 const EMPTY_BYTES = new Uint8Array(0);
 
 /** The compiled core, once per process (release or debug build). */
-export function coreModule(debug = false): WebAssembly.Module {
+// Public signatures name no WebAssembly types: @types/node leaves them to
+// lib.dom, so a consumer's strict compile of these declarations would fail.
+export function coreModule(debug = false): object {
   const file = path.join(__dirname, '..', '..', 'build', debug ? 'core.debug.wasm' : 'core.wasm');
   let m = modules.get(file);
   if (!m) {
@@ -183,7 +185,7 @@ export class Core {
    * A release core: no imports, nothing outside its own memory. (Core.debugCore()
    * makes the debug build, whose instance comes with a WASI.)
    */
-  constructor(config: Partial<CoreConfig> = {}, options: CoreOptions = {}, debug?: { instance: WebAssembly.Instance; wasi: { getStdoutString(): string } }) {
+  constructor(config: Partial<CoreConfig> = {}, options: CoreOptions = {}, debug?: { instance: { readonly exports: object }; wasi: { getStdoutString(): string } }) {
     this.config = { ...defaultConfig, ...config };
     this.debug = debug !== undefined;
     const inst = debug ? debug.instance : new WebAssembly.Instance(coreModule(false), {});

@@ -2,7 +2,11 @@
 // core's codes (assembly/errors.ts), shared with the wire (REJECT reasons,
 // ERROR frames); names are what applications match on.
 
-export const enum Code {
+/**
+ * The core's numeric codes. A plain enum (not `const`): it exists at run
+ * time, so `Code.TIMEOUT` works under isolatedModules and from JavaScript.
+ */
+export enum Code {
   MALFORMED = 1,
   FRAME_TOO_LARGE = 2,
   BAD_TYPE = 3,
@@ -49,14 +53,24 @@ export const codeNames: Record<number, string> = {
   20: 'transport',
 };
 
+/** Every `code` a NexioError can have: compare against these (a misspelled one fails to compile). */
+export type ErrorCode =
+  | 'NEXIO_ERR_PROTOCOL' | 'NEXIO_ERR_TIMEOUT' | 'NEXIO_ERR_ABORTED' | 'NEXIO_ERR_REJECTED'
+  | 'NEXIO_ERR_SESSION_LOST' | 'NEXIO_ERR_BACKPRESSURE' | 'NEXIO_ERR_CLOSED' | 'NEXIO_ERR_CORE_TRAP'
+  | 'NEXIO_ERR_INVALID_ARG' | 'NEXIO_ERR_LIMIT' | 'NEXIO_ERR_REPLAY_MISMATCH' | 'NEXIO_ERR_TRANSPORT'
+  | 'NEXIO_ERR_REMOTE' | 'NEXIO_ERR_NO_HANDLER' | 'NEXIO_ERR_WORKER' | 'NEXIO_ERR_INTERNAL'
+  | 'NEXIO_ERR_LANE_DEAD' | 'NEXIO_ERR_REDIRECT_LOOP' | 'NEXIO_ERR_BAD_HANDLE' | 'NEXIO_ERR_NOT_OPEN'
+  | 'NEXIO_ERR_RDMA_UNAVAILABLE' | 'NEXIO_ERR_RDMA_SQ_FULL';
+
 export class NexioError extends Error {
-  readonly code: string;
+  readonly code: ErrorCode;
   /** The core's numeric code, when the error came from the protocol. */
   readonly wire: number;
-  constructor(code: string, message: string, wire = 0, options?: { cause?: unknown }) {
+  /** `code` should be an ErrorCode; a transport's own code (a native addon's) is kept as it is. */
+  constructor(code: ErrorCode | (string & {}), message: string, wire = 0, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
-    this.code = code;
+    this.code = code as ErrorCode;
     this.wire = wire;
   }
 }
@@ -75,6 +89,12 @@ export class AbortedError extends NexioError {
     super('NEXIO_ERR_ABORTED', message, Code.ABORTED, options);
   }
 }
+/**
+ * The server refused the session. `message` is the server's text (its
+ * onSession's `{ reject: 'text' }`), or a description of `reason` when it
+ * gave none; `reason` is the numeric code it sent (`{ reject: n }`; 7,
+ * Code.REJECTED, for a text rejection).
+ */
 export class RejectedError extends NexioError {
   readonly reason: number;
   constructor(reason: number, message?: string) {
@@ -106,11 +126,18 @@ export class InvalidArgumentError extends NexioError {
 export class LimitError extends NexioError {
   constructor(message: string) { super('NEXIO_ERR_LIMIT', message, Code.LIMIT); }
 }
+/**
+ * A transport failed: the address was refused, unreachable or could not be
+ * resolved (the system error is `cause`), or a lane broke.
+ */
+export class TransportError extends NexioError {
+  constructor(message: string, options?: { cause?: unknown }) { super('NEXIO_ERR_TRANSPORT', message, Code.TRANSPORT, options); }
+}
 export class ReplayMismatchError extends NexioError {
   constructor(message: string) { super('NEXIO_ERR_REPLAY_MISMATCH', message); }
 }
 
-const simple: Record<number, string> = {
+const simple: Record<number, ErrorCode> = {
   [Code.LANE_DEAD]: 'NEXIO_ERR_LANE_DEAD',
   [Code.LIMIT]: 'NEXIO_ERR_LIMIT',
   [Code.REDIRECT_LOOP]: 'NEXIO_ERR_REDIRECT_LOOP',
@@ -132,6 +159,7 @@ export function fromCode(wire: number, message?: string): NexioError {
     case Code.CLOSED: return new ClosedError(message);
     case Code.BAD_ARGUMENT: return new InvalidArgumentError(message ?? 'bad argument');
     case Code.LIMIT: return new LimitError(message ?? 'a limit was reached');
+    case Code.TRANSPORT: return new TransportError(message ?? 'transport failed');
   }
   const name = simple[wire];
   return new NexioError(name ?? 'NEXIO_ERR_INTERNAL', message ?? `${codeNames[wire] ?? 'error'} (${wire})`, wire);

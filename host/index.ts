@@ -3,18 +3,24 @@ import { Context, registerTransport, transportFor, registerMemory } from './cont
 import { Session } from './session';
 import { InvalidArgumentError, TimeoutError } from './errors';
 import type { CoreConfig } from './core';
+import { Check, checkCore, checkOptions, int, ms, nested, str, bytes, bool } from './options';
 
 export { createServer, Server } from './server';
-export type { ServerOptions, Decision, Balance } from './server';
+export type { ServerOptions, ServerCloseOptions, ServerEvents, ServerStats, ContextStats, Decision, Balance } from './server';
 export { Session, RemoteError } from './session';
-export type { Reply, RequestOptions, SendOptions, CloseOptions, IncomingRequest, Handler, HandlerResult, SessionStats, Bytes } from './session';
+export type {
+  Reply, RequestOptions, SendOptions, CloseOptions, IncomingRequest, Handler, HandlerResult, SessionStats, Bytes,
+  SessionState, SessionEvents,
+} from './session';
 export { Context, registerTransport, realClock, defaultAdmission } from './context';
-export type { SessionRequestInfo, HostClock, ContextOptions, AdmissionOptions, ContextUsage } from './context';
+export type { SessionRequestInfo, HostClock, ContextOptions, AdmissionOptions, ContextUsage, Registration } from './context';
+export type { CoreConfig } from './core';
 export { MemNetwork, mem } from './transports/mem';
 export type { MemPeer } from './transports/mem';
 export * from './errors';
 export { Recorder, replay } from './record';
-export type { Registration } from './transports/rdma';
+export { channels } from './diagnostics';
+export type { LaneMessage, SessionMessage, ContextMessage } from './diagnostics';
 
 /** Registers application memory for rdma:// rendezvous sends (docs/api.md, "Registered memory"); the same as any Context's register(). */
 export const register = registerMemory;
@@ -22,21 +28,28 @@ export const register = registerMemory;
 export interface ConnectOptions {
   /** Lanes (connections) the session keeps, 1..8; default 2. */
   lanes?: number;
-  /** Milliseconds to establish the session (all its retries) before NEXIO_ERR_TIMEOUT; default 10000. Costs no context of its own. */
+  /**
+   * ms connect() may take in all: every lane's attempts, the handshake and
+   * the server's onSession; past it, NEXIO_ERR_TIMEOUT. Default 10000. An
+   * address that refuses, cannot be reached or does not resolve fails
+   * sooner, with NEXIO_ERR_TRANSPORT.
+   */
   timeout?: number;
-  /** Milliseconds the session waits for a lane to come back before NEXIO_ERR_SESSION_LOST; default 10000. */
+  /** ms an open session with no lane up waits for one to come back before NEXIO_ERR_SESSION_LOST; default 10000. */
   resumeTimeout?: number;
-  /** Credits: messages and bytes in flight per direction, and outstanding requests. */
+  /** Credits: messages (16..65536) and bytes (32768..67108864) in flight per direction (rounded to a power of two), and outstanding requests (1..65535). */
   credits?: { messages?: number; bytes?: number; requests?: number };
   /** Resource named in the HELLO (default: the URI's path). */
   resource?: string;
   /** Opaque bytes for the server's onSession. */
   attrs?: Uint8Array;
-  /** Operations allowed to wait for credit in request()/send() before NEXIO_ERR_BACKPRESSURE. */
+  /** Operations allowed to wait for credit in request()/send() before NEXIO_ERR_BACKPRESSURE (default 4096; 0: none wait). */
   maxQueued?: number;
   /** Run on this context (default: a context per thread, shared by its sessions). */
   context?: Context;
+  /** ms between keepalives on an idle lane (default 1000). */
   keepaliveMs?: number;
+  /** The core's settings (docs/api.md, "Context"); credits, resumeTimeout and keepaliveMs take precedence. */
   core?: Partial<CoreConfig>;
   /**
    * Zero-copy receive: replies and messages arrive as views of the receive
@@ -45,6 +58,20 @@ export interface ConnectOptions {
    */
   views?: boolean;
 }
+
+const connectFields: Record<keyof ConnectOptions, Check> = {
+  lanes: int(1, 8),
+  timeout: ms(1),
+  resumeTimeout: int(1, 0xffffffff),
+  credits: nested('connect', 'credits', { messages: int(16, 65536), bytes: int(32768, 1 << 26), requests: int(1, 65535) }),
+  resource: str,
+  attrs: bytes,
+  maxQueued: int(0),
+  context: (v) => (v instanceof Context ? undefined : 'a Context'),
+  keepaliveMs: int(1, 0xffffffff),
+  core: (v) => { checkCore('connect', v as Partial<CoreConfig>); return undefined; },
+  views: bool,
+};
 
 const pow2 = (n: number) => 2 ** Math.round(Math.log2(n));
 /**
@@ -74,24 +101,37 @@ function sharedContext(options: ConnectOptions): Context {
   return ctx;
 }
 
-/** Opens a session to a portal; resolves once the server accepted it. */
+/**
+ * Opens a session to a portal; resolves once the server accepted it.
+ * Rejects with NEXIO_ERR_INVALID_ARG (a bad URI or option), NEXIO_ERR_TRANSPORT
+ * (the address refused, is unreachable or does not resolve: the system error
+ * is `cause`), NEXIO_ERR_PROTOCOL (the peer does not speak nexio),
+ * NEXIO_ERR_REJECTED / NEXIO_ERR_LIMIT (the server refused it) or
+ * NEXIO_ERR_TIMEOUT (not established within `timeout`).
+ */
 export async function connect(uri: string, options: ConnectOptions = {}): Promise<Session> {
-  const u = new URL(uri);
+  if (typeof uri !== 'string') throw new InvalidArgumentError(`connect: uri must be a string such as 'tcp://host:port/service', not ${typeof uri}`);
+  let u: URL;
+  try {
+    u = new URL(uri);
+  } catch (e) {
+    throw new InvalidArgumentError(`connect: '${uri}' is not a URI (expected e.g. 'tcp://host:port/service' or 'mem://name/service')`, { cause: e });
+  }
+  checkOptions('connect', options, connectFields);
   // An unknown scheme or a URI its transport cannot use fails now, not after the connect timeout.
   transportFor(u).check?.(u);
   const lanes = options.lanes ?? 2;
-  if (!Number.isInteger(lanes) || lanes < 1 || lanes > 8) throw new InvalidArgumentError('lanes must be 1..8');
   const ctx = options.context ?? sharedContext(options);
   // Throws NEXIO_ERR_LIMIT (the context holds maxSessions) or NEXIO_ERR_CLOSED (it ended).
   const h = ctx.connect(u.href, options.resource ?? decodeURIComponent(u.pathname), options.attrs ?? new Uint8Array(0), lanes);
-  const s = new Session(ctx, h, { maxQueued: options.maxQueued });
+  const s = new Session(ctx, h, { maxQueued: options.maxQueued, uri: u.href });
   // The core bounds each lane's handshake, not the whole establishment
   // (refused connects are retried until its resume time): bound it here.
   const ms = options.timeout ?? 10000;
   let timer: unknown;
   try {
     await Promise.race([s.whenOpen(), new Promise<never>((_, reject) => {
-      timer = ctx.clock.setTimer(() => reject(new TimeoutError(`session could not be established in ${ms} ms`)), ms);
+      timer = ctx.clock.setTimer(() => reject(new TimeoutError(`session to ${u.href} could not be established in ${ms} ms`)), ms);
     })]);
   } catch (e) {
     await s.destroy();

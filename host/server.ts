@@ -6,13 +6,16 @@
 // context's portals, where it is accepted. With `threads: N` the contexts run
 // on N worker_threads, each loading the handler module itself.
 
+import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Context, SessionDecision, SessionRequestInfo, AdmissionOptions } from './context';
-import { Session, Handler } from './session';
+import { Session, Handler, closeFields } from './session';
 import type { CoreConfig } from './core';
 import { Code, InvalidArgumentError, NexioError } from './errors';
+import { checkCore, checkOptions, either, fn, int, nested, oneOf, str, uriList, bool, Check } from './options';
+import { debug } from './diagnostics';
 
 export type Decision = 'accept' | { reject: string | number } | { redirect: string[] } | { accept: true; attrs?: Uint8Array };
 export type Balance = 'round-robin' | 'hash' | ((info: SessionRequestInfo, contexts: number) => number);
@@ -40,6 +43,101 @@ export interface ServerOptions {
   core?: Partial<CoreConfig>;
   /** Connections in their handshake: pool size, per-address share, deadline, linger (docs/api.md, "Limits"). */
   admission?: AdmissionOptions;
+}
+
+const serverFields: Record<keyof ServerOptions, Check> = {
+  portals: uriList,
+  advertise: uriList,
+  threads: int(0, 256),
+  onSession: fn,
+  handler: either(fn, str),
+  onMessage: fn,
+  balance: either(oneOf('round-robin', 'hash'), fn),
+  views: bool,
+  core: (v) => { checkCore('createServer', v as Partial<CoreConfig>); return undefined; },
+  admission: nested('createServer', 'admission', {
+    maxHandshakes: int(1), maxHandshakesPerAddress: int(1), handshakeMs: int(1), lingerMs: int(0),
+  }),
+};
+
+/** Options of Server.close(). */
+export interface ServerCloseOptions {
+  /** ms the graceful close of every session may take before what is left is destroyed (default 5000). */
+  timeout?: number;
+}
+
+/** A server's events: `on`, `once`, `off` and `emit` take only these names. */
+export interface ServerEvents {
+  /** A session was accepted (threads: 0 only; with threads, sessions live in the workers). */
+  session: (session: Session) => void;
+  /** close() finished: every context stopped. */
+  close: () => void;
+}
+
+/** One context's figures in Server.stats(). */
+export interface ContextStats {
+  /** The context's index (its worker's, with threads). */
+  index: number;
+  portals: string[];
+  /** Sessions open now, and accepted since the server started. */
+  sessions: number;
+  sessionsAccepted: number;
+  /** Lanes the context holds now, of them in their handshake, and lanes accepted since it started. */
+  lanes: number;
+  handshakes: number;
+  lanesAccepted: number;
+  /** Connections evicted from the handshake pool (admission). */
+  evicted: number;
+  /** Requests received (answered or not), requests this side issued, responses sent and received. */
+  requestsReceived: number;
+  requests: number;
+  responses: number;
+  messagesSent: number;
+  messagesReceived: number;
+  /** One-way messages dropped: the server has no onMessage. */
+  messagesDropped: number;
+  bytesSent: number;
+  bytesReceived: number;
+  /** Protocol errors of peers (in a session or in the handshake). */
+  protocolErrors: number;
+}
+
+/** Server.stats(): every context's figures and their totals. */
+export interface ServerStats {
+  totals: Omit<ContextStats, 'index' | 'portals'>;
+  contexts: ContextStats[];
+}
+
+type Figures = Omit<ContextStats, 'index' | 'portals'>;
+const zero = (): Figures => ({
+  sessions: 0, sessionsAccepted: 0, lanes: 0, handshakes: 0, lanesAccepted: 0, evicted: 0, requestsReceived: 0,
+  requests: 0, responses: 0, messagesSent: 0, messagesReceived: 0, messagesDropped: 0, bytesSent: 0, bytesReceived: 0, protocolErrors: 0,
+});
+const counted = ['requestsReceived', 'requests', 'responses', 'messagesSent', 'messagesReceived', 'messagesDropped', 'bytesSent', 'bytesReceived'] as const;
+
+/** The figures of a served context's sessions that ended, by its set of sessions (serveContext). */
+const endedOf = new WeakMap<Set<Session>, Figures>();
+
+/** The figures of one served context: what it holds now, and its counts (ended sessions included). */
+export function contextStats(index: number, ctx: Context, sessions: Set<Session>): ContextStats {
+  const u = ctx.failed ? undefined : ctx.usage();
+  const t = ctx.totals();
+  const f: ContextStats = {
+    index, portals: ctx.portals, ...(endedOf.get(sessions) ?? zero()), sessions: sessions.size,
+    lanes: u?.lanes ?? 0, handshakes: u?.handshakes ?? 0, lanesAccepted: t.lanesAccepted, evicted: t.evicted,
+    protocolErrors: t.protocolErrors,
+  };
+  for (const s of sessions) {
+    const st = s.stats();
+    for (const k of counted) f[k] += st[k];
+  }
+  return f;
+}
+
+function sum(contexts: ContextStats[]): Figures {
+  const t = zero();
+  for (const c of contexts) for (const k of Object.keys(t) as (keyof Figures)[]) t[k] += c[k];
+  return t;
 }
 
 function toDecision(d: Decision): SessionDecision {
@@ -79,18 +177,35 @@ export function chooseContext(balance: Balance, info: SessionRequestInfo, n: num
   return i;
 }
 
-export class Server {
+// Typed events: these declarations merge with the class below.
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export interface Server {
+  on<E extends keyof ServerEvents>(event: E, listener: ServerEvents[E]): this;
+  once<E extends keyof ServerEvents>(event: E, listener: ServerEvents[E]): this;
+  off<E extends keyof ServerEvents>(event: E, listener: ServerEvents[E]): this;
+  addListener<E extends keyof ServerEvents>(event: E, listener: ServerEvents[E]): this;
+  removeListener<E extends keyof ServerEvents>(event: E, listener: ServerEvents[E]): this;
+  emit<E extends keyof ServerEvents>(event: E, ...args: Parameters<ServerEvents[E]>): boolean;
+  listenerCount<E extends keyof ServerEvents>(event: E): number;
+  removeAllListeners<E extends keyof ServerEvents>(event?: E): this;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export class Server extends EventEmitter {
   readonly portals: string[];
   #close: (timeoutMs: number) => Promise<void>;
+  #stats: () => Promise<ContextStats[]>;
   #closing: Promise<void> | undefined;
   /** Portals of every context, by context index. */
   readonly contexts: string[][];
 
   /** @internal */
-  constructor(portals: string[][], close: (timeoutMs: number) => Promise<void>) {
+  constructor(portals: string[][], close: (timeoutMs: number) => Promise<void>, stats: () => Promise<ContextStats[]>) {
+    super();
     this.contexts = portals;
     this.portals = portals[0];
     this.#close = close;
+    this.#stats = stats;
   }
 
   /**
@@ -99,9 +214,25 @@ export class Server {
    * the clients get CLOSE and see their sessions end, not break), and
    * whatever is still open after `timeout` ms (default 5000) is destroyed.
    */
-  close(options: { timeout?: number } = {}): Promise<void> {
-    this.#closing ??= this.#close(options.timeout ?? 5000);
+  close(options: ServerCloseOptions = {}): Promise<void> {
+    try {
+      checkOptions('Server.close', options, closeFields);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    this.#closing ??= this.#close(options.timeout ?? 5000).then(() => { this.emit('close'); });
     return this.#closing;
+  }
+
+  /**
+   * Every context's figures (sessions, lanes, handshakes, requests,
+   * messages, bytes, protocol errors) and their totals. With threads, each
+   * worker is asked over its message port; a closed server's contexts
+   * answer zeros.
+   */
+  async stats(): Promise<ServerStats> {
+    const contexts = await this.#stats();
+    return { totals: sum(contexts), contexts };
   }
 }
 
@@ -122,23 +253,45 @@ export async function closeContext(ctx: Context, sessions: Set<Session>, timeout
   await ctx.close();
 }
 
-/** Wires a context's sessions to a handler: each accepted session becomes a Session. */
+/**
+ * Wires a context's sessions to a handler: each accepted session becomes a
+ * Session (told to `accepted`). A session's one-way messages go to
+ * onMessage; with none, the session has no 'message' listener.
+ */
 export function serveContext(ctx: Context, handler: Handler | undefined, onMessage: ServerOptions['onMessage'],
-  policy: (info: SessionRequestInfo) => Promise<SessionDecision> | SessionDecision): Set<Session> {
+  policy: (info: SessionRequestInfo) => Promise<SessionDecision> | SessionDecision, accepted?: (s: Session) => void): Set<Session> {
   const sessions = new Set<Session>();
+  const ended = zero();
+  endedOf.set(sessions, ended);
   ctx.setPolicy(policy, (handle) => {
     const s = new Session(ctx, handle, { handler, open: true });
     sessions.add(s);
+    ended.sessionsAccepted++;
     if (onMessage) s.on('message', (h: Buffer, d: Buffer, release?: () => void) => onMessage(s, h, d, release));
-    s.on('close', () => sessions.delete(s));
+    s.on('close', () => {
+      sessions.delete(s);
+      const st = s.stats();
+      for (const k of counted) ended[k] += st[k];
+    });
     s.on('error', () => undefined);
+    accepted?.(s);
   });
   return sessions;
 }
 
 export async function createServer(options: ServerOptions): Promise<Server> {
+  if (options === undefined || options === null || typeof options !== 'object') {
+    throw new InvalidArgumentError(`createServer: options must be an object such as { portals: ['tcp://0.0.0.0:7000/svc'], handler }, not ${options === null ? 'null' : typeof options}`);
+  }
+  checkOptions('createServer', options, serverFields);
+  if (options.portals === undefined) throw new InvalidArgumentError("createServer: portals must be a non-empty array of URI strings (e.g. ['tcp://0.0.0.0:7000/svc'])");
+  for (const p of [...options.portals, ...(options.advertise ?? [])]) {
+    try { new URL(p); } catch (e) { throw new InvalidArgumentError(`createServer: '${p}' is not a URI (expected e.g. 'tcp://0.0.0.0:7000/svc')`, { cause: e }); }
+  }
+  if (options.advertise && options.advertise.length !== options.portals.length) {
+    throw new InvalidArgumentError(`createServer: advertise must name one URI per portal (${options.portals.length}), not ${options.advertise.length}`);
+  }
   const threads = options.threads ?? 0;
-  if (!options.portals?.length) throw new InvalidArgumentError('createServer needs at least one portal');
   const onSession = options.onSession ?? (() => 'accept' as Decision);
   const balance = options.balance ?? 'round-robin';
   const rr = { next: 0 };
@@ -147,7 +300,8 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     let handler = options.handler as Handler | undefined;
     let onMessage = options.onMessage;
     if (typeof options.handler === 'string') ({ handler, onMessage = onMessage } = loadHandler(options.handler));
-    const sessions = serveContext(ctx, handler, onMessage, async (info) => toDecision(await onSession(info)));
+    let server: Server | undefined;
+    const sessions = serveContext(ctx, handler, onMessage, async (info) => toDecision(await onSession(info)), (s) => server?.emit('session', s));
     const bound: string[] = [];
     try {
       for (let i = 0; i < options.portals.length; i++) bound.push(await ctx.listen(options.portals[i], options.advertise?.[i]));
@@ -155,7 +309,9 @@ export async function createServer(options: ServerOptions): Promise<Server> {
       await ctx.close(); // keep none of the portals bound so far
       throw e;
     }
-    return new Server([bound], (ms) => closeContext(ctx, sessions, ms));
+    debug('server: listening on %s', bound.join(', '));
+    server = new Server([bound], (ms) => closeContext(ctx, sessions, ms), async () => [contextStats(0, ctx, sessions)]);
+    return server;
   }
   if (typeof options.handler === 'function') {
     throw new InvalidArgumentError('with threads, handler must be a module path: each worker loads it itself');
@@ -175,6 +331,9 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     return toDecision(await onSession(info));
   };
   const started: Promise<void>[] = [];
+  const asked = new Map<number, (s: ContextStats) => void>();
+  let nextAsk = 1;
+  const exited = new Set<number>();
   for (let i = 0; i < threads; i++) {
     const w = new Worker(path.join(__dirname, 'worker.js'), {
       workerData: {
@@ -185,8 +344,9 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     });
     workers.push(w);
     started.push(new Promise<void>((resolve, reject) => {
-      w.on('message', (m: { type: string; portals?: string[]; id?: number; info?: SessionRequestInfo; error?: string }) => {
+      w.on('message', (m: { type: string; portals?: string[]; id?: number; info?: SessionRequestInfo; error?: string; stats?: ContextStats }) => {
         if (m.type === 'ready') { portals[i] = m.portals!; resolve(); }
+        else if (m.type === 'stats') { asked.get(m.id!)?.(m.stats!); asked.delete(m.id!); }
         else if (m.type === 'failed') reject(new NexioError('NEXIO_ERR_WORKER', `context ${i}: ${m.error}`));
         else if (m.type === 'session') {
           const info = { ...m.info!, attrs: Buffer.from(m.info!.attrs) };
@@ -195,7 +355,7 @@ export async function createServer(options: ServerOptions): Promise<Server> {
         }
       });
       w.once('error', reject);
-      w.once('exit', (code) => reject(new NexioError('NEXIO_ERR_WORKER', `context ${i} exited with ${code}`)));
+      w.once('exit', (code) => { exited.add(i); reject(new NexioError('NEXIO_ERR_WORKER', `context ${i} exited with ${code}`)); });
     }));
   }
   try {
@@ -204,10 +364,22 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     await Promise.all(workers.map((w) => w.terminate()));
     throw e;
   }
+  const askStats = (i: number): Promise<ContextStats> => {
+    if (exited.has(i)) return Promise.resolve({ index: i, portals: portals[i], ...zero() });
+    return new Promise<ContextStats>((resolve) => {
+      const id = nextAsk++;
+      const onExit = () => { asked.delete(id); resolve({ index: i, portals: portals[i], ...zero() }); };
+      asked.set(id, (st) => { workers[i].off('exit', onExit); resolve({ ...st, index: i }); });
+      workers[i].once('exit', onExit);
+      workers[i].postMessage({ type: 'stats', id });
+    });
+  };
+  debug('server: %d contexts on worker threads, listening on %s', threads, portals.map((p) => p.join(', ')).join('; '));
   return new Server(portals, async (timeout) => {
-    await Promise.all(workers.map((w) => new Promise<void>((res) => {
+    await Promise.all(workers.map((w, i) => new Promise<void>((res) => {
+      if (exited.has(i)) { res(); return; }
       w.once('exit', () => res());
       w.postMessage({ type: 'close', timeout });
     })));
-  });
+  }, () => Promise.all(workers.map((_, i) => askStats(i))));
 }

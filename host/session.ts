@@ -11,16 +11,69 @@ import { EventEmitter } from 'node:events';
 import type { Context, SessionPeer } from './context';
 import { FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT, INLINE_MAX, MAX_APP_HEADER } from './core';
 import {
-  AbortedError, BackpressureError, ClosedError, Code, fromCode, NexioError, ProtocolError,
-  RejectedError, SessionLostError, TimeoutError, InvalidArgumentError, LimitError,
+  AbortedError, BackpressureError, ClosedError, Code, codeNames, fromCode, NexioError, ProtocolError,
+  RejectedError, SessionLostError, TimeoutError, InvalidArgumentError, LimitError, TransportError,
 } from './errors';
-import { channels } from './diagnostics';
+import { debug, publish } from './diagnostics';
+import type { SessionMessage } from './diagnostics';
+import { check, checkOptions, bool, either, fn, ms, signal as signalCheck } from './options';
 
 export type Bytes = Uint8Array | string;
 
+/** A session's state (`session.state`, `stats().state`). */
+export type SessionState = 'connecting' | 'open' | 'resuming' | 'closing' | 'closed';
+
+/**
+ * A session's events and their listeners' signatures: `on`, `once`, `off`
+ * and `emit` take only these names (a misspelled one fails to compile).
+ */
+export interface SessionEvents {
+  /** The session is open; `attrs` are the server's accept attrs (client), empty otherwise. */
+  open: (attrs: Buffer) => void;
+  /** A one-way message. With `views`, header and data are lent: call `release()` when done. */
+  message: (header: Buffer, data: Buffer, release?: () => void) => void;
+  /** The peer's receipt for the message `seq` (or for a request asked with `receipt`). */
+  receipt: (seq: number) => void;
+  /** Credits are back after trySend()/tryRequest() answered false. */
+  drain: () => void;
+  /** A lane (connection) came up. */
+  'lane-up': (lane: number, code: number) => void;
+  /** A lane went down (`code`: the core's code, e.g. Code.TRANSPORT); the session fails over. */
+  'lane-down': (lane: number, code: number) => void;
+  /** The session is back after every lane was down. */
+  resumed: () => void;
+  /** The peer broke the protocol on a lane (only that lane closed). */
+  'protocol-error': (error: ProtocolError, lane: number) => void;
+  /** The session ended abnormally (lost, rejected, the peer closed it). Emitted only when a listener is attached. */
+  error: (error: Error) => void;
+  /** The session ended: `error` is why, undefined after an orderly close. */
+  close: (error?: Error) => void;
+}
+
+type Listener<E extends keyof SessionEvents> = SessionEvents[E];
+
+// Typed events: these declarations merge with the class below.
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export interface Session {
+  on<E extends keyof SessionEvents>(event: E, listener: Listener<E>): this;
+  once<E extends keyof SessionEvents>(event: E, listener: Listener<E>): this;
+  off<E extends keyof SessionEvents>(event: E, listener: Listener<E>): this;
+  addListener<E extends keyof SessionEvents>(event: E, listener: Listener<E>): this;
+  removeListener<E extends keyof SessionEvents>(event: E, listener: Listener<E>): this;
+  prependListener<E extends keyof SessionEvents>(event: E, listener: Listener<E>): this;
+  prependOnceListener<E extends keyof SessionEvents>(event: E, listener: Listener<E>): this;
+  emit<E extends keyof SessionEvents>(event: E, ...args: Parameters<SessionEvents[E]>): boolean;
+  listenerCount<E extends keyof SessionEvents>(event: E): number;
+  removeAllListeners<E extends keyof SessionEvents>(event?: E): this;
+}
+
 export interface RequestOptions {
+  /** Aborting it cancels the request (NEXIO_ERR_ABORTED; the responder's req.signal aborts too). */
   signal?: AbortSignal;
-  /** Milliseconds until the request fails with NEXIO_ERR_TIMEOUT (0: none). */
+  /**
+   * ms from the call until the request fails with NEXIO_ERR_TIMEOUT,
+   * time waiting for credit included (0, the default: none).
+   */
   timeout?: number;
   /**
    * Ask for a delivery receipt. A function is called once, when the peer's
@@ -83,12 +136,17 @@ export class RemoteError extends NexioError {
 }
 
 export interface SessionStats {
-  state: string;
+  state: SessionState;
   id: string;
+  /** Requests this side issued, and requests it received (its handler's). */
   requests: number;
+  requestsReceived: number;
+  /** Responses received (to its requests) and sent (its handler's answers). */
   responses: number;
   messagesSent: number;
   messagesReceived: number;
+  /** One-way messages received with no 'message' listener (dropped; their receipt was sent all the same). */
+  messagesDropped: number;
   bytesSent: number;
   bytesReceived: number;
   failovers: number;
@@ -113,6 +171,10 @@ interface Slot {
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
+
+const requestFields = { signal: signalCheck, timeout: ms(0, 'none'), receipt: either(bool, fn) };
+const sendFields = { receipt: bool };
+export const closeFields = { timeout: ms(0) };
 
 export function toBytes(b: Bytes | undefined | null): Uint8Array {
   if (b === undefined || b === null) return EMPTY;
@@ -174,10 +236,13 @@ class Inbound implements IncomingRequest {
   }
 }
 
-export class Session extends EventEmitter implements SessionPeer {
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export class Session extends EventEmitter {
   #ctx: Context;
   #handle: number;
-  #state: 'connecting' | 'open' | 'resuming' | 'closing' | 'closed' = 'connecting';
+  #state: SessionState = 'connecting';
+  /** Client: the URI connect() was given (named in its errors). */
+  #uri: string | undefined;
   #id = 0n;
   /**
    * Requests in flight, by full tag. Not by tag index: the core frees a
@@ -201,28 +266,51 @@ export class Session extends EventEmitter implements SessionPeer {
   #closeError: Error | undefined;
   #lanesUp = 0;
   #st = {
-    requests: 0, responses: 0, messagesSent: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0,
+    requests: 0, requestsReceived: 0, responses: 0, messagesSent: 0, messagesDropped: 0, messagesReceived: 0, bytesSent: 0, bytesReceived: 0,
     failovers: 0, resumes: 0, protocolErrors: 0, rttCount: 0, rttSum: 0, rttMin: Infinity, rttMax: 0,
   };
 
   /** @internal Sessions come from connect() or a server; not constructed by applications. */
-  constructor(ctx: Context, handle: number, options: { maxQueued?: number; handler?: Handler; open?: boolean } = {}) {
+  constructor(ctx: Context, handle: number, options: { maxQueued?: number; handler?: Handler; open?: boolean; uri?: string } = {}) {
     super();
     this.#ctx = ctx;
     this.#handle = handle;
+    this.#uri = options.uri;
     this.#maxQueued = options.maxQueued ?? 4096;
     this.#handler = options.handler;
     if (options.open) {
       this.#state = 'open';
       this.#lanesUp = 1;
     }
-    ctx.attach(this);
+    // The context's callbacks go to a peer object of this session's own,
+    // so they are not part of Session's public surface.
+    const peer: SessionPeer = {
+      handle,
+      onOpen: (lane, attrs, id) => this.#onOpen(lane, attrs, id),
+      onRequest: (tag, header, data, flags, seq) => this.#onRequest(tag, header, data, flags, seq),
+      onMessage: (seq, header, data, flags) => this.#onMessage(seq, header, data, flags),
+      onResponse: (tag, header, data, flags, seq) => this.#onResponse(tag, header, data, flags, seq),
+      onRequestFailed: (tag, code) => this.#onRequestFailed(tag, code),
+      onCancel: (tag) => this.#onCancel(tag),
+      onReceipt: (seq, tag) => this.#onReceipt(seq, tag),
+      onDrain: () => this.#onDrain(),
+      onLane: (up, lane, code) => this.#onLane(up, lane, code),
+      onLaneFailed: (uri, err) => this.#onLaneFailed(uri, err),
+      onResumed: () => this.#onResumed(),
+      onRejected: (code, message) => this.#onRejected(code, message),
+      onLost: (code, unacked) => this.#onLost(code, unacked),
+      onClosed: (code) => this.#onClosed(code),
+      onProtocolError: (lane, code) => this.#onProtocolError(lane, code),
+      onEnd: (err) => this.#end(err, 'ended'),
+    };
+    ctx.attach(peer);
+    debug('session %d: %s', handle, options.open ? 'accepted' : `connecting to ${options.uri}`);
   }
 
   get handle(): number { return this.#handle; }
   /** The context this session runs on. */
   get context(): Context { return this.#ctx; }
-  get state(): string { return this.#state; }
+  get state(): SessionState { return this.#state; }
   /** The session id the server assigned (what a resume names). */
   get id(): bigint { return this.#id; }
   /** Client: the attrs the server's onSession accepted with (`{ accept: true, attrs }`); empty otherwise. */
@@ -238,6 +326,7 @@ export class Session extends EventEmitter implements SessionPeer {
 
   request(header?: Bytes, data?: Bytes, options: RequestOptions = {}): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
+      checkOptions('request', options, requestFields);
       const early = this.#refuse(options.signal);
       if (early) { reject(early); return; }
       const hdr = headerBytes(header), dat = toBytes(data);
@@ -294,6 +383,7 @@ export class Session extends EventEmitter implements SessionPeer {
   /** One-way message. Resolves when the core took it (or, with receipt, when the peer application got it). */
   send(header?: Bytes, data?: Bytes, options: SendOptions = {}): Promise<void> {
     return new Promise<void>((resolve, reject) => {
+      checkOptions('send', options, sendFields);
       const early = this.#refuse(undefined);
       if (early) { reject(early); return; }
       const hdr = headerBytes(header), dat = toBytes(data);
@@ -329,6 +419,7 @@ export class Session extends EventEmitter implements SessionPeer {
    */
   tryRequest(header: Uint8Array, data: Uint8Array, done: HotCallback, timeoutMs = 0): number {
     if (this.#state !== 'open' && this.#state !== 'resuming') throw this.#refuse(undefined) ?? new ClosedError();
+    if (timeoutMs !== 0) check('tryRequest', 'timeoutMs', timeoutMs, ms(0, 'none'));
     const tag = this.#issue(header, data, 0, timeoutMs, { hot: done, t0: 0 });
     if (tag < 0) throw this.#opError(-tag, header, data);
     return tag;
@@ -344,11 +435,13 @@ export class Session extends EventEmitter implements SessionPeer {
    * NEXIO_ERR_CLOSED. Resolves once the session is closed; idempotent.
    */
   close(options: CloseOptions = {}): Promise<void> {
+    try {
+      checkOptions('close', options, closeFields);
+    } catch (e) {
+      return Promise.reject(e);
+    }
     if (this.#closing) return this.#closing;
     const ms = options.timeout ?? 5000;
-    if (typeof ms !== 'number' || !(ms >= 0) || !Number.isFinite(ms)) {
-      return Promise.reject(new InvalidArgumentError(`close timeout must be a number of ms >= 0, not ${String(ms)}`));
-    }
     const clock = this.#ctx.clock;
     let timer: unknown;
     const bound = new Promise<void>((r) => { timer = clock.setTimer(r, ms); });
@@ -409,8 +502,8 @@ export class Session extends EventEmitter implements SessionPeer {
     const s = this.#st;
     const info = this.#state === 'closed' || this.#ctx.failed ? undefined : this.#ctx.core.sessionInfo(this.#handle);
     return {
-      state: this.#state, id: this.#id.toString(16), requests: s.requests, responses: s.responses,
-      messagesSent: s.messagesSent, messagesReceived: s.messagesReceived, bytesSent: s.bytesSent,
+      state: this.#state, id: this.#id.toString(16), requests: s.requests, requestsReceived: s.requestsReceived, responses: s.responses,
+      messagesSent: s.messagesSent, messagesReceived: s.messagesReceived, messagesDropped: s.messagesDropped, bytesSent: s.bytesSent,
       bytesReceived: s.bytesReceived, failovers: s.failovers, lanesUp: this.#lanesUp, resumes: s.resumes,
       protocolErrors: s.protocolErrors,
       rtt: { count: s.rttCount, meanUs: s.rttCount ? s.rttSum / s.rttCount : 0, minUs: s.rttCount ? s.rttMin : 0, maxUs: s.rttMax },
@@ -493,9 +586,11 @@ export class Session extends EventEmitter implements SessionPeer {
     try {
       if (typeof r === 'string' || r instanceof Uint8Array) {
         dat = toBytes(r);
-      } else if (r && typeof r === 'object' && !(r instanceof Error)) {
+      } else if (r && typeof r === 'object' && !(r instanceof Error) && !Array.isArray(r)) {
         hdr = headerBytes(r.header);
         dat = toBytes(r.data);
+      } else if (r !== undefined && r !== null && !(r instanceof Error)) {
+        throw new InvalidArgumentError(`the handler returned ${Array.isArray(r) ? 'an array' : typeof r === 'number' ? `a number (${r})` : `a ${typeof r}`}; a reply is a Uint8Array, a string, { header, data } or nothing`);
       }
       const max = this.#ctx.core.config.maxMessageBytes;
       if (hdr.length + dat.length > max) throw new InvalidArgumentError(`reply is ${hdr.length + dat.length} bytes; maxMessageBytes is ${max}`);
@@ -549,7 +644,7 @@ export class Session extends EventEmitter implements SessionPeer {
     }
   }
 
-  #end(err: Error | undefined, why: string): void {
+  #end(err: Error | undefined, why: SessionMessage['event']): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
     this.#closeError = err;
@@ -572,26 +667,27 @@ export class Session extends EventEmitter implements SessionPeer {
     this.#opened?.reject(e);
     this.#opened = undefined;
     this.#closedResolve?.();
-    channels.session.publish({ event: why, session: this.#handle, id: this.#id, error: err });
+    publish('session', () => ({ event: why, session: this.#handle, id: this.#id, error: err }));
     if (err && why !== 'destroyed' && this.listenerCount('error') > 0) this.emit('error', err);
     this.emit('close', err);
   }
 
-  // ---- SessionPeer: events from the context ----
+  // ---- events from the context (through the peer object made in the constructor) ----
 
-  onOpen(_lane: number, attrs: Buffer, id: bigint): void {
+  #onOpen(_lane: number, attrs: Buffer, id: bigint): void {
     this.#id = id;
     this.#attrs = attrs;
     this.#state = 'open';
     this.#lanesUp = 1;
-    channels.session.publish({ event: 'open', session: this.#handle, id });
+    publish('session', () => ({ event: 'open', session: this.#handle, id }));
     this.#opened?.resolve(this);
     this.#opened = undefined;
     this.emit('open', attrs);
     this.#pump();
   }
 
-  onRequest(tag: number, header: Buffer, data: Buffer, _flags: number, seq: number): void {
+  #onRequest(tag: number, header: Buffer, data: Buffer, _flags: number, seq: number): void {
+    this.#st.requestsReceived++;
     this.#st.bytesReceived += header.length + data.length;
     const handler = this.#handler;
     // With views, the request's bytes are lent until the handler settled
@@ -626,11 +722,18 @@ export class Session extends EventEmitter implements SessionPeer {
     }
   }
 
-  onMessage(seq: number, header: Buffer, data: Buffer, _flags: number): void {
+  #onMessage(seq: number, header: Buffer, data: Buffer, _flags: number): void {
     this.#st.messagesReceived++;
     this.#st.bytesReceived += header.length + data.length;
-    if (this.#ctx.views) this.emit('message', header, data, this.#releaser(seq));
-    else this.emit('message', header, data);
+    const heard = this.#ctx.views ? this.emit('message', header, data, this.#releaser(seq)) : this.emit('message', header, data);
+    if (!heard) {
+      // Nobody receives one-way messages on this session (a server without
+      // onMessage): the message is dropped, and counted; a lent one is
+      // released, or its credit would never come back.
+      this.#st.messagesDropped++;
+      debug('session %d: message %d dropped: no message listener', this.#handle, seq);
+      if (this.#ctx.views) this.#release(seq);
+    }
   }
 
   /** Returns a lent message's bytes to the core (views); later calls do nothing. */
@@ -648,7 +751,7 @@ export class Session extends EventEmitter implements SessionPeer {
     return () => { if (!done) { done = true; this.#release(seq); } };
   }
 
-  onResponse(tag: number, header: Buffer, data: Buffer, flags: number, seq: number): void {
+  #onResponse(tag: number, header: Buffer, data: Buffer, flags: number, seq: number): void {
     const slot = this.#take(tag);
     if (!slot) {
       if (this.#ctx.views) this.#release(seq);
@@ -691,7 +794,7 @@ export class Session extends EventEmitter implements SessionPeer {
     }
   }
 
-  onRequestFailed(tag: number, code: number): void {
+  #onRequestFailed(tag: number, code: number): void {
     const slot = this.#take(tag);
     if (!slot) return;
     if (slot.signal && slot.onAbort) slot.signal.removeEventListener('abort', slot.onAbort);
@@ -700,7 +803,7 @@ export class Session extends EventEmitter implements SessionPeer {
     slot.hot?.(e, EMPTY, EMPTY, tag);
   }
 
-  onCancel(tag: number): void {
+  #onCancel(tag: number): void {
     const c = this.#inbound.get(tag);
     if (!c) return;
     this.#inbound.delete(tag);
@@ -708,7 +811,7 @@ export class Session extends EventEmitter implements SessionPeer {
     if (this.#idle) this.#checkIdle();
   }
 
-  onReceipt(seq: number, tag: number): void {
+  #onReceipt(seq: number, tag: number): void {
     if (tag !== 0) {
       const slot = this.#slots.get(tag);
       if (slot?.receipt) this.#receipted(slot);
@@ -725,33 +828,33 @@ export class Session extends EventEmitter implements SessionPeer {
     try { f(); } catch (e) { process.nextTick(() => { throw e; }); }
   }
 
-  onDrain(): void {
+  #onDrain(): void {
     this.#pump();
     if (this.#queue.length === 0) this.emit('drain');
     else this.#drainOwed = true;
   }
 
-  onLane(up: boolean, lane: number, code: number): void {
+  #onLane(up: boolean, lane: number, code: number): void {
     if (up) this.#lanesUp++;
     else {
       this.#lanesUp = Math.max(0, this.#lanesUp - 1);
       this.#st.failovers++;
     }
-    channels.lane.publish({ event: up ? 'up' : 'down', session: this.#handle, lane, code });
+    publish('lane', () => ({ event: up ? 'up' : 'down', session: this.#handle, lane, code }));
     this.emit(up ? 'lane-up' : 'lane-down', lane, code);
     if (!up && this.#lanesUp === 0 && this.#state === 'open') this.#state = 'resuming';
   }
 
-  onResumed(): void {
+  #onResumed(): void {
     // A close() in progress stays 'closing': the resume only lets its CLOSE through.
     if (this.#state === 'resuming') this.#state = 'open';
     this.#st.resumes++;
-    channels.session.publish({ event: 'resumed', session: this.#handle, id: this.#id });
+    publish('session', () => ({ event: 'resumed', session: this.#handle, id: this.#id }));
     this.emit('resumed');
     this.#pump();
   }
 
-  onRejected(code: number, message: string): void {
+  #onRejected(code: number, message: string): void {
     // A redirect loop is the client giving up, not a server's refusal.
     const e = code === Code.REDIRECT_LOOP
       ? fromCode(code, message || 'too many redirects: the servers sent the session in a loop')
@@ -761,24 +864,45 @@ export class Session extends EventEmitter implements SessionPeer {
     this.#end(e, 'rejected');
   }
 
-  onLost(code: number, unacked: number): void {
+  #onLost(code: number, unacked: number): void {
     const e = code === Code.TIMEOUT
       ? new TimeoutError('session could not be established in time')
       : new SessionLostError(code, `session lost (${code === Code.UNKNOWN_SESSION ? 'the server no longer knows it' : 'no lane came back in time'}); ${unacked} messages unacknowledged`);
     this.#end(e, 'lost');
   }
 
-  onClosed(code: number): void {
+  #onClosed(code: number): void {
     this.#end(code === Code.CLOSED ? new ClosedError('the peer closed the session') : undefined, 'closed');
   }
 
-  onEnd(err: Error): void {
-    this.#end(err, 'ended');
+  /**
+   * A lane failed to reach its address. A session that never opened ends at
+   * once with the transport's error (the address refused, is unreachable or
+   * does not resolve: retrying until the connect timeout would only hide
+   * it); an open session fails over as usual (its lane-down tells).
+   */
+  #onLaneFailed(uri: string, err: Error): void {
+    if (this.#state !== 'connecting') return;
+    const sys = (err as { cause?: unknown }).cause ?? err;
+    const code = (sys as { code?: unknown }).code;
+    const why = typeof code === 'string' && !code.startsWith('NEXIO_') ? `${code} (${(sys as Error).message})` : (sys as Error).message ?? String(sys);
+    this.#fail(new TransportError(`cannot connect to ${this.#uri ?? uri}: ${why}`, { cause: sys }));
   }
 
-  onProtocolError(lane: number, code: number): void {
+  /** Ends a session still connecting (connect() rejects with e) and drops it from the core. */
+  #fail(e: Error): void {
+    this.#destroyNow(e);
+  }
+
+  #onProtocolError(lane: number, code: number): void {
+    if (this.#state === 'connecting') {
+      // The first lane's peer answered with something that is not nexio.
+      this.#st.protocolErrors++;
+      this.#fail(new ProtocolError(code, `${this.#uri ?? 'the peer'} does not speak nexio (protocol error: ${codeNames[code] ?? code})`));
+      return;
+    }
     this.#st.protocolErrors++;
-    channels.lane.publish({ event: 'protocol-error', session: this.#handle, lane, code });
+    publish('lane', () => ({ event: 'protocol-error', session: this.#handle, lane, code }));
     this.emit('protocol-error', new ProtocolError(code), lane);
   }
 }

@@ -2,7 +2,7 @@
 // binds its portals, and asks the main thread to decide new sessions.
 import { parentPort, workerData } from 'node:worker_threads';
 import { Context, SessionDecision, AdmissionOptions } from './context';
-import { serveContext, loadHandler, closeContext } from './server';
+import { serveContext, loadHandler, closeContext, contextStats } from './server';
 
 interface Data { index: number; portals: string[]; advertise?: string[]; handler?: string; core?: object; views?: boolean; admission?: AdmissionOptions }
 
@@ -23,6 +23,8 @@ async function main(): Promise<void> {
       const r = waiting.get(m.id!);
       waiting.delete(m.id!);
       if (r) r(m.decision!); // accept attrs arrive as a Uint8Array (structured clone)
+    } else if (m.type === 'stats') {
+      port.postMessage({ type: 'stats', id: m.id, stats: contextStats(d.index, ctx, sessions) });
     } else if (m.type === 'close') {
       await closeContext(ctx, sessions, m.timeout ?? 5000);
       port.close();

@@ -138,14 +138,25 @@ t.test('hot path: tryRequest with a timeout', async (t) => {
   t.match(e, { code: 'NEXIO_ERR_TIMEOUT' }, 'the callback gets NEXIO_ERR_TIMEOUT');
 });
 
-t.test('connect timeout: nobody listening', { timeout: 20000 }, async (t) => {
+t.test('connect timeout: a peer that accepts and never answers', { timeout: 20000 }, async (t) => {
+  const net = await import('node:net');
+  const socks: import('node:net').Socket[] = [];
+  const srv = net.createServer((c) => socks.push(c));
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+  const port = (srv.address() as import('node:net').AddressInfo).port;
+  t.teardown(() => { for (const c of socks) c.destroy(); return new Promise((r) => srv.close(r)); });
+  // The resume time is far beyond this test's own timeout: only connect's
+  // timeout can end it in time.
+  const e = await connect(`tcp://127.0.0.1:${port}/x`, { timeout: 300, resumeTimeout: 60000 }).catch((x) => x);
+  t.match(e, { code: 'NEXIO_ERR_TIMEOUT' }, 'connect() fails with NEXIO_ERR_TIMEOUT after its timeout');
+});
+
+t.test('nobody listening: NEXIO_ERR_TRANSPORT at once, not the timeout', { timeout: 20000 }, async (t) => {
   const net = await import('node:net');
   const srv = net.createServer();
   await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
   const port = (srv.address() as import('node:net').AddressInfo).port;
   await new Promise((r) => srv.close(r));
-  // The resume time is far beyond this test's own timeout: only connect's
-  // timeout can end it in time.
-  const e = await connect(`tcp://127.0.0.1:${port}/x`, { timeout: 300, resumeTimeout: 60000 }).catch((x) => x);
-  t.match(e, { code: 'NEXIO_ERR_TIMEOUT' }, 'connect() fails with NEXIO_ERR_TIMEOUT after its timeout');
+  const e = await connect(`tcp://127.0.0.1:${port}/x`, { timeout: 60000, resumeTimeout: 60000 }).catch((x) => x);
+  t.match(e, { code: 'NEXIO_ERR_TRANSPORT', message: /ECONNREFUSED/ }, 'the refusal, named');
 });

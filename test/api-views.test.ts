@@ -38,9 +38,9 @@ t.test('views: replies, messages and handler requests are lent ring bytes', asyn
   r.release!();
   r.release!();
   t.pass('release() is idempotent');
-  const got = new Promise<[string, boolean]>((resolve) => s.once('message', (h: Buffer, d: Buffer, release: () => void) => {
+  const got = new Promise<[string, boolean]>((resolve) => s.once('message', (h: Buffer, d: Buffer, release?: () => void) => {
     const out: [string, boolean] = [`${h}:${d}`, typeof release === 'function'];
-    release();
+    release!();
     resolve(out);
   }));
   await s.send('ping', 'x');

@@ -102,10 +102,14 @@ t.test('the server closes gracefully: requests in flight are answered, then the 
   const e = ex.serverClose();
   const res = await run(e.scenario, e.options);
   clean(t, res, 'server close');
-  const [first, second] = res.clients[0].incs;
+  const [first, ...later] = res.clients[0].incs;
   t.equal(first.end, 'peer-closed', 'the first session was closed by the server');
   t.match(first.endErr, { code: 'NEXIO_ERR_CLOSED' });
   t.ok(first.msgs.length === 6 && first.msgs.every((m) => m.outcome === 'response' && m.delivered === 1), 'its 6 requests were answered first');
+  // While the server is down, connect() is refused at once (NEXIO_ERR_TRANSPORT) and the app tries again.
+  const refused = later.filter((i) => i.end === 'lost');
+  t.ok(refused.every((i) => (i.endErr as { code?: string } | undefined)?.code === 'NEXIO_ERR_TRANSPORT'), 'connects while it is down are refused at once');
+  const second = later.find((i) => i.end !== 'lost');
   t.ok(second && second.end === 'closed', 'a new session opened on the new server, closed cleanly');
 });
 

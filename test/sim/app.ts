@@ -260,7 +260,8 @@ export class ClientApp {
       let end: End;
       if (ctx.failed && e === ctx.failed) end = 'ctx-closed';
       else if (code === 'NEXIO_ERR_REJECTED' || code === 'NEXIO_ERR_LIMIT' || code === 'NEXIO_ERR_REDIRECT_LOOP') end = 'rejected';
-      else if (code === 'NEXIO_ERR_TIMEOUT' || code === 'NEXIO_ERR_SESSION_LOST') end = 'lost';
+      // The server is not there (down, restarting: refused at once) or not in time.
+      else if (code === 'NEXIO_ERR_TIMEOUT' || code === 'NEXIO_ERR_SESSION_LOST' || code === 'NEXIO_ERR_TRANSPORT') end = 'lost';
       else {
         this.#ledger.report('stuck', `client ${this.idx} inc ${inc.n}: connect() failed with ${code}: ${(e as Error)?.message}`);
         end = 'gone';
