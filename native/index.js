@@ -130,6 +130,19 @@ class RdmaDevice {
   }
   get native() { return this.#native; }
 
+  /**
+   * NEXIO_ERR_RDMA_PORT_DOWN when port 1 is not active, else null. A completion error on a port
+   * that went down is the port's doing: which reaches us first, the port's asynchronous event or
+   * the QP's failed completions, is a race, so both say the same.
+   */
+  portDownError() {
+    let st;
+    try { st = this.#native.query().portState; } catch { return null; }
+    if (st === undefined || /active/i.test(st)) return null; // ibv_port_state_str: 'active' (older: 'PORT_ACTIVE')
+    this.events.PORT_DOWN_SEEN = (this.events.PORT_DOWN_SEEN ?? 0) + 1;
+    return new RdmaError('NEXIO_ERR_RDMA_PORT_DOWN', `${this.name}: port 1 is ${st}`, { event: 'PORT_ERR', port: 1 });
+  }
+
   _attach(qpNum, conn) { this.#conns.set(qpNum, conn); }
   _detach(qpNum) { this.#conns.delete(qpNum); }
 
@@ -317,7 +330,7 @@ class RdmaConnection extends EventEmitter {
     for (let i = 0; i < n; i++) {
       if (this.#state === 'closed') return; // a callback closed us: the rest is moot
       const kind = c[i * 4], id = c[i * 4 + 1], len = c[i * 4 + 2], status = c[i * 4 + 3];
-      if (status !== 0) { this.#fail(completionError(kind, status)); return; }
+      if (status !== 0) { this.#fail(this.device.portDownError() ?? completionError(kind, status)); return; }
       if (kind === KIND.RECV) {
         if (this.#onFrame) this.#onFrame(ring, id * this.#recvSize, len);
         else {

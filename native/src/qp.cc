@@ -429,7 +429,9 @@ void QueuePair::Drain() {
       if (idle_) uv_idle_start(idle_, OnIdle);
       return;
     }
-    int got = ibv_poll_cq(cq_, static_cast<int>(batch_), wc_.data());
+    // never more than the wakeup has left: perWake_ is a bound, not a threshold
+    uint32_t want = perWake_ - done < batch_ ? perWake_ - done : batch_;
+    int got = ibv_poll_cq(cq_, static_cast<int>(want), wc_.data());
     nPolls_++;
     if (got < 0) {
       Napi::HandleScope scope(Env());
