@@ -11,6 +11,10 @@ const [rdma, tcp] = JSON.parse(res.slice('BENCH-RESULT '.length));
 const lat = row('ib_send_lat');   // bytes iters t_min t_max t_typical t_avg t_stdev p99 p99.9
 const bw = row('ib_write_bw');    // bytes iters bw_peak bw_avg msgrate
 const rbw = row('ib_read_bw');
+// A phase that failed (twice: lab-node.sh retries it) fails the bench: never an n/a in a green run.
+for (const [name, r, n] of [['ib_send_lat', lat, 9], ['ib_write_bw', bw, 5], ['ib_read_bw', rbw, 5]]) {
+  if (r.length < n || r.some((x) => Number.isNaN(x))) { console.error(`bench/lab: FAIL: the perftest phase ${name} produced no result (see the log)`); process.exit(1); }
+}
 const f = (x, d = 0) => (x === undefined || Number.isNaN(x) ? 'n/a' : x.toFixed(d));
 const ratio = (a, b, d = 2) => (a && b ? (a / b).toFixed(d) : 'n/a');
 const ms = (us) => f(us / 1000, 2);
@@ -42,3 +46,21 @@ out.push('');
 out.push(`Samples: ${rdma.latency.n} pings, ${rdma.messages.n} / ${tcp.messages.n} messages, ${rdma.bandwidth.n} / ${tcp.bandwidth.n} MiB (rdma / tcp). ` +
   'Raw data: `' + JSON.stringify({ perftest: { send_lat: lat, write_bw: bw, read_bw: rbw } }) + '`.');
 console.log(out.join('\n'));
+// --json FILE: the figures and the ratios, for tools (bench/lab.sh --json FILE).
+const jsonAt = process.argv.indexOf('--json');
+if (jsonAt >= 0) {
+  const num = (a, b) => (a && b ? a / b : null);
+  fs.writeFileSync(process.argv[jsonAt + 1], JSON.stringify({
+    when: new Date().toISOString(), load, seconds: Number(secs),
+    perftest: { ib_send_lat: { p50us: lat[4], p99us: lat[7] }, ib_write_bw: { MBps: bw[3] }, ib_read_bw: { MBps: rbw[3] } },
+    rdma, tcp,
+    ratios: {
+      rdma_p50_vs_ib_send_lat: num(rdma.latency.p50us, lat[4]),
+      rdma_p50_vs_tcp_p50: num(rdma.latency.p50us, tcp.latency.p50us),
+      rdma_p99_vs_tcp_p99: num(rdma.latency.p99us, tcp.latency.p99us),
+      rdma_msgs_vs_tcp: num(rdma.messages.perSec, tcp.messages.perSec),
+      rdma_1mib_vs_tcp: num(rdma.bandwidth.MiBps, tcp.bandwidth.MiBps),
+      rdma_1mib_vs_ib_write_bw: num(rdma.bandwidth.MiBps * 1.048576, bw[3]),
+    },
+  }, null, 2) + '\n');
+}
