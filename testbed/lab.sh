@@ -11,7 +11,7 @@
 # Layouts: single = one guest (2 vCPUs), rxe0 over its own NIC, clients and servers on rxe0
 # (loopback through rxe); pair = guests a (10.0.0.1) and b (10.0.0.2), 1 vCPU each, linked by a
 # qemu UDP socket netdev on 127.0.0.1 (eth0, rxe0), and by a second one (eth1: 10.0.1.1 and
-# 10.0.1.2, no rxe) that stays up when a test takes eth0 down; nothing else.
+# 10.0.1.2, rxe1) that stays up when a test takes eth0 down; nothing else.
 # Inside a guest: NEXIO_LAB_node=a|b, NEXIO_LAB_layout, NEXIO_RDMA_ADDR (own IPv4 on rxe0),
 # NEXIO_RDMA_PEER (the other guest's, or own in single), NEXIO_LAB_IF (eth0: rxe0's netdev);
 # pair only: NEXIO_LAB_ADDR2, NEXIO_LAB_PEER2 (the eth1 addresses).

@@ -101,8 +101,10 @@ async function startServers() {
       default: throw new Error(`unknown control ${op}`);
     }
   }
-  // interface down: rdma lanes over eth0, tcp lanes over eth1 (pair layout)
-  const ifd = ME2 ? await createServer({ portals: [`rdma://${ME}:${PORT + 5}/ifd`, `tcp://${ME2}:${PORT + 6}/ifd`], handler, onMessage, onSession }) : null;
+  // interface down: rdma lanes over eth0 (rxe0) and eth1 (rxe1), tcp lanes over eth1 (pair layout)
+  const ifd = ME2 ? await createServer({
+    portals: [`rdma://${ME}:${PORT + 5}/ifd`, `rdma://${ME2}:${PORT + 7}/ifd`, `tcp://${ME2}:${PORT + 6}/ifd`], handler, onMessage, onSession,
+  }) : null;
   const ctl = role === 'server' ? await createServer({ portals: [`tcp://${ME2 || ME}:${PORT + 4}/ctl`], handler: control }) : null;
   return { state, control, done, close: async () => { await svc.close(); await mix.close(); if (ifd) await ifd.close(); if (ctl) await ctl.close(); } };
 }
@@ -385,14 +387,18 @@ function clientTests() {
   // a few seconds in the middle of a load, then up again. The session also has tcp:// lanes over
   // eth1. The load runs from before the link goes down until well after it is back.
   if (role === 'client' && SERVER2) {
-    test(`interface down mid-load (${LAB_IF}, the rdma lanes' link, down 3 s; tcp:// lanes on eth1; lanes: 4): nothing lost, nothing run twice`, async () => {
+    test(`interface down mid-load (${LAB_IF}: rxe0's link, down 3 s; rdma:// lanes on rxe1 and tcp:// lanes on eth1 go on; lanes: 4): nothing lost, nothing run twice`, async () => {
       const mark = laneEvents.length;
       const s = await within(30000, connect(IFD, { lanes: 4, keepaliveMs: 1000, resumeTimeout: 60000 }), 'connect');
       let down = false;
       try {
         for (let i = 0; i < 50 && s.stats().lanesUp < 4; i++) await sleep(100);
-        const opened = laneEvents.slice(mark).filter((e) => e.event === 'open').map((e) => new URL(e.uri).protocol);
+        const openedUris = laneEvents.slice(mark).filter((e) => e.event === 'open').map((e) => new URL(e.uri));
+        const opened = openedUris.map((u) => u.protocol);
         assert.ok(opened.includes('rdma:') && opened.includes('tcp:'), `lanes opened: ${opened}`);
+        // rdma lanes on both devices: rxe0 (eth0, the link that goes down) and rxe1 (eth1)
+        const rdmaHosts = new Set(openedUris.filter((u) => u.protocol === 'rdma:').map((u) => u.hostname));
+        assert.ok(rdmaHosts.has(SERVER) && rdmaHosts.has(SERVER2), `rdma lanes on both devices: ${[...rdmaHosts]}`);
         const prefix = `ifdown-${Date.now()}-`;
         let next = 0, ok = 0, counted = 0, okAfterUp = 0, flap = null, flapDone = false;
         const t0 = Date.now();
@@ -426,6 +432,9 @@ function clientTests() {
         assert.equal(counts.n, counted, 'every count request ran');
         const closed = laneEvents.slice(mark).filter((e) => e.event === 'closed').map((e) => `${new URL(e.uri).protocol}${e.error ? ` (${e.error.code})` : ''}`);
         diag(`interface down: ${ok} requests in ${Date.now() - t0} ms; failovers ${s.stats().failovers}, lanes up ${s.stats().lanesUp}; lanes closed: ${closed.join(', ') || 'none'}`);
+        // The lanes on the second device (rxe1, eth1) lived through it: failover across devices.
+        const lostOn2 = laneEvents.slice(mark).filter((e) => e.event === 'closed' && new URL(e.uri).protocol === 'rdma:' && new URL(e.uri).hostname === SERVER2);
+        assert.equal(lostOn2.length, 0, `no rdma lane on rxe1 closed (${lostOn2.length})`);
         // The port went down: the device's asynchronous PORT_ERR closes the rdma lanes at once with
         // its typed code (before: they waited for a completion error or the keepalive).
         assert.ok(closed.includes('rdma: (NEXIO_ERR_RDMA_PORT_DOWN)'), `an rdma lane closed with NEXIO_ERR_RDMA_PORT_DOWN (${closed.join(', ')})`);

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Runs inside a lab guest, as root, chrooted into the host's / (read-only 9p + tmpfs overlay).
-# Brings the lab link and rxe0 up, writes /mnt/lab/ready, then runs the jobs that
+# Brings the lab link and rxe0 up (pair: eth1 and rxe1 too), writes /mnt/lab/ready, then runs the jobs that
 # `testbed/lab.sh run` drops into /mnt/lab/jobs/ (ID.sh -> ID.out + ID.rc), concurrently,
 # until /mnt/lab/down appears or nothing happened for NEXIO_LAB_idle seconds.
 # Kernel args (nexio.K=V -> NEXIO_LAB_K): node, layout, addr, peer, addr2 + peer2 (pair: eth1), idle.
@@ -15,6 +15,11 @@ fi
 rxe=$("$TB/provision/rxe-up.sh" eth0 rxe0 2>&1); rc=$?
 echo "$rxe"
 if [ $rc -ne 0 ]; then echo "rxe-failed: $rxe" > $J/ready; exit 1; fi
+if [ -n "${NEXIO_LAB_addr2:-}" ]; then   # pair: a second RDMA device on the second link
+  rxe2=$("$TB/provision/rxe-up.sh" eth1 rxe1 2>&1) || { echo "rxe1-failed: $rxe2" > $J/ready; exit 1; }
+  echo "$rxe2"
+  rxe="$rxe; $rxe2"
+fi
 export NEXIO_LAB_node NEXIO_LAB_layout NEXIO_LAB_addr NEXIO_LAB_peer
 export NEXIO_RDMA_ADDR=${addr%/*} NEXIO_RDMA_PEER=${NEXIO_LAB_peer:-${addr%/*}} NEXIO_LAB_IF=eth0
 mkdir -p $J/jobs
