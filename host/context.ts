@@ -270,7 +270,7 @@ export class Context {
   #lingering = new Map<number, { io: Lane; timer: unknown }>();
   readonly #random: ((buf: Uint8Array) => void) | undefined;
   /** Sessions being decided (onSession pending) count toward maxSessions. */
-  #deciding = 0;
+  #deciding = new Set<LaneState>();
   /**
    * Bytes allocated for arriving ext payloads and not yet filled. A claim is
    * allocated whole (one copy, no growth) while this stays under
@@ -350,20 +350,30 @@ export class Context {
   /** Binds a portal. `advertise` is the URI peers are told to use (proxies, NAT). */
   async listen(uri: string, advertise?: string): Promise<string> {
     if (this.#closed) throw this.#failed ?? new ClosedError('context closed');
-    const u = new URL(uri);
+    let u: URL;
+    try { u = new URL(uri); } catch { throw new InvalidArgumentError(`not a portal URI: ${String(uri)}`); }
     const t = transportFor(u);
-    const l = await t.listen(u, (bind, io) => this.#accepted(t, l?.uri ?? u.href, bind, io)).catch((e: unknown) => {
+    // The bound URI (port 0 filled in) once listen() resolved; connections come after it.
+    let bound = u.href;
+    const l = await t.listen(u, (bind, io) => this.#accepted(t, bound, bind, io)).catch((e: unknown) => {
       // EADDRINUSE, EACCES, EADDRNOTAVAIL...: a typed error; the system's is its cause.
       if (e instanceof NexioError) throw e;
       const err = e as NodeJS.ErrnoException;
       const why = err.code && !err.message.includes(err.code) ? `${err.code}: ${err.message}` : err.message;
       throw new NexioError('NEXIO_ERR_TRANSPORT', `cannot listen on ${u.href}: ${why}`, Code.TRANSPORT, { cause: e });
     });
+    bound = l.uri;
+    if (this.#closed) {
+      // closed while the portal was being bound: it must not outlive the context
+      await l.close();
+      throw this.#failed ?? new ClosedError('context closed');
+    }
     this.#listeners.push(l);
     const pub = advertise ?? l.uri;
     this.#portals.push(pub);
     return pub;
   }
+
 
   /**
    * A transport accepted a connection. It joins the handshake pool: when the
@@ -406,6 +416,7 @@ export class Context {
 
   /** The lane left the handshake pool (its session is up, or it is closing). */
   #handshakeOver(lane: number, st: LaneState): void {
+    this.#deciding.delete(st);
     if (!st.handshake) return;
     st.handshake = false;
     this.#handshakes.delete(lane);
@@ -816,10 +827,11 @@ export class Context {
     const info: SessionRequestInfo = {
       resource: p.h.toString(), attrs: p.d, version: p.aux, remote: st?.io?.remote ?? '', portal: st?.uri ?? '',
     };
-    let deciding = true;
-    this.#deciding++;
+    // Counted until decided or until the lane goes (an onSession that never answers
+    // must not hold a session's place after its connection was evicted).
+    if (st) this.#deciding.add(st);
     const apply = (d: SessionDecision) => {
-      if (deciding) { deciding = false; this.#deciding--; }
+      if (st) this.#deciding.delete(st);
       // The lane may have gone meanwhile (evicted at its handshake deadline, closed by its peer).
       if (this.#closed || this.core.trapped || !st || this.#lanes.get(lane) !== st || st.closing) return;
       try {
@@ -835,7 +847,7 @@ export class Context {
       }
     };
     if (!this.#policy) { apply({ reject: Code.REJECTED, message: 'this context accepts no sessions' }); return; }
-    if (this.#sessions.size + this.#deciding > this.maxSessions) {
+    if (this.#sessions.size + this.#deciding.size > this.maxSessions) {
       apply({ reject: Code.LIMIT, message: `the server holds its limit of ${this.maxSessions} sessions` });
       return;
     }
@@ -1045,6 +1057,7 @@ export class Context {
     this.#closing = [];
     this.#unfilled = 0;
     this.#handshakes.clear();
+    this.#deciding.clear();
     this.#perAddr.clear();
     for (const { io, timer } of this.#lingering.values()) { this.clock.clearTimer(timer); io.destroy(); }
     this.#lingering.clear();

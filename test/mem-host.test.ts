@@ -306,3 +306,22 @@ t.test('payloads let go when their session ends: one received for a message held
   await idle();
   t.same([ctx.usage().sessions, ctx.usage().txPayloads], [0, 0], 'let go once the core drops the session the peer closed');
 });
+
+t.test('an onSession that never answers does not hold a session place once its connection is evicted', async (t) => {
+  const uri = portal();
+  const server = await createServer({
+    portals: [uri], core: { maxSessions: 2 }, admission: { handshakeMs: 200 },
+    handler: (req) => req.data,
+    // sessions asking for /hang are never decided (every retry of theirs waits for ever)
+    onSession: (info) => (info.resource === '/hang' ? new Promise<'accept'>(() => undefined) : 'accept'),
+  });
+  t.teardown(() => server.close({ timeout: 100 }));
+  const ctx = new Context();
+  t.teardown(() => ctx.close());
+  const hang = uri.replace(/\/svc$/, '/hang');
+  const ends = await Promise.all([1, 2, 3].map(() => connect(hang, { context: ctx, lanes: 1, timeout: 1200 }).then(() => 'open', (e: NexioError) => e.code)));
+  t.ok(ends.every((c) => c !== 'open'), `the undecided sessions never opened (${ends.join(', ')})`);
+  const s = await connect(uri, { context: ctx, lanes: 1, timeout: 3000 }).catch((e: NexioError) => e);
+  t.notOk(s instanceof Error, `a new session gets in (${s instanceof Error ? (s as NexioError).code : 'open'})`);
+  if (!(s instanceof Error)) await (s as Session).close();
+});
