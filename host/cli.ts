@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // The nexio command line. Argument parsing uses node:util parseArgs (strict:
 // unknown options and stray arguments are errors): it ships with Node 20, so
-// no parser dependency. Every argument is checked before any network work; a
-// bad one exits 2 with one line on stderr that names it.
+// no parser dependency. Every option is checked before any network work; a
+// bad one exits 2 with one line on stderr that names it. A URI its transport
+// refuses exits 1 with the library's typed error, also one line.
 //
 // ping, bench and demo use tool dependencies (hdr-histogram-js, and
 // cli-progress when it is there), `replay --trace` @wasmer/wasi: a library
@@ -14,7 +15,7 @@ import * as path from 'node:path';
 import type * as Progress from 'cli-progress';
 import { replay } from './record';
 import type { NexioError } from './errors';
-import { connect, createServer } from './index';
+import { connect, createServer, Session } from './index';
 import { requestLoad, onewayLoad, pingLoad, table, LoadResult } from './bench';
 import { checkTool, optionalTool, MissingToolError } from './tools';
 
@@ -38,6 +39,10 @@ interface Command {
 // ---- numbers from the command line ----
 
 /** A whole number in [min, max], or dflt when the option is absent. */
+/** --size, bytes per message: at most the core's default maxMessageBytes (64 MiB) less a header. */
+const SIZE_OPTION = { type: 'string', value: 'B', help: 'payload bytes per message, 0 to 67104768; default 64' } as const;
+const sizeOf = (values: Values): number => int(values, 'size', 64, 0, 64 * 2 ** 20 - 4096);
+
 function int(values: Values, name: string, dflt: number, min: number, max = 2 ** 30): number {
   const v = values[name];
   if (v === undefined) return dflt;
@@ -81,16 +86,21 @@ const commands: Record<string, Command> = {
     summary: 'round-trip latency histogram of sequential requests',
     options: {
       count: { type: 'string', value: 'N', help: 'requests to time, at least 1; default 1000 (after up to 100 to warm up)' },
-      size: { type: 'string', value: 'B', help: 'payload bytes per request; default 64' },
+      size: SIZE_OPTION,
     },
     async run(values, [uri]) {
       const count = int(values, 'count', 1000, 1);
-      const size = int(values, 'size', 64, 0);
+      const size = sizeOf(values);
       checkTool('hdr-histogram-js', 'nexio ping');
       const s = await connect(uri, { lanes: 1 });
-      await pingLoad(s, Math.min(100, count), size); // warm-up
-      const h = await pingLoad(s, count, size);
-      await s.close();
+      let h;
+      try {
+        await pingLoad(s, Math.min(100, count), size); // warm-up
+        h = await pingLoad(s, count, size);
+        await s.close();
+      } finally {
+        await s.destroy(); // an error midway must not leave the session holding the process
+      }
       process.stdout.write(`ping ${uri}: ${count} requests of ${size} B\n`);
       process.stdout.write(table([
         ['percentile', 'µs'],
@@ -104,14 +114,14 @@ const commands: Record<string, Command> = {
     args: ['URI'],
     summary: 'throughput and latency, with progress and a results table',
     options: {
-      seconds: { type: 'string', value: 'S', help: 'length of the run, above 0; default 6' },
-      size: { type: 'string', value: 'B', help: 'payload bytes per message; default 64' },
+      seconds: { type: 'string', value: 'S', help: 'length of the run, above 0 (each of its two phases runs at least 1 s); default 6' },
+      size: SIZE_OPTION,
       inflight: { type: 'string', value: 'N', help: 'requests outstanding, at least 1; default 128' },
       lanes: { type: 'string', value: 'N', help: 'lanes of the session, 1 to 8; default 2' },
     },
     async run(values, [uri]) {
       const seconds = positive(values, 'seconds', 6);
-      const size = int(values, 'size', 64, 0);
+      const size = sizeOf(values);
       const inflight = int(values, 'inflight', 128, 1);
       const lanes = int(values, 'lanes', 2, 1, 8);
       checkTool('hdr-histogram-js', 'nexio bench');
@@ -186,6 +196,14 @@ function progress(label: string, seconds: number): Bar {
 
 async function runBench(uri: string, seconds: number, size: number, inflight: number, lanes: number): Promise<LoadResult[]> {
   const s = await connect(uri, { lanes });
+  try {
+    return await benchPhases(s, seconds, size, inflight);
+  } finally {
+    await s.destroy(); // after close(), or after an error midway: nothing may hold the process
+  }
+}
+
+async function benchPhases(s: Session, seconds: number, size: number, inflight: number): Promise<LoadResult[]> {
   const results: LoadResult[] = [];
   const phases: [string, (o: Parameters<typeof requestLoad>[1]) => Promise<LoadResult>][] = [
     [`request/response ${size} B x${inflight}`, (o) => requestLoad(s, o)],
@@ -194,10 +212,13 @@ async function runBench(uri: string, seconds: number, size: number, inflight: nu
   const each = Math.max(1, seconds / phases.length);
   for (const [label, run] of phases) {
     const p = progress(label, each);
-    const r = await run({ seconds: each, size, inflight, onProgress: p.update });
-    p.update(r.ops, each);
-    p.stop();
-    results.push(r);
+    try {
+      const r = await run({ seconds: each, size, inflight, onProgress: p.update });
+      p.update(r.ops, each);
+      results.push(r);
+    } finally {
+      p.stop();
+    }
   }
   const h = await pingLoad(s, 2000, size);
   results.push({ name: `ping-pong ${size} B`, ops: h.totalCount, seconds: 0, opsPerSec: 0, mbPerSec: 0, p50us: h.getValueAtPercentile(50), p99us: h.getValueAtPercentile(99), maxUs: h.maxValue });

@@ -293,7 +293,8 @@ export class Context {
     this.#random = options.random;
     const adm = { ...defaultAdmission, ...options.admission };
     for (const [k, v] of Object.entries(adm)) {
-      if (!Number.isInteger(v) || v < (k === 'lingerMs' ? 0 : 1)) throw new InvalidArgumentError(`admission.${k} must be a positive integer, not ${String(v)}`);
+      // ms beyond 2^31 - 1 would overflow the timers
+      if (!Number.isInteger(v) || v < (k === 'lingerMs' ? 0 : 1) || v > 0x7fffffff) throw new InvalidArgumentError(`admission.${k} must be an integer from ${k === 'lingerMs' ? 0 : 1} to 2147483647, not ${String(v)}`);
     }
     this.#adm = adm;
   }
@@ -707,7 +708,11 @@ export class Context {
       const end = this.#count;
       // Application code runs from here: an input it makes may start a nested
       // drain, which uses the records above `end` and gives them back.
-      for (let k = start; k < end; k++) this.#dispatch(this.#pool[k]);
+      for (let k = start; k < end; k++) {
+        // An application callback that throws (a hot callback, a 'message' listener) must
+        // not lose the events after it: rethrown on the next tick, the batch goes on.
+        try { this.#dispatch(this.#pool[k]); } catch (e) { this.#caught(e); }
+      }
       this.#count = start;
       if (this.#closed) return;
     }
@@ -1063,7 +1068,7 @@ export class Context {
     this.#lingering.clear();
     const sessions = [...this.#sessions.values()];
     this.#sessions.clear();
-    for (const s of sessions) s.onEnd(err);
+    for (const s of sessions) { try { s.onEnd(err); } catch (e) { process.nextTick(() => { throw e; }); } }
     this.#ext.clear();
     this.#extRdv.clear();
     this.#extIn.clear();

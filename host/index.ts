@@ -123,7 +123,13 @@ export async function connect(uri: string, options: ConnectOptions = {}): Promis
   const lanes = options.lanes ?? 2;
   const ctx = options.context ?? sharedContext(options);
   // Throws NEXIO_ERR_LIMIT (the context holds maxSessions) or NEXIO_ERR_CLOSED (it ended).
-  const h = ctx.connect(u.href, options.resource ?? decodeURIComponent(u.pathname), options.attrs ?? new Uint8Array(0), lanes);
+  let resource = options.resource;
+  if (resource === undefined) {
+    try { resource = decodeURIComponent(u.pathname); } catch (e) {
+      throw new InvalidArgumentError(`the URI's path is not valid percent-encoding: ${uri}`, { cause: e });
+    }
+  }
+  const h = ctx.connect(u.href, resource, options.attrs ?? new Uint8Array(0), lanes);
   const s = new Session(ctx, h, { maxQueued: options.maxQueued, uri: u.href });
   // The core bounds each lane's handshake, not the whole establishment
   // (refused connects are retried until its resume time): bound it here.

@@ -28,9 +28,11 @@ export const int = (min: number, max = Number.MAX_SAFE_INTEGER): Check => (v) =>
     : max === Number.MAX_SAFE_INTEGER ? `an integer >= ${min}` : `an integer in ${min}..${max}`;
 
 /** Milliseconds: a finite number >= min (0 where 0 means "none"). */
+/** The longest wait a timer can hold (Node's timers and the core's u32 timeouts overflow beyond). */
+export const MAX_MS = 0x7fffffff;
 export const ms = (min = 0, zero?: string): Check => (v) =>
-  typeof v === 'number' && Number.isFinite(v) && v >= min ? undefined
-    : `a finite number of ms >= ${min}${zero ? ` (0: ${zero})` : ''}`;
+  typeof v === 'number' && Number.isFinite(v) && v >= min && v <= MAX_MS ? undefined
+    : `a number of ms from ${min} to ${MAX_MS}${zero ? ` (0: ${zero})` : ''}`;
 
 export const bool: Check = (v) => (typeof v === 'boolean' ? undefined : 'true or false');
 export const str: Check = (v) => (typeof v === 'string' ? undefined : 'a string');

@@ -140,14 +140,35 @@ function sum(contexts: ContextStats[]): Figures {
   return t;
 }
 
+/**
+ * An onSession answer as the context applies it. Anything else rejects the
+ * session (the client gets NEXIO_ERR_REJECTED) and is reported on the
+ * server as a process warning carrying an InvalidArgumentError: a wrong
+ * answer must neither crash the server nor leave the client waiting.
+ */
 function toDecision(d: Decision): SessionDecision {
   if (d === 'accept') return { accept: true };
+  const bad = (why: string): SessionDecision => {
+    const e = new InvalidArgumentError(`onSession answered ${why}: expected 'accept', { accept: true, attrs? }, { reject: string | code } or { redirect: uri[] }`);
+    process.emitWarning(e);
+    return { reject: Code.REJECTED, message: 'the server could not decide the session' };
+  };
+  if (d === null || typeof d !== 'object') return bad(String(d));
   if ('reject' in d) {
-    const reason = typeof d.reject === 'number' ? d.reject : Code.REJECTED;
-    return { reject: reason, message: typeof d.reject === 'string' ? d.reject : undefined };
+    if (typeof d.reject === 'number' && Number.isInteger(d.reject) && d.reject > 0 && d.reject < 65536) return { reject: d.reject };
+    if (typeof d.reject === 'string') return { reject: Code.REJECTED, message: d.reject };
+    return bad(`{ reject: ${String(d.reject)} }`);
   }
-  if ('redirect' in d) return { redirect: d.redirect };
-  return d;
+  if ('redirect' in d) {
+    const r = d.redirect as unknown;
+    if (Array.isArray(r) && r.length > 0 && r.every((x) => typeof x === 'string')) return { redirect: r as string[] };
+    return bad('a redirect that is not a non-empty list of URIs');
+  }
+  if ('accept' in d && d.accept === true) {
+    if (d.attrs !== undefined && !(d.attrs instanceof Uint8Array)) return bad('accept attrs that are not bytes');
+    return d;
+  }
+  return bad('an unknown decision');
 }
 
 function portFor(uri: string, i: number): string {
@@ -157,8 +178,13 @@ function portFor(uri: string, i: number): string {
 }
 
 export function loadHandler(spec: string): { handler?: Handler; onMessage?: ServerOptions['onMessage'] } {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const m = require(path.resolve(spec));
+  let m;
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    m = require(path.resolve(spec));
+  } catch (e) {
+    throw new InvalidArgumentError(`handler module ${spec} could not be loaded: ${(e as Error)?.message ?? e}`, { cause: e });
+  }
   const handler = m.handler ?? m.default ?? (typeof m === 'function' ? m : undefined);
   if (typeof handler !== 'function') throw new InvalidArgumentError(`handler module ${spec} exports no handler function`);
   return { handler, onMessage: m.onMessage };
@@ -245,7 +271,7 @@ export async function closeContext(ctx: Context, sessions: Set<Session>, timeout
   const graceful = Promise.all([...sessions].map((s) => {
     if (s.state === 'resuming') return s.destroy();
     s.on('lane-down', () => { if (s.stats().lanesUp === 0) void s.destroy(); });
-    return s.close().catch(() => undefined);
+    return s.close({ timeout: Math.max(0, timeoutMs) }).catch(() => undefined);
   }));
   await Promise.race([graceful, new Promise<void>((r) => { timer = ctx.clock.setTimer(r, Math.max(0, timeoutMs)); })]);
   ctx.clock.clearTimer(timer);
@@ -296,10 +322,11 @@ export async function createServer(options: ServerOptions): Promise<Server> {
   const balance = options.balance ?? 'round-robin';
   const rr = { next: 0 };
   if (threads <= 0) {
-    const ctx = new Context({ core: options.core, views: options.views, admission: options.admission });
     let handler = options.handler as Handler | undefined;
     let onMessage = options.onMessage;
+    // before the context: a handler that fails to load leaves nothing behind
     if (typeof options.handler === 'string') ({ handler, onMessage = onMessage } = loadHandler(options.handler));
+    const ctx = new Context({ core: options.core, views: options.views, admission: options.admission });
     let server: Server | undefined;
     const sessions = serveContext(ctx, handler, onMessage, async (info) => toDecision(await onSession(info)), (s) => server?.emit('session', s));
     const bound: string[] = [];

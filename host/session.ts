@@ -176,6 +176,15 @@ const requestFields = { signal: signalCheck, timeout: ms(0, 'none'), receipt: ei
 const sendFields = { receipt: bool };
 export const closeFields = { timeout: ms(0) };
 
+const TRY_TIMEOUT = ms(0, 'none');
+/** request()/send() without options: nothing to check, nothing allocated. */
+const NO_OPTIONS: RequestOptions & SendOptions = Object.freeze({});
+
+/** Calls an application's hot callback with an error; a throw from it is rethrown on the next tick, not into nexio's loop. */
+function userCall(f: HotCallback, e: Error, tag: number): void {
+  try { f(e, EMPTY, EMPTY, tag); } catch (x) { process.nextTick(() => { throw x; }); }
+}
+
 export function toBytes(b: Bytes | undefined | null): Uint8Array {
   if (b === undefined || b === null) return EMPTY;
   if (typeof b === 'string') return Buffer.from(b);
@@ -324,66 +333,70 @@ export class Session extends EventEmitter {
 
   // ---- ordinary API ----
 
-  request(header?: Bytes, data?: Bytes, options: RequestOptions = {}): Promise<Reply> {
+  request(header?: Bytes, data?: Bytes, options?: RequestOptions): Promise<Reply> {
     return new Promise<Reply>((resolve, reject) => {
-      checkOptions('request', options, requestFields);
-      const early = this.#refuse(options.signal);
+      const o: RequestOptions = options === undefined ? NO_OPTIONS : checkOptions('request', options, requestFields);
+      const early = this.#refuse(o.signal);
       if (early) { reject(early); return; }
       const hdr = headerBytes(header), dat = toBytes(data);
-      const timeout = options.timeout ?? 0;
-      const slot: Slot = { resolve, reject, signal: options.signal, t0: 0 };
-      if (typeof options.receipt === 'function') slot.receipt = options.receipt;
+      const timeout = o.timeout ?? 0;
+      const slot: Slot = { resolve, reject, signal: o.signal, t0: 0 };
+      if (typeof o.receipt === 'function') slot.receipt = o.receipt;
       const clock = this.#ctx.clock;
       let timer: unknown;
-      let queued = false;
-      const stop = () => { if (timer !== undefined) { clock.clearTimer(timer); timer = undefined; } };
+      // The abort listener of a queued request (#issue sets its own once the request is in the core).
+      let queuedAbort: (() => void) | undefined;
+      const stop = () => {
+        if (timer !== undefined) { clock.clearTimer(timer); timer = undefined; }
+        if (queuedAbort) { o.signal!.removeEventListener('abort', queuedAbort); if (slot.onAbort === queuedAbort) slot.onAbort = undefined; queuedAbort = undefined; }
+      };
+      const started = timeout > 0 ? clock.now() : 0;
       const run = (): boolean => {
-        stop();
         const left = timeout > 0 ? Math.max(1, Math.ceil(timeout - (clock.now() - started) / 1000)) : 0;
-        const tag = this.#issue(hdr, dat, options.receipt ? FLAG_RECEIPT : 0, left, slot);
+        if (timer !== undefined) { clock.clearTimer(timer); timer = undefined; }
+        const tag = this.#issue(hdr, dat, o.receipt ? FLAG_RECEIPT : 0, left, slot);
         if (tag === 0) {
           if (timeout > 0) timer = clock.setTimer(expire, left);
           return false;
         }
-        if (tag < 0) reject(this.#opError(-tag, hdr, dat));
+        if (tag < 0) { stop(); reject(this.#opError(-tag, hdr, dat)); }
         return true;
       };
       const fail = (e: Error) => { stop(); reject(e); };
-      const started = clock.now();
       const expire = () => {
         timer = undefined;
+        stop();
         const i = this.#queue.findIndex((q) => q.run === run);
         if (i >= 0) this.#queue.splice(i, 1);
         reject(new TimeoutError());
         this.#checkIdle();
       };
-      if (options.signal) {
-        slot.onAbort = () => {
-          if (queued) {
-            const i = this.#queue.findIndex((q) => q.run === run);
-            if (i >= 0) {
-              this.#queue.splice(i, 1);
-              stop();
-              reject(new AbortedError(undefined, { cause: options.signal!.reason }));
-              this.#checkIdle();
-            }
-          }
-        };
-        options.signal.addEventListener('abort', slot.onAbort, { once: true });
-      }
       if (this.#state === 'open' && this.#queue.length === 0 && run()) return;
       if (this.#queue.length >= this.#maxQueued) { fail(new BackpressureError(`more than ${this.#maxQueued} operations waiting for credit`)); return; }
-      queued = true;
+      if (o.signal) {
+        const signal = o.signal;
+        queuedAbort = () => {
+          const i = this.#queue.findIndex((q) => q.run === run);
+          if (i < 0) return;
+          this.#queue.splice(i, 1);
+          stop();
+          reject(new AbortedError(undefined, { cause: signal.reason }));
+          this.#checkIdle();
+        };
+        slot.onAbort = queuedAbort;
+        signal.addEventListener('abort', queuedAbort, { once: true });
+      }
       // Queued behind others, run() has not armed the timeout yet.
       if (timeout > 0 && timer === undefined) timer = clock.setTimer(expire, timeout);
       this.#queue.push({ run, fail });
     });
   }
 
+
   /** One-way message. Resolves when the core took it (or, with receipt, when the peer application got it). */
-  send(header?: Bytes, data?: Bytes, options: SendOptions = {}): Promise<void> {
+  send(header?: Bytes, data?: Bytes, opts?: SendOptions): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      checkOptions('send', options, sendFields);
+      const options: SendOptions = opts === undefined ? NO_OPTIONS : checkOptions('send', opts, sendFields);
       const early = this.#refuse(undefined);
       if (early) { reject(early); return; }
       const hdr = headerBytes(header), dat = toBytes(data);
@@ -405,7 +418,8 @@ export class Session extends EventEmitter {
 
   /** One-way message without a Promise: false means no credit — wait for 'drain'. Throws on a closed session. */
   trySend(header: Uint8Array, data: Uint8Array): boolean {
-    if (this.#state !== 'open' && this.#state !== 'resuming') throw this.#refuse(undefined) ?? new ClosedError();
+    if ((this.#state !== 'open' && this.#state !== 'resuming') || this.#closing) throw this.#refuse(undefined) ?? new ClosedError();
+    if (!(header instanceof Uint8Array) || !(data instanceof Uint8Array)) throw new InvalidArgumentError('trySend: header and data must be Uint8Arrays (Buffers)');
     const seq = this.#oneway(header, data, 0);
     if (seq === -Code.BACKPRESSURE) return false;
     if (seq < 0) throw this.#opError(-seq, header, data);
@@ -418,8 +432,10 @@ export class Session extends EventEmitter {
    * wait for 'drain'.
    */
   tryRequest(header: Uint8Array, data: Uint8Array, done: HotCallback, timeoutMs = 0): number {
-    if (this.#state !== 'open' && this.#state !== 'resuming') throw this.#refuse(undefined) ?? new ClosedError();
-    if (timeoutMs !== 0) check('tryRequest', 'timeoutMs', timeoutMs, ms(0, 'none'));
+    if ((this.#state !== 'open' && this.#state !== 'resuming') || this.#closing) throw this.#refuse(undefined) ?? new ClosedError();
+    if (!(header instanceof Uint8Array) || !(data instanceof Uint8Array)) throw new InvalidArgumentError('tryRequest: header and data must be Uint8Arrays (Buffers)');
+    if (typeof done !== 'function') throw new InvalidArgumentError('tryRequest: done must be a function');
+    if (timeoutMs !== 0) check('tryRequest', 'timeoutMs', timeoutMs, TRY_TIMEOUT);
     const tag = this.#issue(header, data, 0, timeoutMs, { hot: done, t0: 0 });
     if (tag < 0) throw this.#opError(-tag, header, data);
     return tag;
@@ -541,12 +557,13 @@ export class Session extends EventEmitter {
     const ctx = this.#ctx;
     const ext = hdr.length + dat.length > INLINE_MAX;
     const id = ext ? ctx.holdExt(dat, this.#handle) : 0;
-    const tag = ctx.core.request(this.#handle, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), timeoutMs, id, ctx.now());
+    const now = ctx.now(); // one clock read: the core's time and the RTT's start
+    const tag = ctx.core.request(this.#handle, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), timeoutMs, id, now);
     if (tag < 0) {
       if (ext) ctx.dropExt(id);
       return tag === -Code.BACKPRESSURE ? 0 : tag;
     }
-    slot.t0 = ctx.now();
+    slot.t0 = now;
     this.#slots.set(tag, slot);
     this.#st.requests++;
     this.#st.bytesSent += hdr.length + dat.length;
@@ -638,7 +655,7 @@ export class Session extends EventEmitter {
     if (this.#idle) this.#checkIdle();
     // Credits came back while queued operations (or a resume) held them:
     // hot-path senders waiting for 'drain' hear it once the queue is through.
-    if (this.#drainOwed && this.#queue.length === 0 && this.#state === 'open') {
+    if (this.#drainOwed && this.#queue.length === 0 && (this.#state === 'open' || this.#state === 'resuming')) {
       this.#drainOwed = false;
       this.emit('drain');
     }
@@ -654,7 +671,8 @@ export class Session extends EventEmitter {
       this.#take(tag);
       if (slot.signal && slot.onAbort) slot.signal.removeEventListener('abort', slot.onAbort);
       slot.reject?.(e);
-      slot.hot?.(e, EMPTY, EMPTY, tag);
+      // an application callback that throws must not stop the session from ending
+      if (slot.hot) userCall(slot.hot, e, tag);
     }
     for (const q of this.#queue.splice(0)) q.fail(e);
     for (const c of this.#inbound.values()) c.abort(e);
@@ -668,8 +686,11 @@ export class Session extends EventEmitter {
     this.#opened = undefined;
     this.#closedResolve?.();
     publish('session', () => ({ event: why, session: this.#handle, id: this.#id, error: err }));
-    if (err && why !== 'destroyed' && this.listenerCount('error') > 0) this.emit('error', err);
-    this.emit('close', err);
+    try {
+      if (err && why !== 'destroyed' && this.listenerCount('error') > 0) this.emit('error', err);
+    } finally {
+      this.emit('close', err);
+    }
   }
 
   // ---- events from the context (through the peer object made in the constructor) ----
@@ -709,8 +730,9 @@ export class Session extends EventEmitter {
       if (lent) this.#release(seq);
       return;
     }
-    if (r instanceof Promise) {
-      r.then((v) => { if (this.#inbound.delete(tag)) this.#respond(tag, v); if (lent) this.#release(seq); },
+    if (r instanceof Promise || typeof (r as { then?: unknown } | undefined)?.then === 'function') {
+      // a Promise, or any thenable (another realm's Promise, a library's)
+      Promise.resolve(r as Promise<HandlerResult>).then((v) => { if (this.#inbound.delete(tag)) this.#respond(tag, v); if (lent) this.#release(seq); },
         (e) => {
           if (this.#inbound.delete(tag)) this.#respond(tag, e instanceof Error ? e : new Error(String(e)));
           if (lent) this.#release(seq);
@@ -800,7 +822,7 @@ export class Session extends EventEmitter {
     if (slot.signal && slot.onAbort) slot.signal.removeEventListener('abort', slot.onAbort);
     const e = fromCode(code);
     slot.reject?.(e);
-    slot.hot?.(e, EMPTY, EMPTY, tag);
+    if (slot.hot) userCall(slot.hot, e, tag);
   }
 
   #onCancel(tag: number): void {
@@ -829,9 +851,9 @@ export class Session extends EventEmitter {
   }
 
   #onDrain(): void {
+    // #pump emits 'drain' once the queue is through (now, or after a resume)
+    this.#drainOwed = true;
     this.#pump();
-    if (this.#queue.length === 0) this.emit('drain');
-    else this.#drainOwed = true;
   }
 
   #onLane(up: boolean, lane: number, code: number): void {

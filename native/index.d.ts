@@ -66,6 +66,10 @@ export declare class RdmaDevice {
    * that QP's connection (NEXIO_ERR_RDMA_QP_FATAL).
    */
   readonly events: Record<string, number>;
+  /** Connections failed with NEXIO_ERR_RDMA_PORT_DOWN on a completion error while the port was down. */
+  readonly portDownFailures: number;
+  /** The device's events could not be watched (it works without them). */
+  readonly watchFailed?: boolean;
   /** Registers the whole ArrayBuffer behind `buffer` once (cached per ArrayBuffer). */
   register(buffer: ArrayBuffer | ArrayBufferView, options?: { remoteAccess?: boolean | 'read' }): Registration;
   isRegistered(buffer: ArrayBuffer | ArrayBufferView): boolean;

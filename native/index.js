@@ -124,9 +124,13 @@ class RdmaDevice {
     this.name = this.info.name;
     /** Asynchronous events read, by name (port up/down, QP fatal, ...). */
     this.events = {};
+    /** Connections failed with NEXIO_ERR_RDMA_PORT_DOWN on a completion error while the port was down. */
+    this.portDownFailures = 0;
     // Port down, QP fatal, device fatal: the connections they hit fail now, with a typed code,
     // instead of waiting for a completion error or the lane's keepalive.
-    nativeDevice.watch((type, name, qpNum, port) => this.#onAsync(type, name, qpNum, port));
+    // Optional: a device whose events cannot be watched still works (lanes then learn of a
+    // dead port from completion errors or keepalive).
+    try { nativeDevice.watch((type, name, qpNum, port) => this.#onAsync(type, name, qpNum, port)); } catch { this.watchFailed = true; }
   }
   get native() { return this.#native; }
 
@@ -139,7 +143,7 @@ class RdmaDevice {
     let st;
     try { st = this.#native.query().portState; } catch { return null; }
     if (st === undefined || /active/i.test(st)) return null; // ibv_port_state_str: 'active' (older: 'PORT_ACTIVE')
-    this.events.PORT_DOWN_SEEN = (this.events.PORT_DOWN_SEEN ?? 0) + 1;
+    this.portDownFailures++;
     return new RdmaError('NEXIO_ERR_RDMA_PORT_DOWN', `${this.name}: port 1 is ${st}`, { event: 'PORT_ERR', port: 1 });
   }
 
@@ -262,7 +266,6 @@ class RdmaConnection extends EventEmitter {
   _createQp(options) {
     this.#qp = new binding.QueuePair(this.#id, this.device.native, (n) => this.#onCompletions(n), options);
     this.#recvSize = this.#qp.recvSize;
-    this.device._attach(this.#qp.qpNum, this);
     const r = this.#qp.recvRing;
     this.#ring = Buffer.from(r.buffer, r.byteOffset, r.byteLength);
     this.maxInline = this.#qp.maxInline;
@@ -271,6 +274,8 @@ class RdmaConnection extends EventEmitter {
     this.peerPrivateData = pdata;
     Object.assign(this, this.#id.addresses());
     this.#state = 'open';
+    // device events reach it from now on (a connection still connecting fails through its connect)
+    if (this.#qp) this.device._attach(this.#qp.qpNum, this);
     this.emit('established');
   }
 

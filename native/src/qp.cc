@@ -376,6 +376,9 @@ static uint64_t NowUs() {
 
 // The smallest adaptive spin budget: below it a spin costs more than the wake-up it saves.
 static const uint32_t kMinSpinUs = 2;
+// The most one wakeup spins in all (each completion restarts the budget): the loop must get back
+// to timers and other sockets even when a peer answers just inside every budget.
+static const uint64_t kMaxSpinPerWakeUs = 1000;
 
 void QueuePair::OnIdle(uv_idle_t* h) {
   uv_idle_stop(h);
@@ -419,8 +422,10 @@ void QueuePair::Drain() {
   }
   uint32_t spins = 0, done = 0;
   bool active = false;
-  uint64_t lastHit = 0;   // when a poll last found completions (spinUs)
+  uint64_t lastHit = 0;   // when the last completions were handed to JS (spinUs)
   bool spinning = false;  // polling on only because of the spin budget
+  uint64_t spunUs = 0;    // spinning done in this wakeup: at most kMaxSpinPerWakeUs
+  uint64_t spinFrom = 0;
   while (!closing_) {
     if (done >= perWake_) {
       // Bounded work per wakeup: timers, other sockets and JS get the loop; the rest of the
@@ -442,12 +447,16 @@ void QueuePair::Drain() {
       // bounded busy-poll: after activity, look again up to busyPoll times before sleeping on the fd
       if (active && spins++ < busyPoll_) continue;
       if (active && budgetUs_ > 0) {
-        // time-bounded spin: up to budgetUs_ after the last completion
+        // time-bounded spin: up to budgetUs_ after the last completions were handled (the JS
+        // callback's own time does not count), and at most kMaxSpinPerWakeUs per wakeup
         uint64_t now = NowUs();
-        if (lastHit == 0) lastHit = now;
-        if (now - lastHit < budgetUs_) { spinning = true; continue; }
+        if (!spinning) { spinning = true; spinFrom = now; }
+        if (now - lastHit < budgetUs_ && spunUs + (now - spinFrom) < kMaxSpinPerWakeUs) continue;
         nSpinMisses_++;
-        if (adaptive_) budgetUs_ = budgetUs_ / 2 > kMinSpinUs ? budgetUs_ / 2 : kMinSpinUs;
+        if (adaptive_) {
+          uint32_t floor = kMinSpinUs < spinUs_ ? kMinSpinUs : spinUs_;
+          budgetUs_ = budgetUs_ / 2 > floor ? budgetUs_ / 2 : floor;
+        }
       }
       return;
     }
@@ -457,8 +466,8 @@ void QueuePair::Drain() {
       nSpinHits_++;
       if (adaptive_) budgetUs_ = budgetUs_ * 2 < spinUs_ ? budgetUs_ * 2 : spinUs_;
       spinning = false;
+      spunUs += NowUs() - spinFrom;
     }
-    lastHit = budgetUs_ > 0 ? NowUs() : 0;
     spins = 0;
     active = true;
     uint32_t n = 0;
@@ -490,6 +499,7 @@ void QueuePair::Drain() {
     done += static_cast<uint32_t>(got);
     if (done > maxWake_) maxWake_ = done;
     if (!Deliver(n)) return;
+    if (budgetUs_ > 0) lastHit = NowUs();
   }
 }
 

@@ -700,18 +700,16 @@ export function hostSummary(r: HostFuzzResult): string {
   return lines.join('\n');
 }
 
-export async function hostMain(args: string[]): Promise<void> {
-  const opt = (name: string): string | undefined => {
-    const i = args.indexOf(`--${name}`);
-    return i >= 0 ? args[i + 1] : undefined;
-  };
+/** The CLI (`npm run fuzz -- --host ...`), with the arguments test/fuzz/run.ts parsed (strict parseArgs: --x V and --x=V alike). */
+export async function hostMain(values: Record<string, string | boolean | undefined>): Promise<void> {
+  const opt = (name: string): string | undefined => (typeof values[name] === 'string' ? values[name] as string : undefined);
   const runs = Number(opt('runs') ?? 2000);
   const seed = Number(opt('seed') ?? Date.now() % 1_000_000);
   // --only K, or --only A..B (those runs on one context)
   const onlyArg = opt('only')?.split('..').map(Number);
   const only = onlyArg?.[0];
   const onlyTo = onlyArg?.[1];
-  const tcpOnly = args.includes('--tcp');
+  const tcpOnly = values.tcp === true;
   const tcpRuns = Number(opt('tcp-runs') ?? 500);
   const perContext = opt('per-context') !== undefined ? Number(opt('per-context')) : undefined;
   const concurrency = opt('concurrency') !== undefined ? Number(opt('concurrency')) : undefined;
@@ -726,7 +724,7 @@ export async function hostMain(args: string[]): Promise<void> {
     if (n === 0 && only === undefined) continue;
     console.log(`host-fuzz: seed ${seed}, ${transport}${only !== undefined ? `, run ${only}${onlyTo !== undefined ? `..${onlyTo}` : ''} only` : `, ${n} runs`}`);
     const r = await hostFuzz({
-      runs: n, seed, transport, only, onlyTo, perContext, concurrency, printLimit: print, family: opt('family'), trace: args.includes('--trace'),
+      runs: n, seed, transport, only, onlyTo, perContext, concurrency, printLimit: print, family: opt('family'), trace: values.trace === true,
     });
     console.log(hostSummary(r));
     failed += failures(r);

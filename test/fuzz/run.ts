@@ -243,8 +243,9 @@ function main(args: string[]): void {
 if (require.main === module) {
   // --host: hostile byte streams through the real server Context (host-run.ts).
   const args = process.argv.slice(2);
-  if (options(args).host) {
-    (require('./host-run') as typeof import('./host-run')).hostMain(args).catch((e) => {
+  const parsed = options(args);
+  if (parsed.host) {
+    (require('./host-run') as typeof import('./host-run')).hostMain(parsed.values).catch((e) => {
       console.error(e);
       process.exit(1);
     });
