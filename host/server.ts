@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Context, SessionDecision, SessionRequestInfo, AdmissionOptions } from './context';
-import { Session, Handler, closeFields } from './session';
+import { Session, Handler, closeFields, trafficKeys, TrafficCounts } from './session';
 import type { CoreConfig } from './core';
 import { Code, InvalidArgumentError, NexioError } from './errors';
 import { checkCore, checkOptions, either, fn, int, nested, oneOf, str, uriList, bool, Check } from './options';
@@ -74,8 +74,8 @@ export interface ServerEvents {
   close: () => void;
 }
 
-/** One context's figures in Server.stats(). */
-export interface ContextStats {
+/** One context's figures in Server.stats(): what it holds now, and its sessions' traffic (ended ones included). */
+export interface ContextStats extends TrafficCounts {
   /** The context's index (its worker's, with threads). */
   index: number;
   portals: string[];
@@ -88,16 +88,6 @@ export interface ContextStats {
   lanesAccepted: number;
   /** Connections evicted from the handshake pool (admission). */
   evicted: number;
-  /** Requests received (answered or not), requests this side issued, responses sent and received. */
-  requestsReceived: number;
-  requests: number;
-  responses: number;
-  messagesSent: number;
-  messagesReceived: number;
-  /** One-way messages dropped: the server has no onMessage. */
-  messagesDropped: number;
-  bytesSent: number;
-  bytesReceived: number;
   /** Protocol errors of peers (in a session or in the handshake). */
   protocolErrors: number;
 }
@@ -113,7 +103,7 @@ const zero = (): Figures => ({
   sessions: 0, sessionsAccepted: 0, lanes: 0, handshakes: 0, lanesAccepted: 0, evicted: 0, requestsReceived: 0,
   requests: 0, responses: 0, messagesSent: 0, messagesReceived: 0, messagesDropped: 0, bytesSent: 0, bytesReceived: 0, protocolErrors: 0,
 });
-const counted = ['requestsReceived', 'requests', 'responses', 'messagesSent', 'messagesReceived', 'messagesDropped', 'bytesSent', 'bytesReceived'] as const;
+const counted = trafficKeys;
 
 /** The figures of a served context's sessions that ended, by its set of sessions (serveContext). */
 const endedOf = new WeakMap<Set<Session>, Figures>();

@@ -135,9 +135,8 @@ export class RemoteError extends NexioError {
   }
 }
 
-export interface SessionStats {
-  state: SessionState;
-  id: string;
+/** A side's traffic counts: a session's, or summed over a server context's sessions (ContextStats). */
+export interface TrafficCounts {
   /** Requests this side issued, and requests it received (its handler's). */
   requests: number;
   requestsReceived: number;
@@ -149,6 +148,16 @@ export interface SessionStats {
   messagesDropped: number;
   bytesSent: number;
   bytesReceived: number;
+}
+
+/** The keys of TrafficCounts, for summing them. */
+export const trafficKeys = [
+  'requests', 'requestsReceived', 'responses', 'messagesSent', 'messagesReceived', 'messagesDropped', 'bytesSent', 'bytesReceived',
+] as const satisfies readonly (keyof TrafficCounts)[];
+
+export interface SessionStats extends TrafficCounts {
+  state: SessionState;
+  id: string;
   failovers: number;
   lanesUp: number;
   resumes: number;
@@ -908,23 +917,18 @@ export class Session extends EventEmitter {
     const sys = (err as { cause?: unknown }).cause ?? err;
     const code = (sys as { code?: unknown }).code;
     const why = typeof code === 'string' && !code.startsWith('NEXIO_') ? `${code} (${(sys as Error).message})` : (sys as Error).message ?? String(sys);
-    this.#fail(new TransportError(`cannot connect to ${this.#uri ?? uri}: ${why}`, { cause: sys }));
-  }
-
-  /** Ends a session still connecting (connect() rejects with e) and drops it from the core. */
-  #fail(e: Error): void {
-    this.#destroyNow(e);
+    this.#destroyNow(new TransportError(`cannot connect to ${this.#uri ?? uri}: ${why}`, { cause: sys }));
   }
 
   #onProtocolError(lane: number, code: number): void {
+    this.#st.protocolErrors++;
     if (this.#state === 'connecting') {
       // The first lane's peer answered with something that is not nexio.
-      this.#st.protocolErrors++;
-      this.#fail(new ProtocolError(code, `${this.#uri ?? 'the peer'} does not speak nexio (protocol error: ${codeNames[code] ?? code})`));
+      this.#destroyNow(new ProtocolError(code, `${this.#uri ?? 'the peer'} does not speak nexio (protocol error: ${codeNames[code] ?? code})`));
       return;
     }
-    this.#st.protocolErrors++;
     publish('lane', () => ({ event: 'protocol-error', session: this.#handle, lane, code }));
     this.emit('protocol-error', new ProtocolError(code), lane);
   }
+
 }
