@@ -11,6 +11,9 @@
 //                 bytes; a larger claim is a protocol error before the host
 //                 allocates anything (0: no limit but the u32 length field,
 //                 what recordings made before the word existed hold)
+//  15 refuseOneway  1: this (server) core takes no one-way messages: its new
+//                 sessions' ACCEPT says so (F_NO_ONEWAY) and a ONEWAY from a
+//                 client is refused (bad-type); 0 in older recordings
 
 export const CONFIG_WORDS: i32 = 16;
 export const configBlock: usize = memory.data(CONFIG_WORDS * 4);
@@ -30,6 +33,7 @@ export let seedHi: u32 = 0;
 export let eventCap: u32 = 0;
 export let holdRx: u32 = 0;
 export let maxMessage: u32 = 0;
+export let refuseOneway: u32 = 0;
 
 export const LANES_PER_SESSION: i32 = 8;
 
@@ -58,6 +62,7 @@ export function readConfig(): bool {
   eventCap = word(12);
   holdRx = word(13);
   maxMessage = word(14);
+  refuseOneway = word(15);
   if (maxMessage == 0) maxMessage = 0xffffffff;
   if (maxSessions < 1 || maxSessions > 16384) return false;
   if (maxLanes < 1 || maxLanes > 65535) return false;
@@ -67,7 +72,7 @@ export function readConfig(): bool {
   if (keepaliveUs == 0 || helloTimeoutUs == 0) return false;
   if (backoffMinUs == 0 || backoffMaxUs < backoffMinUs) return false;
   if (eventCap < 64 || eventCap > 65536) return false;
-  if (holdRx > 1) return false;
+  if (holdRx > 1 || refuseOneway > 1) return false;
   if (maxMessage < 8192 + 4096) return false;
   return true;
 }

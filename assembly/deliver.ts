@@ -12,7 +12,7 @@ import * as cfg from "./config";
 import {
   Session, lane, session, sessionHandle, laneHandle, txEntry, rxEntry, pendEntry, inbEntry,
   L_OPEN, RX_EMPTY, RX_RECEIVING, RX_PRESENT, RX_HELD, P_FREE, P_WAITING, P_CANCEL_UNSENT, P_CANCELLED,
-  SF_ACK, SF_BACKPRESSURED, S_CLOSING, S_DRAINING, S_OPEN, SF_CLOSE_QUEUED,
+  SF_ACK, SF_BACKPRESSURED, S_CLOSING, S_DRAINING, S_OPEN, SF_CLOSE_QUEUED, ROLE_SERVER,
 } from "./state";
 import {
   push, setSeq, setTag, setHdr, setData, setExt, setAux, EV_REQUEST, EV_MESSAGE, EV_RESPONSE,
@@ -26,7 +26,7 @@ import {
   F_EXT, F_RECEIPT, F_KNOWN_MSG, F_RESEND, F_RDV, RDV_DESC,
 } from "./wire";
 import {
-  E_MALFORMED, E_BAD_STATE, E_WINDOW, E_LIMIT, E_FRAME_TOO_LARGE, E_BACKPRESSURE, E_BAD_ARGUMENT,
+  E_MALFORMED, E_BAD_STATE, E_WINDOW, E_LIMIT, E_FRAME_TOO_LARGE, E_BACKPRESSURE, E_BAD_ARGUMENT, E_BAD_TYPE,
 } from "./errors";
 
 let extCounter: u32 = 0;
@@ -74,6 +74,8 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
   if (type == T_REQUEST || type == T_CANCEL) {
     if ((tag & 0xffff) >= s.R || (tag >> 16) == 0) { protocolError(li, E_LIMIT, now); return false; }
   }
+  // A server that said in its ACCEPT that it takes no one-way messages refuses one.
+  if (type == T_ONEWAY && cfg.refuseOneway && s.role == ROLE_SERVER) { protocolError(li, E_BAD_TYPE, now); return false; }
   if ((type == T_CANCEL || type == T_CLOSE) && (hdrLen | dataLen | <u32>flags) != 0) {
     protocolError(li, E_MALFORMED, now);
     return false;

@@ -27,3 +27,5 @@ export const E_BAD_ARGUMENT: i32 = 18;
 export const E_NOT_OPEN: i32 = 19;
 // Transport failures reported by the host (lane_down codes).
 export const E_TRANSPORT: i32 = 20;
+// A one-way message to a peer that takes none (its ACCEPT had F_NO_ONEWAY).
+export const E_NO_HANDLER: i32 = 21;

@@ -13,7 +13,7 @@ import * as rng from "./rng";
 import {
   Session, lane, session, laneHandle, sessionHandle, allocSession, posLane, setPosLane,
   openLanes, nextSession, L_HELLO_SENT, L_AWAIT_HELLO, L_PENDING_ACCEPT, L_OPEN, ROLE_SERVER, ROLE_CLIENT,
-  S_FREE, S_CONNECTING, S_OPEN, S_RESUMING, S_CLOSING, S_DRAINING, SF_ACK,
+  S_FREE, S_CONNECTING, S_OPEN, S_RESUMING, S_CLOSING, S_DRAINING, SF_ACK, SF_NO_ONEWAY,
 } from "./state";
 import {
   push, setHdr, setData, setAux, EV_SESSION_REQUEST, EV_SESSION_OPEN, EV_SESSION_RESUMED,
@@ -24,7 +24,7 @@ import { closeLane, protocolError, openPosition, endSession, laneOpened } from "
 import { processAck } from "./deliver";
 import {
   putHeader, T_ACCEPT, T_REJECT, T_REDIRECT, ACCEPT_SIZE, REJECT_SIZE, REDIRECT_SIZE, HELLO_SIZE,
-  PROTOCOL_MIN, PROTOCOL_MAX, MAX_CONTROL_FRAME, MAX_PORTALS_BYTES, MAX_REDIRECTS, F_JOINED, KEY_SIZE,
+  PROTOCOL_MIN, PROTOCOL_MAX, MAX_CONTROL_FRAME, MAX_PORTALS_BYTES, MAX_REDIRECTS, F_JOINED, F_NO_ONEWAY, KEY_SIZE,
 } from "./wire";
 import {
   E_MALFORMED, E_BAD_STATE, E_VERSION, E_UNKNOWN_SESSION, E_LIMIT, E_REJECTED, E_REDIRECT_LOOP,
@@ -199,7 +199,7 @@ export function accept(li: i32, src: usize, portalsLen: u32, attrsLen: u32, now:
   l.session = si;
   l.pos = 0;
   laneOpened(s, l);
-  sendAccept(li, si, 0, src + KEY_SIZE, portalsLen, attrsLen);
+  sendAccept(li, si, cfg.refuseOneway ? F_NO_ONEWAY : 0, src + KEY_SIZE, portalsLen, attrsLen);
   let e = push(EV_SESSION_OPEN, sessionHandle(si), laneHandle(li), 0);
   setAux(e, s.version, s.id);
   return <i32>sessionHandle(si);
@@ -255,6 +255,7 @@ export function onAccept(li: i32, f: usize, len: u32, now: u64): void {
     s.version = version;
     s.state = S_OPEN;
     s.resumeAt = 0;
+    if (load<u8>(f, 1) & F_NO_ONEWAY) s.flags |= SF_NO_ONEWAY;
     if (portalsLen > 0) {
       memory.copy(s.portals, f + ACCEPT_SIZE, portalsLen);
       s.portalsLen = portalsLen;

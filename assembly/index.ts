@@ -20,7 +20,7 @@ import * as tx from "./tx";
 import {
   allocTables, allocBitmaps, allocSession, allocLane, lane, session, laneFromHandle, sessionFromHandle,
   sessionHandle, laneHandle, ROLE_CLIENT, ROLE_SERVER, L_AWAIT_HELLO, L_CONNECTING,
-  S_CONNECTING, S_OPEN, S_CLOSING, S_DRAINING, S_RESUMING,
+  S_CONNECTING, S_OPEN, S_CLOSING, S_DRAINING, S_RESUMING, SF_NO_ONEWAY,
 } from "./state";
 import { laneRx } from "./rx";
 import { openPosition, sendHello, laneDown as onLaneDown, endSession } from "./lanes";
@@ -29,7 +29,7 @@ import * as dl from "./deliver";
 import * as timers from "./timers";
 import { MAX_APP_HEADER, INLINE_MAX, MAX_PORTALS_BYTES, MAX_BATCH, HELLO_SIZE, MAX_CONTROL_FRAME, F_RECEIPT, F_EXT, F_APP_ERROR } from "./wire";
 import {
-  E_BAD_HANDLE, E_BAD_ARGUMENT, E_BAD_STATE, E_NOT_OPEN, E_LIMIT, E_CLOSED, E_FRAME_TOO_LARGE,
+  E_BAD_HANDLE, E_BAD_ARGUMENT, E_BAD_STATE, E_NOT_OPEN, E_LIMIT, E_CLOSED, E_FRAME_TOO_LARGE, E_NO_HANDLER,
 } from "./errors";
 
 /** Bytes the host may place in the staging area at once. */
@@ -227,6 +227,7 @@ export function send(h: u32, hdrLen: u32, dataLen: u32, flags: u32, ext: u32, no
   input(nowUs);
   let si = sendable(h, hdrLen, dataLen, flags);
   if (si < 0) return <f64>si;
+  if (session(si).flags & SF_NO_ONEWAY) return -E_NO_HANDLER;
   return <f64>tx.enqueue(si, 0x12, <u8>(flags & (F_RECEIPT | F_EXT)), staging, hdrLen, dataLen, 0, ext);
 }
 

@@ -44,6 +44,8 @@ export const SF_RTX: u8 = 0x02;
 export const SF_BACKPRESSURED: u8 = 0x04;
 export const SF_CLOSE_QUEUED: u8 = 0x08;
 export const SF_RESEND: u8 = 0x10;
+/** The peer takes no one-way messages (its ACCEPT had F_NO_ONEWAY). */
+export const SF_NO_ONEWAY: u8 = 0x20;
 
 @unmanaged export class Lane {
   state: u8;

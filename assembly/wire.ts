@@ -57,6 +57,8 @@ export const F_KNOWN_MSG: u8 = F_RECEIPT | F_EXT | F_APP_ERROR | F_RDV;
 export const F_RESEND: u8 = 0x01;
 // ACCEPT flags.
 export const F_JOINED: u8 = 0x01;
+/** A new session's ACCEPT: the server takes no one-way messages (it has no receiver for them). */
+export const F_NO_ONEWAY: u8 = 0x02;
 
 // The session key: 16 random bytes the server draws for each session (from
 // the host's CSPRNG) and sends in the new session's ACCEPT; a join or resume

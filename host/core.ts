@@ -41,6 +41,12 @@ export interface CoreConfig {
    * is allocated, and a larger local send is refused. Peers should agree.
    */
   maxMessageBytes: number;
+  /**
+   * A server core whose application takes no one-way messages: its
+   * sessions' ACCEPT says so, so the client's send() fails at once with
+   * NEXIO_ERR_NO_HANDLER, and a ONEWAY that comes anyway is a protocol error.
+   */
+  refuseOneway?: boolean;
 }
 
 export const defaultConfig: CoreConfig = {
@@ -63,7 +69,7 @@ export const defaultConfig: CoreConfig = {
 const configOrder: (keyof CoreConfig)[] = [
   'maxSessions', 'maxLanes', 'windowMsgs', 'windowBytes', 'maxRequests', 'keepaliveMs',
   'resumeMs', 'helloTimeoutMs', 'backoffMinMs', 'backoffMaxMs', 'seed', 'seed', 'eventCap', 'holdRx',
-  'maxMessageBytes',
+  'maxMessageBytes', 'refuseOneway',
 ];
 
 /** The config as the 16 u32 words of the core's config block. */

@@ -27,6 +27,7 @@ export enum Code {
   BAD_ARGUMENT = 18,
   NOT_OPEN = 19,
   TRANSPORT = 20,
+  NO_HANDLER = 21,
 }
 
 /** Short names of the core's codes, as used in traces, stats and docs. */
@@ -51,6 +52,7 @@ export const codeNames: Record<number, string> = {
   18: 'bad-argument',
   19: 'not-open',
   20: 'transport',
+  21: 'no-handler',
 };
 
 /** Every `code` a NexioError can have: compare against these (a misspelled one fails to compile). */
@@ -145,6 +147,7 @@ const simple: Record<number, ErrorCode> = {
   [Code.BAD_HANDLE]: 'NEXIO_ERR_BAD_HANDLE',
   [Code.NOT_OPEN]: 'NEXIO_ERR_NOT_OPEN',
   [Code.TRANSPORT]: 'NEXIO_ERR_TRANSPORT',
+  [Code.NO_HANDLER]: 'NEXIO_ERR_NO_HANDLER',
 };
 
 /** The Error for a core code. */

@@ -92,6 +92,7 @@ export const coreFields: Record<keyof CoreConfig, Check> = {
   seed: int(0, 2 ** 48),
   eventCap: int(64, 65536),
   holdRx: bool,
+  refuseOneway: bool,
   maxMessageBytes: int(8192 + 4096, 0xffffffff),
 };
 

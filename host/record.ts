@@ -158,6 +158,7 @@ function configFromWords(w: number[]): CoreConfig {
     seed: w[10] + w[11] * 2 ** 32, eventCap: w[12], holdRx: w[13] !== 0,
     // 0 in recordings made before the word existed: no limit, as then.
     maxMessageBytes: w[14] ?? 0,
+    refuseOneway: (w[15] ?? 0) !== 0,
   };
 }
 

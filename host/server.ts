@@ -316,7 +316,8 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     let onMessage = options.onMessage;
     // before the context: a handler that fails to load leaves nothing behind
     if (typeof options.handler === 'string') ({ handler, onMessage = onMessage } = loadHandler(options.handler));
-    const ctx = new Context({ core: options.core, views: options.views, admission: options.admission });
+    // No onMessage: the sessions' ACCEPT says so and a client's send() fails at once.
+    const ctx = new Context({ core: { ...options.core, refuseOneway: !onMessage }, views: options.views, admission: options.admission });
     let server: Server | undefined;
     const sessions = serveContext(ctx, handler, onMessage, async (info) => toDecision(await onSession(info)), (s) => server?.emit('session', s));
     const bound: string[] = [];

@@ -206,6 +206,7 @@ export function toBytes(b: Bytes | undefined | null): Uint8Array {
  * message is the caller's argument, not a peer's protocol error.
  */
 function opError(code: number, hdrLen = 0, total = 0, max = 0): NexioError {
+  if (code === Code.NO_HANDLER) return fromCode(code, 'the peer takes no one-way messages (a server created without onMessage): nothing was sent');
   if (code !== Code.FRAME_TOO_LARGE) return fromCode(code);
   if (hdrLen > MAX_APP_HEADER) return new InvalidArgumentError(`header is ${hdrLen} bytes; at most ${MAX_APP_HEADER}`);
   return new InvalidArgumentError(`message is ${total} bytes (header + data); this context's maxMessageBytes is ${max}`);

@@ -77,6 +77,8 @@ export const F_KNOWN_MSG = F_RECEIPT | F_EXT | F_APP_ERROR | F_RDV;
 export const F_RESEND = 0x01;
 /** ACCEPT: a lane joined (or resumed) an existing session. */
 export const F_JOINED = 0x01;
+/** A new session's ACCEPT: the server takes no one-way messages. */
+export const F_NO_ONEWAY = 0x02;
 
 export type MessageType = 'request' | 'response' | 'oneway' | 'cancel' | 'close';
 export type FrameType =

@@ -9,8 +9,8 @@ interface Data { index: number; portals: string[]; advertise?: string[]; handler
 async function main(): Promise<void> {
   const d = workerData as Data;
   const port = parentPort!;
-  const ctx = new Context({ core: d.core, views: d.views, admission: d.admission });
   const { handler, onMessage } = d.handler ? loadHandler(d.handler) : { handler: undefined, onMessage: undefined };
+  const ctx = new Context({ core: { ...d.core, refuseOneway: !onMessage }, views: d.views, admission: d.admission });
   const waiting = new Map<number, (x: SessionDecision) => void>();
   let next = 1;
   const sessions = serveContext(ctx, handler, onMessage, (info) => new Promise<SessionDecision>((resolve) => {

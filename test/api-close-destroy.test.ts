@@ -20,6 +20,7 @@ async function setup(t: Test): Promise<{ server: Server; peers: Session[] }> {
       await new Promise((r) => setTimeout(r, Number(req.data.toString())));
       return 'done';
     },
+    onMessage: () => undefined,
   });
   t.teardown(() => server.close());
   return { server, peers };

@@ -23,7 +23,7 @@ t.test('every recorded scenario in test/replays replays identically', async (t) 
 t.test('a real tcp session recorded on its context replays identically; a changed byte is caught', async (t) => {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'nexio-replay-'));
   t.teardown(() => fs.rmSync(tmp, { recursive: true, force: true }));
-  const server = await createServer({ portals: ['tcp://127.0.0.1:0/rec'], handler: (req) => ({ header: req.header, data: req.data }) });
+  const server = await createServer({ portals: ['tcp://127.0.0.1:0/rec'], handler: (req) => ({ header: req.header, data: req.data }), onMessage: () => undefined });
   t.teardown(() => server.close());
   const rec = new Recorder();
   const ctx = new Context({ recorder: rec });
