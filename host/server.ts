@@ -215,7 +215,7 @@ export class Server extends EventEmitter {
   /** Portals of every context, by context index. */
   readonly contexts: string[][];
 
-  /** @internal */
+  /** Servers come from createServer(); applications do not construct them. */
   constructor(portals: string[][], close: (timeoutMs: number) => Promise<void>, stats: () => Promise<ContextStats[]>) {
     super();
     this.contexts = portals;

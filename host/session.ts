@@ -289,7 +289,7 @@ export class Session extends EventEmitter {
     failovers: 0, resumes: 0, protocolErrors: 0, rttCount: 0, rttSum: 0, rttMin: Infinity, rttMax: 0,
   };
 
-  /** @internal Sessions come from connect() or a server; not constructed by applications. */
+  /** Sessions come from connect() or a server; applications do not construct them. */
   constructor(ctx: Context, handle: number, options: { maxQueued?: number; handler?: Handler; open?: boolean; uri?: string } = {}) {
     super();
     this.#ctx = ctx;
@@ -326,6 +326,7 @@ export class Session extends EventEmitter {
     debug('session %d: %s', handle, options.open ? 'accepted' : `connecting to ${options.uri}`);
   }
 
+  /** @internal The core's handle (stripped from the published types). */
   get handle(): number { return this.#handle; }
   /** The context this session runs on. */
   get context(): Context { return this.#ctx; }
@@ -335,7 +336,7 @@ export class Session extends EventEmitter {
   /** Client: the attrs the server's onSession accepted with (`{ accept: true, attrs }`); empty otherwise. */
   get attrs(): Buffer { return this.#attrs; }
 
-  /** @internal */
+  /** @internal Settles when the first open or failure comes (stripped from the published types). */
   whenOpen(): Promise<Session> {
     if (this.#state !== 'connecting') return Promise.resolve(this);
     return new Promise((resolve, reject) => { this.#opened = { resolve, reject }; });
