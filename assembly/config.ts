@@ -36,6 +36,11 @@ export let maxMessage: u32 = 0;
 export let refuseOneway: u32 = 0;
 
 export const LANES_PER_SESSION: i32 = 8;
+/**
+ * The longest an ACK waits for a batch to ride on (protocol.md section 12,
+ * "Acks by rule"): 5 ms. Sooner when a quarter of the window is unacked.
+ */
+export const ACK_DELAY_US: u64 = 5000;
 
 @inline function word(i: i32): u32 {
   return load<u32>(configBlock + (<usize>i << 2));

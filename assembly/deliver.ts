@@ -12,7 +12,7 @@ import * as cfg from "./config";
 import {
   Session, lane, session, sessionHandle, laneHandle, txEntry, rxEntry, pendEntry, inbEntry,
   L_OPEN, RX_EMPTY, RX_RECEIVING, RX_PRESENT, RX_HELD, P_FREE, P_WAITING, P_CANCEL_UNSENT, P_CANCELLED,
-  SF_ACK, SF_BACKPRESSURED, S_CLOSING, S_DRAINING, S_OPEN, SF_CLOSE_QUEUED, ROLE_SERVER,
+  SF_ACK, SF_BACKPRESSURED, S_CLOSING, S_DRAINING, S_OPEN, SF_CLOSE_QUEUED, ROLE_SERVER, soonAt, SF_ACK_LATER,
 } from "./state";
 import {
   push, setSeq, setTag, setHdr, setData, setExt, setAux, EV_REQUEST, EV_MESSAGE, EV_RESPONSE,
@@ -293,7 +293,6 @@ function deliver(si: i32, li: i32, now: u64): bool {
     let lent = false;
     s.rxNext = seq + 1;
     s.rxBase = load<u32>(e, 16) + MSG_HEADER + hdrLen + ((flags & F_EXT) ? 0 : dataLen);
-    s.flags |= SF_ACK;
     if (type == T_REQUEST) {
       let ib = inbEntry(s, tag & 0xffff);
       if (load<u8>(ib) != P_FREE) { advanceAck(s); protocolError(li, E_LIMIT, now); return false; }
@@ -363,9 +362,32 @@ function deliver(si: i32, li: i32, now: u64): bool {
     if (lent) store<u8>(e, RX_HELD);
   }
   advanceAck(s);
+  ackByRule(s, now);
   markSession(si);
   maybeDrain(si);
   return true;
+}
+
+/**
+ * Acks by rule (protocol.md section 12): what was delivered is acked at
+ * once when a quarter of the message or byte window is unacked, or when
+ * the peer's CLOSE was delivered (its session ends on that ack); otherwise
+ * the ACK waits up to ACK_DELAY_US for a batch of ours to ride on (a
+ * response, a request, a message). A sender out of credit has a whole
+ * window unacked, so it never waits on the delay.
+ */
+function ackByRule(s: Session, now: u64): void {
+  if (s.rxAck <= s.ackSentSeq || (s.flags & SF_ACK)) return;
+  if (s.rxAck - s.ackSentSeq >= <u64>(s.M >> 2) || s.rxBase - s.ackSentBase >= (s.W >> 2) || s.state == S_DRAINING) {
+    s.flags = (s.flags | SF_ACK) & ~SF_ACK_LATER;
+    s.ackAt = 0;
+    return;
+  }
+  s.flags |= SF_ACK_LATER;
+  if (s.ackAt == 0) {
+    s.ackAt = now + cfg.ACK_DELAY_US;
+    soonAt(s.ackAt);
+  }
 }
 
 /** Tells the host once credits are back after it was refused for lack of them. */
@@ -471,7 +493,7 @@ export function request(si: i32, src: usize, hdrLen: u32, dataLen: u32, flags: u
   store<u16>(pe, gen, 2);
   let deadline = timeoutUs ? now + timeoutUs : 0;
   store<u64>(pe, deadline, 8);
-  if (deadline && (s.reqDeadline == 0 || deadline < s.reqDeadline)) s.reqDeadline = deadline;
+  if (deadline && (s.reqDeadline == 0 || deadline < s.reqDeadline)) { s.reqDeadline = deadline; soonAt(deadline); }
   return <i64>tag;
 }
 

@@ -20,7 +20,7 @@ import * as tx from "./tx";
 import {
   allocTables, allocBitmaps, allocSession, allocLane, lane, session, laneFromHandle, sessionFromHandle,
   sessionHandle, laneHandle, ROLE_CLIENT, ROLE_SERVER, L_AWAIT_HELLO, L_CONNECTING,
-  S_CONNECTING, S_OPEN, S_CLOSING, S_DRAINING, S_RESUMING, SF_NO_ONEWAY,
+  S_CONNECTING, S_OPEN, S_CLOSING, S_DRAINING, S_RESUMING, SF_NO_ONEWAY, soonAt,
 } from "./state";
 import { laneRx } from "./rx";
 import { openPosition, sendHello, laneDown as onLaneDown, endSession } from "./lanes";
@@ -98,6 +98,7 @@ export function connect(uriLen: u32, resourceLen: u32, attrsLen: u32, lanes: u32
   s.resourceLen = resourceLen;
   s.helloLen = resourceLen + attrsLen;
   s.resumeAt = now + cfg.resumeUs;
+  soonAt(s.resumeAt);
   if (!openPosition(si, 0, now)) {
     endSession(si, -1, now);
     return -E_LIMIT;

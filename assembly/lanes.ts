@@ -8,7 +8,7 @@ import {
   posLane, setPosLane, setReconnectAt, attempts, setAttempts, openLanes, rxEntry,
   L_CONNECTING, L_HELLO_SENT, L_OPEN, L_CLOSING, L_FREE, ROLE_CLIENT,
   S_OPEN, S_CONNECTING, S_RESUMING, S_CLOSING, S_DRAINING,
-  SF_ACK, SF_RESEND, RX_RECEIVING, RX_EMPTY,
+  SF_ACK, SF_RESEND, RX_RECEIVING, RX_EMPTY, soonAt,
 } from "./state";
 import {
   push, setHdr, setAux, EV_OPEN_LANE, EV_CLOSE_LANE, EV_LANE_DOWN, EV_PROTOCOL_ERROR,
@@ -189,6 +189,7 @@ export function detach(li: i32, code: i32, now: u64, wasOpen: bool): void {
   // No lane left: the session waits up to resumeMs for one (a CONNECTING
   // session's deadline was set by connect()).
   if (s.resumeAt == 0) s.resumeAt = now + cfg.resumeUs;
+  soonAt(s.resumeAt);
 }
 
 /**
@@ -234,4 +235,7 @@ export function reconnectDue(si: i32, now: u64): void {
 export function laneOpened(s: Session, l: Lane): void {
   setAttempts(s, <i32>l.pos, 0);
   l.state = L_OPEN;
+  // An open lane's deadlines (timers.ts): keepalive and silence.
+  soonAt(l.lastTx + cfg.keepaliveUs);
+  soonAt(l.lastRx + s.peerKeepaliveUs * 3);
 }

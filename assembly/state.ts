@@ -46,6 +46,8 @@ export const SF_CLOSE_QUEUED: u8 = 0x08;
 export const SF_RESEND: u8 = 0x10;
 /** The peer takes no one-way messages (its ACCEPT had F_NO_ONEWAY). */
 export const SF_NO_ONEWAY: u8 = 0x20;
+/** An ACK is owed but may wait: it rides on the session's next batch, or goes at ackAt (deliver.ts ackByRule). */
+export const SF_ACK_LATER: u8 = 0x40;
 
 @unmanaged export class Lane {
   state: u8;
@@ -117,6 +119,11 @@ export const SF_NO_ONEWAY: u8 = 0x20;
   resendUntil: u64;
   resumeAt: u64;
   reqDeadline: u64;
+  /** A delayed ACK goes out by then at the latest (0: none owed). */
+  ackAt: u64;
+  /** The ackSeq of the last ACK written, and rxBase then: what the peer knows we delivered. */
+  ackSentSeq: u64;
+  ackSentBase: u32;
   closeSeq: u64;
   cancelsUnsent: u32;
   receiptCount: u32;
@@ -314,6 +321,33 @@ export function allocTables(): void {
   }
 }
 
+// The earliest deadline of timers.ts, kept between scans so that a turn
+// costs nothing per idle lane or session: nextDeadline() scans only when
+// timeout() ran since (timeout() fires what is due and moves deadlines);
+// otherwise the kept value is a lower bound, lowered by soonAt() wherever a
+// deadline is armed earlier than before (a lane allocated or opened, a
+// request with a timeout, a resume or reconnect time). Deadlines that move
+// later (keepalive, lastRx) leave it early: the host's timer then fires
+// early, timeout() finds nothing due, and the next call scans again.
+let deadlineLow: u64 = 0; // 0: none armed
+let deadlineKnown = false;
+
+/** A deadline at t (µs) was armed: the kept earliest deadline is at most t. */
+export function soonAt(t: u64): void {
+  if (deadlineKnown && t != 0 && (deadlineLow == 0 || t < deadlineLow)) deadlineLow = t;
+}
+/** The kept earliest deadline, or u64.MAX_VALUE when a scan is needed. */
+export function keptDeadline(): u64 {
+  return deadlineKnown ? deadlineLow : u64.MAX_VALUE;
+}
+export function keepDeadline(d: u64): void {
+  deadlineLow = d;
+  deadlineKnown = true;
+}
+export function forgetDeadline(): void {
+  deadlineKnown = false;
+}
+
 /** A free lane, reset, or -1 when the table is full. */
 export function allocLane(role: u8, state: u8, now: u64): i32 {
   for (let k: u32 = 0; k < cfg.maxLanes; k++) {
@@ -345,6 +379,7 @@ export function allocLane(role: u8, state: u8, now: u64): i32 {
     l.lastRx = now;
     l.lastTx = now;
     l.opened = now;
+    soonAt(now + cfg.helloTimeoutUs);
     return <i32>i;
   }
   return -1;
@@ -393,6 +428,9 @@ export function allocSession(role: u8, state: u8): i32 {
     s.resendUntil = 0;
     s.resumeAt = 0;
     s.reqDeadline = 0;
+    s.ackAt = 0;
+    s.ackSentSeq = 0;
+    s.ackSentBase = 0;
     s.closeSeq = 0;
     s.cancelsUnsent = 0;
     s.receiptCount = 0;
@@ -433,6 +471,7 @@ export function freeSession(i: i32): void {
 }
 @inline export function setReconnectAt(s: Session, p: i32, t: u64): void {
   store<u64>(s.reconnectAt + (<usize>p << 3), t);
+  soonAt(t);
 }
 @inline export function attempts(s: Session, p: i32): u32 {
   return load<u32>(s.attempts + (<usize>p << 2));

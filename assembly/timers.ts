@@ -1,15 +1,20 @@
 // Timers: the core reads no clock. Every input carries nowUs; timeout(nowUs)
 // fires what is due and nextDeadline() tells the host when to call again.
+// nextDeadline() is asked every turn and scans lanes and sessions only after
+// timeout() ran (state.ts soonAt: the earliest deadline is kept between
+// scans), so a turn costs nothing per idle session. Keepalives due within
+// an eighth of the interval go out together: idle lanes fall into step and
+// the timer fires a few times per interval, not once per lane.
 
 import * as cfg from "./config";
 import {
   lane, session, posLane, reconnectAt, nextLane, nextSession, L_FREE, L_CLOSING, L_OPEN, ROLE_CLIENT,
-  S_FREE, S_OPEN, S_CONNECTING,
+  S_FREE, S_OPEN, S_CONNECTING, keptDeadline, keepDeadline, forgetDeadline, SF_ACK, SF_ACK_LATER,
 } from "./state";
 import { evRoom } from "./events";
 import { closeLane, endSession, reconnectDue } from "./lanes";
 import { expireRequests } from "./deliver";
-import { ctlReserve } from "./tx";
+import { ctlReserve, markSession } from "./tx";
 import { putHeader, T_KEEPALIVE, KEEPALIVE_SIZE } from "./wire";
 import { E_TIMEOUT, E_LANE_DEAD, E_SESSION_LOST } from "./errors";
 
@@ -20,6 +25,7 @@ import { E_TIMEOUT, E_LANE_DEAD, E_SESSION_LOST } from "./errors";
 }
 
 export function timeout(now: u64): void {
+  forgetDeadline();
   for (let li = nextLane(0); li >= 0; li = nextLane(li + 1)) {
     let l = lane(li);
     if (l.state == L_FREE || l.state == L_CLOSING) continue;
@@ -29,7 +35,7 @@ export function timeout(now: u64): void {
     }
     if (now - l.lastRx >= deadAfter(li)) {
       closeLane(li, E_LANE_DEAD, now);
-    } else if (now - l.lastTx >= cfg.keepaliveUs && l.ctlLen == 0) {
+    } else if (now - l.lastTx >= cfg.keepaliveUs - (cfg.keepaliveUs >> 3) && l.ctlLen == 0) {
       let p = ctlReserve(li, KEEPALIVE_SIZE);
       if (p) putHeader(p, T_KEEPALIVE, 0, 0, KEEPALIVE_SIZE);
       l.lastTx = now;
@@ -38,6 +44,12 @@ export function timeout(now: u64): void {
   for (let si = nextSession(0); si >= 0; si = nextSession(si + 1)) {
     let s = session(si);
     if (s.state == S_FREE) continue;
+    if (s.ackAt != 0 && now >= s.ackAt) {
+      // The delayed ack found nothing to ride on: it goes alone.
+      s.ackAt = 0;
+      s.flags = (s.flags | SF_ACK) & ~SF_ACK_LATER;
+      markSession(si);
+    }
     if (evRoom() < s.R + 32) return;
     if (s.resumeAt != 0 && now >= s.resumeAt && s.state != S_OPEN) {
       // No lane came back in time. A close of ours that never got its ack
@@ -56,6 +68,14 @@ export function timeout(now: u64): void {
 
 /** The earliest time timeout() has work, in µs; 0 when nothing is armed. */
 export function nextDeadline(): u64 {
+  let kept = keptDeadline();
+  if (kept != u64.MAX_VALUE) return kept;
+  let d = scanDeadlines();
+  keepDeadline(d);
+  return d;
+}
+
+function scanDeadlines(): u64 {
   let d: u64 = 0;
   for (let li = nextLane(0); li >= 0; li = nextLane(li + 1)) {
     let l = lane(li);
@@ -72,6 +92,7 @@ export function nextDeadline(): u64 {
     if (s.state == S_FREE) continue;
     if (s.state != S_OPEN) d = earlier(d, s.resumeAt);
     d = earlier(d, s.reqDeadline);
+    d = earlier(d, s.ackAt);
     if (s.role == ROLE_CLIENT) {
       for (let p = 0; p < <i32>s.desired; p++) {
         if (posLane(s, p) < 0) d = earlier(d, reconnectAt(s, p));

@@ -6,7 +6,7 @@
 import * as cfg from "./config";
 import {
   Lane, Session, lane, session, laneHandle, posLane,
-  L_OPEN, SF_ACK, SF_RTX, SF_BACKPRESSURED, SF_RESEND,
+  L_OPEN, SF_ACK, SF_RTX, SF_BACKPRESSURED, SF_RESEND, SF_ACK_LATER,
   txEntry, S_OPEN, S_CLOSING, S_DRAINING,
 } from "./state";
 import {
@@ -212,13 +212,17 @@ function fillSession(si: i32, li: i32): bool {
   let s = session(si);
   let l = lane(li);
   putCtl(l);
-  if ((s.flags & SF_ACK) && room() >= ACK_SIZE) {
+  if ((s.flags & (SF_ACK | SF_ACK_LATER)) && room() >= ACK_SIZE) {
+    // A delayed ack rides here too: the session sends anyway.
     let p = txBase + bLen;
     putHeader(p, T_ACK, (s.flags & SF_RESEND) ? F_RESEND : 0, 0, ACK_SIZE);
     store<u64>(p, s.rxAck, 8);
     bLen += ACK_SIZE;
     bFrames++;
-    s.flags &= ~(SF_ACK | SF_RESEND);
+    s.flags &= ~(SF_ACK | SF_ACK_LATER | SF_RESEND);
+    s.ackAt = 0;
+    s.ackSentSeq = s.rxAck;
+    s.ackSentBase = s.rxBase;
   }
   while (s.receiptCount > 0 && room() >= RECEIPT_SIZE) {
     s.receiptCount--;

@@ -16,7 +16,7 @@ import * as path from 'node:path';
 import * as W from '../host/wire';
 import { NexioError, Code } from '../host/errors';
 import { FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT } from '../host/core';
-import { Ev, Pair, Peer, Tx, T0, hex, PORTAL, VECTOR_KEY } from './vectors/harness';
+import { Ev, Pair, Peer, Tx, T0, hex, PORTAL, VECTOR_KEY, ACK_DELAY_MS } from './vectors/harness';
 
 interface Vector {
   name: string; note: string; fields: Record<string, unknown>; hex: string;
@@ -120,9 +120,15 @@ function resuming(lose = false): { p: Pair; hello: Buffer; cliLane: number; srvL
   p.cli.events();
   p.srv.core.laneDown(p.srvLanes[0], E_TRANSPORT, p.now);
   p.srv.events();
-  p.now = p.cli.core.nextDeadline();
-  p.cli.core.timeout(p.now);
-  const open = one(p.cli.events(), 'open-lane');
+  // nextDeadline() is the earliest time timeout() may have work (a delayed
+  // ack's, a keepalive's): run timers until the reconnect comes.
+  let opens: Ev[] = [];
+  for (let i = 0; i < 10 && opens.length === 0; i++) {
+    p.now = p.cli.core.nextDeadline();
+    p.cli.core.timeout(p.now);
+    opens = named(p.cli.events(), 'open-lane');
+  }
+  const open = one(opens, 'open-lane');
   const tx = p.laneUp(open.lane);
   return { p, hello: only(tx).bytes, cliLane: open.lane, srvLane: p.peerLane('cli', open.lane) };
 }
@@ -437,7 +443,13 @@ const recipes: Record<string, Recipe> = {
       tt.equal(e.tag, 0);
       tt.equal(e.hdr.toString(), 'ev');
       tt.equal(e.data.toString(), 'tick');
-      tt.equal(hex(only(p.srv.transmit(p.now)).bytes), W.encodeAck({ ackSeq: 1n }).toString('hex'), 'acked');
+      // Acks by rule (protocol.md section 12): one message of 64 is not a
+      // quarter of the window and nothing of ours is going out: the ACK waits.
+      tt.equal(p.srv.transmit(p.now).length, 0, 'no ack at once');
+      tt.equal(p.srv.core.nextDeadline(), p.now + ACK_DELAY_MS * 1000, 'the ack delay is armed');
+      p.now += ACK_DELAY_MS * 1000;
+      p.srv.core.timeout(p.now);
+      tt.equal(hex(only(p.srv.transmit(p.now)).bytes), W.encodeAck({ ackSeq: 1n }).toString('hex'), 'acked at the delay');
     },
   },
   'oneway-receipt': {
@@ -491,6 +503,8 @@ const recipes: Record<string, Recipe> = {
       p.cli.core.send(p.cliSession, text('ev'), text('a'), 0, 0, p.now);
       p.cli.core.send(p.cliSession, text('ev'), text('b'), 0, 0, p.now);
       for (const tx of p.cli.transmit(p.now)) p.feed('srv', p.srvLanes[0], tx.bytes);
+      p.now += ACK_DELAY_MS * 1000; // two of 64: the ack waits its delay
+      p.srv.core.timeout(p.now);
       return only(p.srv.transmit(p.now)).bytes;
     },
     decode: (tt, b) => {
@@ -1036,4 +1050,54 @@ t.test('F_RDV is refused where the lane cannot READ, without F_EXT, or with a re
     tt.equal(one(evs, 'protocol-error').code, 1, `${what}: malformed`);
   }
   tt.throws(() => W.decodeFrame((() => { const b = frame(W.F_EXT | W.F_RDV); b[1] = W.F_RDV; return b; })()), 'the codec refuses F_RDV without F_EXT');
+});
+
+// ---- acks by rule (protocol.md section 12) ----
+
+t.test('acks by rule: a quarter of the message window unacked is acked at once', (tt) => {
+  const p = Pair.open(1); // windowMsgs 64: a quarter is 16
+  for (let i = 0; i < 15; i++) p.cli.core.send(p.cliSession, text('ev'), text('x'), 0, 0, p.now);
+  for (const tx of p.cli.transmit(p.now)) p.feed('srv', p.srvLanes[0], tx.bytes);
+  tt.equal(p.srv.transmit(p.now).length, 0, '15 delivered: the ack waits');
+  p.cli.core.send(p.cliSession, text('ev'), text('x'), 0, 0, p.now);
+  for (const tx of p.cli.transmit(p.now)) p.feed('srv', p.srvLanes[0], tx.bytes);
+  tt.equal(hex(only(p.srv.transmit(p.now)).bytes), W.encodeAck({ ackSeq: 16n }).toString('hex'), 'the 16th: ACK 16 at once');
+  tt.end();
+});
+
+t.test('acks by rule: a quarter of the byte window unacked is acked at once', (tt) => {
+  const p = Pair.open(1); // windowBytes 65536: a quarter is 16384
+  p.cli.core.send(p.cliSession, text('ev'), Buffer.alloc(8000), 0, 0, p.now);
+  for (const tx of p.cli.transmit(p.now)) p.feed('srv', p.srvLanes[0], tx.bytes);
+  tt.equal(p.srv.transmit(p.now).length, 0, 'one 8 KB message: the ack waits');
+  p.cli.core.send(p.cliSession, text('ev'), Buffer.alloc(8000), 0, 0, p.now);
+  p.cli.core.send(p.cliSession, text('ev'), Buffer.alloc(8000), 0, 0, p.now);
+  for (const tx of p.cli.transmit(p.now)) p.feed('srv', p.srvLanes[0], tx.bytes);
+  tt.equal(hex(only(p.srv.transmit(p.now)).bytes), W.encodeAck({ ackSeq: 3n }).toString('hex'), 'past 16384 bytes: ACK at once');
+  tt.end();
+});
+
+t.test('acks by rule: a delayed ack rides on the next batch, and its timer goes', (tt) => {
+  const p = Pair.open(1);
+  const tag = p.cli.core.request(p.cliSession, text('op'), text('q'), 0, 0, 0, p.now);
+  const evs: Ev[] = [];
+  for (const tx of p.cli.transmit(p.now)) evs.push(...p.feed('srv', p.srvLanes[0], tx.bytes));
+  const req = one(evs, 'request');
+  tt.equal(p.srv.transmit(p.now).length, 0, 'the request alone: no ack yet');
+  p.srv.core.respond(p.srvSession, req.tag, text(''), text('r'), 0, 0, p.now);
+  const batch = only(p.srv.transmit(p.now)).bytes;
+  tt.equal(hex(frameOf([{ lane: 0, bytes: batch, ext: 0, extLen: 0 }], 0x20)), W.encodeAck({ ackSeq: 1n }).toString('hex'), 'the ACK rides on the response');
+  p.now += ACK_DELAY_MS * 1000;
+  p.srv.core.timeout(p.now);
+  tt.equal(p.srv.transmit(p.now).length, 0, 'and is not sent again at the delay');
+  tt.ok(tag > 0);
+  tt.end();
+});
+
+t.test("acks by rule: the peer's CLOSE is acked at once (its session ends on that ack)", (tt) => {
+  const p = Pair.open(1);
+  p.cli.core.close(p.cliSession, p.now);
+  for (const tx of p.cli.transmit(p.now)) p.feed('srv', p.srvLanes[0], tx.bytes);
+  tt.equal(hex(frameOf(p.srv.transmit(p.now), 0x20)), W.encodeAck({ ackSeq: 1n }).toString('hex'), 'ACK 1 at once');
+  tt.end();
 });

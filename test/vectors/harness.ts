@@ -27,6 +27,8 @@ export const RESOURCE = '/echo';
 export const ATTRS = Buffer.from('k=v');
 /** The first input's time (µs). */
 export const T0 = 1_000_000;
+/** The longest an ACK waits for a batch to ride on (assembly/config.ts ACK_DELAY_US). */
+export const ACK_DELAY_MS = 5;
 /** The session key the server's host hands its core in the vectors ("nexio-key-000001"). */
 export const VECTOR_KEY = Buffer.from('nexio-key-000001');
 
@@ -129,14 +131,24 @@ export class Pair {
     return evs;
   }
 
-  /** Delivers everything both sides have to send until both are quiet. */
+  /**
+   * Delivers everything both sides have to send until both are quiet,
+   * delayed acks included: when only an ack waits (a deadline within
+   * ACK_DELAY_MS), the clock moves to it and the ack goes.
+   */
   flush(): void {
     for (let round = 0; round < 100; round++) {
       const a = this.cli.transmit(this.now);
       for (const t of a) this.feed('srv', this.peerLane('cli', t.lane), t.bytes, t.extLen);
       const b = this.srv.transmit(this.now);
       for (const t of b) this.feed('cli', this.peerLane('srv', t.lane), t.bytes, t.extLen);
-      if (a.length === 0 && b.length === 0) return;
+      if (a.length === 0 && b.length === 0) {
+        const due = [this.cli.core.nextDeadline(), this.srv.core.nextDeadline()].filter((d) => d > 0 && d <= this.now + ACK_DELAY_MS * 1000);
+        if (due.length === 0) return;
+        this.now = Math.max(this.now, Math.min(...due));
+        this.cli.core.timeout(this.now);
+        this.srv.core.timeout(this.now);
+      }
     }
     throw new Error('pair did not go quiet');
   }
