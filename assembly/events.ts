@@ -40,6 +40,11 @@ export const EV_DRAIN: u32 = 20;          // session: credits are back after bac
 
 export let evBase: usize = 0;
 export let evCount: u32 = 0;
+/**
+ * evCount, mirrored in memory: the host reads it without a call, and skips
+ * pollEvents() after an input that queued nothing (most sends, responses).
+ */
+export const evCountCell: usize = memory.data(4);
 /** Events that could not be queued; a core bug if ever non-zero. */
 export let evOverflow: u32 = 0;
 let consumed: bool = false;
@@ -48,6 +53,7 @@ let consumed: bool = false;
 export function beginInput(): void {
   if (consumed) {
     evCount = 0;
+    store<u32>(evCountCell, 0);
     consumed = false;
   }
 }
@@ -71,6 +77,7 @@ export function push(type: u32, session: u32, lane: u32, code: i32): usize {
   }
   let p = evBase + <usize>evCount * EV_SIZE;
   evCount++;
+  store<u32>(evCountCell, evCount);
   memory.fill(p, 0, EV_SIZE);
   store<u32>(p, type);
   store<u32>(p, session, 4);

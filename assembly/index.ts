@@ -308,6 +308,9 @@ export function nextDeadline(): f64 {
 // ---- outputs ----
 
 /** Number of event records ready at eventsPtr(). Valid until the next input. */
+/** Address of a u32 that holds the number of queued events (read without a call). */
+export function eventCountPtr(): usize { return ev.evCountCell; }
+
 export function pollEvents(): u32 {
   return ev.pollEvents();
 }

@@ -80,6 +80,11 @@ export interface SessionPeer {
   onLost(code: number, unacked: number): void;
   onClosed(code: number): void;
   onProtocolError(lane: number, code: number): void;
+  /**
+   * Whether this REQUEST, MESSAGE or RESPONSE goes to a hot receiver, which
+   * is lent the bytes for its call instead of given a copy.
+   */
+  lends(ev: number, tag: number): boolean;
   /** The context ended (closed, or its core trapped): the session ends with err. */
   onEnd(err: Error): void;
 }
@@ -137,6 +142,11 @@ class Pending {
   h: Buffer = Buffer.alloc(0);
   d: Buffer = Buffer.alloc(0);
   aux64 = 0n;
+  /**
+   * A message's bytes not taken yet (no views): where they are in the
+   * receive ring. Dispatch copies them, or lends them to a hot receiver.
+   */
+  lazy = false; hp = 0; hl = 0; dp = 0; dl = 0;
 }
 
 /**
@@ -789,20 +799,29 @@ export class Context {
         else this.releaseSessionExts(e.session);
         break;
     }
-    let h: Buffer = EMPTY, d: Buffer = EMPTY;
-    // Views: the ring bytes stay put until the application releases the
-    // message (the core holds its ack); copies otherwise.
-    const lend = this.views && (e.type === Ev.REQUEST || e.type === Ev.MESSAGE || e.type === Ev.RESPONSE);
-    if (e.hdrLen && e.hdrPtr) h = lend ? core.lend(e.hdrPtr, e.hdrLen) : core.copy(e.hdrPtr, e.hdrLen);
-    if (e.ext) {
-      d = this.#extIn.get(e.ext)?.buf ?? EMPTY;
-      this.#extIn.delete(e.ext);
-    } else if (e.dataLen && e.dataPtr) {
-      d = lend ? core.lend(e.dataPtr, e.dataLen) : core.copy(e.dataPtr, e.dataLen);
-    }
     let p = this.#pool[this.#count];
     if (!p) p = this.#pool[this.#count] = new Pending();
     this.#count++;
+    let h: Buffer = EMPTY, d: Buffer = EMPTY;
+    const message = e.type === Ev.REQUEST || e.type === Ev.MESSAGE || e.type === Ev.RESPONSE;
+    // Views: the ring bytes stay put until the application releases the
+    // message (the core holds its ack), so they are lent now. Otherwise a
+    // message's bytes are taken at dispatch (#take): the ring holds them
+    // until the next rx(), which no dispatch can cause, so a hot receiver is
+    // lent them for its call and everyone else gets one copy.
+    const lend = this.views && message;
+    const lazy = !this.views && message;
+    p.lazy = lazy;
+    if (lazy) {
+      p.hp = e.hdrPtr; p.hl = e.hdrPtr ? e.hdrLen : 0;
+      p.dp = e.dataPtr; p.dl = !e.ext && e.dataPtr ? e.dataLen : 0;
+    } else if (e.hdrLen && e.hdrPtr) h = lend ? core.lend(e.hdrPtr, e.hdrLen) : core.copy(e.hdrPtr, e.hdrLen);
+    if (e.ext) {
+      d = this.#extIn.get(e.ext)?.buf ?? EMPTY;
+      this.#extIn.delete(e.ext);
+    } else if (!lazy && e.dataLen && e.dataPtr) {
+      d = lend ? core.lend(e.dataPtr, e.dataLen) : core.copy(e.dataPtr, e.dataLen);
+    }
     p.ev = e.type; p.session = e.session; p.lane = e.lane; p.code = e.code; p.seq = e.seq; p.tag = e.tag;
     p.flags = e.flags; p.h = h; p.d = d; p.aux64 = e.type === Ev.SESSION_OPEN ? core.eventAux64(i) : 0n; p.aux = e.aux;
   }
@@ -832,14 +851,23 @@ export class Context {
       case Ev.LANE_UP: peer.onLane(true, p.lane, 0); break;
       case Ev.LANE_DOWN: peer.onLane(false, p.lane, p.code); break;
       case Ev.PROTOCOL_ERROR: peer.onProtocolError(p.lane, p.code); break;
-      case Ev.REQUEST: peer.onRequest(p.tag, p.h, p.d, p.flags, p.seq); break;
-      case Ev.MESSAGE: peer.onMessage(p.seq, p.h, p.d, p.flags); break;
-      case Ev.RESPONSE: peer.onResponse(p.tag, p.h, p.d, p.flags, p.seq); break;
+      case Ev.REQUEST: if (p.lazy) this.#take(p, peer); peer.onRequest(p.tag, p.h, p.d, p.flags, p.seq); break;
+      case Ev.MESSAGE: if (p.lazy) this.#take(p, peer); peer.onMessage(p.seq, p.h, p.d, p.flags); break;
+      case Ev.RESPONSE: if (p.lazy) this.#take(p, peer); peer.onResponse(p.tag, p.h, p.d, p.flags, p.seq); break;
       case Ev.RECEIPT: peer.onReceipt(p.seq, p.tag); break;
       case Ev.REQUEST_FAILED: peer.onRequestFailed(p.tag, p.code); break;
       case Ev.CANCEL: peer.onCancel(p.tag); break;
       case Ev.DRAIN: peer.onDrain(); break;
     }
+  }
+
+  /** A message's bytes out of the receive ring: lent to a hot receiver, one copy for anyone else. */
+  #take(p: Pending, peer: SessionPeer): void {
+    const core = this.core;
+    const lend = peer.lends(p.ev, p.tag);
+    p.h = p.hl === 0 ? EMPTY : lend ? core.lend(p.hp, p.hl) : core.copy(p.hp, p.hl);
+    if (p.dl !== 0) p.d = lend ? core.lend(p.dp, p.dl) : core.copy(p.dp, p.dl);
+    p.lazy = false;
   }
 
   #decide(p: Pending): void {

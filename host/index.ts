@@ -9,7 +9,7 @@ export { createServer, Server } from './server';
 export type { ServerOptions, ServerCloseOptions, ServerEvents, ServerStats, ContextStats, Decision, Balance } from './server';
 export { Session, RemoteError } from './session';
 export type {
-  Reply, RequestOptions, SendOptions, CloseOptions, IncomingRequest, Handler, HandlerResult, SessionStats, TrafficCounts, Bytes,
+  Reply, RequestOptions, SendOptions, CloseOptions, IncomingRequest, Handler, HotHandler, HotMessage, HandlerResult, SessionStats, TrafficCounts, Bytes,
   SessionState, SessionEvents,
 } from './session';
 export { Context, registerTransport, realClock, defaultAdmission } from './context';

@@ -11,7 +11,7 @@ import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Context, SessionDecision, SessionRequestInfo, AdmissionOptions } from './context';
-import { Session, Handler, closeFields, trafficKeys, TrafficCounts } from './session';
+import { Session, Handler, HotHandler, HotMessage, closeFields, trafficKeys, TrafficCounts } from './session';
 import type { CoreConfig } from './core';
 import { Code, InvalidArgumentError, NexioError } from './errors';
 import { checkCore, checkOptions, either, fn, int, nested, oneOf, str, uriList, bool, Check } from './options';
@@ -37,6 +37,15 @@ export interface ServerOptions {
    * `release()` when done with them.
    */
   onMessage?: (session: Session, header: Buffer, data: Buffer, release?: () => void) => void;
+  /**
+   * The hot form of `handler` (threads: 0; with threads, export `hotHandler`
+   * from the handler module): `(session, tag, header, data)`, no request or
+   * reply object, header and data lent for the call; answer with
+   * `session.reply(tag, header, data)`. Not with `handler` or `views`.
+   */
+  hotHandler?: HotHandler;
+  /** The hot form of `onMessage`: `(session, header, data)`, lent for the call (export `hotMessage` with threads). Not with `onMessage` or `views`. */
+  hotMessage?: HotMessage;
   balance?: Balance;
   /** Zero-copy receive on the server's contexts: a handler's req.header/req.data are views, valid until it settles. */
   views?: boolean;
@@ -52,6 +61,8 @@ const serverFields: Record<keyof ServerOptions, Check> = {
   onSession: fn,
   handler: either(fn, str),
   onMessage: fn,
+  hotHandler: fn,
+  hotMessage: fn,
   balance: either(oneOf('round-robin', 'hash'), fn),
   views: bool,
   core: (v) => { checkCore('createServer', v as Partial<CoreConfig>); return undefined; },
@@ -167,7 +178,22 @@ function portFor(uri: string, i: number): string {
   return u.href;
 }
 
-export function loadHandler(spec: string): { handler?: Handler; onMessage?: ServerOptions['onMessage'] } {
+/** What a server's sessions are handed to: the handlers of createServer() or of a handler module. */
+export interface Handlers {
+  handler?: Handler;
+  onMessage?: ServerOptions['onMessage'];
+  hotHandler?: HotHandler;
+  hotMessage?: HotMessage;
+}
+
+/** Checks that the handlers go together: one form of each, hot forms without views. */
+export function checkHandlers(where: string, h: Handlers, views: boolean | undefined): void {
+  if (h.handler && h.hotHandler) throw new InvalidArgumentError(`${where}: handler and hotHandler are two forms of one thing: give one`);
+  if (h.onMessage && h.hotMessage) throw new InvalidArgumentError(`${where}: onMessage and hotMessage are two forms of one thing: give one`);
+  if (views && (h.hotHandler || h.hotMessage)) throw new InvalidArgumentError(`${where}: hotHandler and hotMessage lend bytes already; they do not go with views`);
+}
+
+export function loadHandler(spec: string): Handlers {
   let m;
   try {
     // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -176,8 +202,9 @@ export function loadHandler(spec: string): { handler?: Handler; onMessage?: Serv
     throw new InvalidArgumentError(`handler module ${spec} could not be loaded: ${(e as Error)?.message ?? e}`, { cause: e });
   }
   const handler = m.handler ?? m.default ?? (typeof m === 'function' ? m : undefined);
-  if (typeof handler !== 'function') throw new InvalidArgumentError(`handler module ${spec} exports no handler function`);
-  return { handler, onMessage: m.onMessage };
+  if (typeof handler !== 'function' && typeof m.hotHandler !== 'function') throw new InvalidArgumentError(`handler module ${spec} exports no handler (or hotHandler) function`);
+  const fnOr = (x: unknown) => (typeof x === 'function' ? x : undefined) as never;
+  return { handler: fnOr(handler), onMessage: fnOr(m.onMessage), hotHandler: fnOr(m.hotHandler), hotMessage: fnOr(m.hotMessage) };
 }
 
 /** Places a session on a context. */
@@ -274,13 +301,14 @@ export async function closeContext(ctx: Context, sessions: Set<Session>, timeout
  * Session (told to `accepted`). A session's one-way messages go to
  * onMessage; with none, the session has no 'message' listener.
  */
-export function serveContext(ctx: Context, handler: Handler | undefined, onMessage: ServerOptions['onMessage'],
+export function serveContext(ctx: Context, handlers: Handlers,
   policy: (info: SessionRequestInfo) => Promise<SessionDecision> | SessionDecision, accepted?: (s: Session) => void): Set<Session> {
+  const { handler, onMessage, hotHandler, hotMessage } = handlers;
   const sessions = new Set<Session>();
   const ended = zero();
   endedOf.set(sessions, ended);
   ctx.setPolicy(policy, (handle) => {
-    const s = new Session(ctx, handle, { handler, open: true });
+    const s = new Session(ctx, handle, { handler, hotHandler, hotMessage, open: true });
     sessions.add(s);
     ended.sessionsAccepted++;
     if (onMessage) s.on('message', (h: Buffer, d: Buffer, release?: () => void) => onMessage(s, h, d, release));
@@ -312,14 +340,17 @@ export async function createServer(options: ServerOptions): Promise<Server> {
   const balance = options.balance ?? 'round-robin';
   const rr = { next: 0 };
   if (threads <= 0) {
-    let handler = options.handler as Handler | undefined;
-    let onMessage = options.onMessage;
     // before the context: a handler that fails to load leaves nothing behind
-    if (typeof options.handler === 'string') ({ handler, onMessage = onMessage } = loadHandler(options.handler));
-    // No onMessage: the sessions' ACCEPT says so and a client's send() fails at once.
-    const ctx = new Context({ core: { ...options.core, refuseOneway: !onMessage }, views: options.views, admission: options.admission });
+    const loaded: Handlers = typeof options.handler === 'string' ? loadHandler(options.handler) : { handler: options.handler };
+    const handlers: Handlers = {
+      handler: loaded.handler, hotHandler: options.hotHandler ?? loaded.hotHandler,
+      onMessage: options.onMessage ?? loaded.onMessage, hotMessage: options.hotMessage ?? loaded.hotMessage,
+    };
+    checkHandlers('createServer', handlers, options.views);
+    // No one-way receiver: the sessions' ACCEPT says so and a client's send() fails at once.
+    const ctx = new Context({ core: { ...options.core, refuseOneway: !handlers.onMessage && !handlers.hotMessage }, views: options.views, admission: options.admission });
     let server: Server | undefined;
-    const sessions = serveContext(ctx, handler, onMessage, async (info) => toDecision(await onSession(info)), (s) => server?.emit('session', s));
+    const sessions = serveContext(ctx, handlers, async (info) => toDecision(await onSession(info)), (s) => server?.emit('session', s));
     const bound: string[] = [];
     try {
       for (let i = 0; i < options.portals.length; i++) bound.push(await ctx.listen(options.portals[i], options.advertise?.[i]));
@@ -331,8 +362,8 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     server = new Server([bound], (ms) => closeContext(ctx, sessions, ms), async () => [contextStats(0, ctx, sessions)]);
     return server;
   }
-  if (typeof options.handler === 'function') {
-    throw new InvalidArgumentError('with threads, handler must be a module path: each worker loads it itself');
+  if (typeof options.handler === 'function' || options.hotHandler || options.hotMessage || options.onMessage) {
+    throw new InvalidArgumentError('with threads, handlers come from a module path (handler): each worker loads it itself; export onMessage, hotHandler or hotMessage from it');
   }
   const workers: Worker[] = [];
   const portals: string[][] = [];

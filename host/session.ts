@@ -9,7 +9,7 @@
 
 import { EventEmitter } from 'node:events';
 import type { Context, SessionPeer } from './context';
-import { FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT, INLINE_MAX, MAX_APP_HEADER } from './core';
+import { Ev, FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT, INLINE_MAX, MAX_APP_HEADER } from './core';
 import {
   AbortedError, BackpressureError, ClosedError, Code, codeNames, fromCode, NexioError, ProtocolError,
   RejectedError, SessionLostError, TimeoutError, InvalidArgumentError, LimitError, TransportError,
@@ -125,6 +125,14 @@ export interface IncomingRequest {
 /** What a handler answers: { header, data } (each bytes or a string, either may be left out), bytes (the data), or nothing. */
 export type HandlerResult = { header?: Bytes; data?: Bytes } | Bytes | undefined | void;
 export type Handler = (req: IncomingRequest) => HandlerResult | Promise<HandlerResult>;
+/**
+ * The hot form of a request handler: no request or reply object. header and
+ * data are lent: valid during the call only (copy what you keep). Answer
+ * with `session.reply(tag, header, data)`, now or later, once.
+ */
+export type HotHandler = (session: Session, tag: number, header: Buffer, data: Buffer) => void;
+/** A hot one-way receiver: header and data are lent, valid during the call only (copy what you keep). */
+export type HotMessage = (session: Session, header: Buffer, data: Buffer) => void;
 
 /** The error a requester gets when the responder's handler threw. */
 export class RemoteError extends NexioError {
@@ -180,6 +188,54 @@ interface Slot {
 }
 
 const EMPTY: Buffer = Buffer.alloc(0);
+
+/**
+ * Requests in flight by full tag: a table indexed by the tag's index (its
+ * low 16 bits; the core's request slots, below maxRequests) holding the
+ * full tag, so a lookup is an array read and a compare, not a Map. The core
+ * frees an index when it delivers the response, so a request issued while
+ * an earlier response of the same batch still waits for dispatch can get
+ * the same index: that one goes to a Map beside the table.
+ */
+class SlotTable {
+  #tags: Uint32Array;
+  #slots: (Slot | undefined)[];
+  #over = new Map<number, Slot>();
+  size = 0;
+
+  constructor(n: number) {
+    this.#tags = new Uint32Array(n);
+    this.#slots = new Array<Slot | undefined>(n).fill(undefined);
+  }
+
+  get(tag: number): Slot | undefined {
+    const i = tag & 0xffff;
+    if (i < this.#tags.length && this.#tags[i] === tag) return this.#slots[i];
+    return this.#over.size === 0 ? undefined : this.#over.get(tag);
+  }
+
+  set(tag: number, slot: Slot): void {
+    const i = tag & 0xffff;
+    if (i < this.#tags.length && this.#tags[i] === 0) { this.#tags[i] = tag; this.#slots[i] = slot; }
+    else this.#over.set(tag, slot);
+    this.size++;
+  }
+
+  delete(tag: number): boolean {
+    const i = tag & 0xffff;
+    if (i < this.#tags.length && this.#tags[i] === tag) { this.#tags[i] = 0; this.#slots[i] = undefined; this.size--; return true; }
+    if (this.#over.delete(tag)) { this.size--; return true; }
+    return false;
+  }
+
+  /** Every [tag, slot], taken as a list first (the caller may delete while it goes). */
+  entries(): [number, Slot][] {
+    const out: [number, Slot][] = [];
+    for (let i = 0; i < this.#tags.length; i++) if (this.#tags[i] !== 0) out.push([this.#tags[i], this.#slots[i]!]);
+    for (const e of this.#over) out.push(e);
+    return out;
+  }
+}
 
 const requestFields = { signal: signalCheck, timeout: ms(0, 'none'), receipt: either(bool, fn) };
 const sendFields = { receipt: bool };
@@ -268,7 +324,9 @@ export class Session extends EventEmitter {
    * request's index when it delivers the response, so a request issued while
    * earlier responses of the same batch still wait for dispatch can reuse it.
    */
-  #slots = new Map<number, Slot>();
+  #slots: SlotTable;
+  /** Slots of tryRequest() requests, reused: none is made per request once the pool is warm. */
+  #freeSlots: Slot[] = [];
   #queue: { run: () => boolean; fail: (e: Error) => void }[] = [];
   #maxQueued: number;
   #receipts = new Map<number, { resolve: () => void; reject: (e: Error) => void }>();
@@ -279,6 +337,10 @@ export class Session extends EventEmitter {
   #attrs: Buffer = EMPTY;
   #inbound = new Map<number, Inbound>();
   #handler: Handler | undefined;
+  #hotHandler: HotHandler | undefined;
+  #hotMessage: HotMessage | undefined;
+  /** Requests given to the hot handler and not answered yet, by tag. */
+  #hotIn = new Set<number>();
   #opened: { resolve: (s: Session) => void; reject: (e: Error) => void } | undefined;
   #closing: Promise<void> | undefined;
   #closedResolve: (() => void) | undefined;
@@ -290,13 +352,16 @@ export class Session extends EventEmitter {
   };
 
   /** Sessions come from connect() or a server; applications do not construct them. */
-  constructor(ctx: Context, handle: number, options: { maxQueued?: number; handler?: Handler; open?: boolean; uri?: string } = {}) {
+  constructor(ctx: Context, handle: number, options: { maxQueued?: number; handler?: Handler; hotHandler?: HotHandler; hotMessage?: HotMessage; open?: boolean; uri?: string } = {}) {
     super();
     this.#ctx = ctx;
     this.#handle = handle;
     this.#uri = options.uri;
     this.#maxQueued = options.maxQueued ?? 4096;
     this.#handler = options.handler;
+    this.#hotHandler = options.hotHandler;
+    this.#hotMessage = options.hotMessage;
+    this.#slots = new SlotTable(ctx.core.config.maxRequests);
     if (options.open) {
       this.#state = 'open';
       this.#lanesUp = 1;
@@ -320,6 +385,7 @@ export class Session extends EventEmitter {
       onLost: (code, unacked) => this.#onLost(code, unacked),
       onClosed: (code) => this.#onClosed(code),
       onProtocolError: (lane, code) => this.#onProtocolError(lane, code),
+      lends: (ev, tag) => this.#lends(ev, tag),
       onEnd: (err) => this.#end(err, 'ended'),
     };
     ctx.attach(peer);
@@ -447,9 +513,49 @@ export class Session extends EventEmitter {
     if (!(header instanceof Uint8Array) || !(data instanceof Uint8Array)) throw new InvalidArgumentError('tryRequest: header and data must be Uint8Arrays (Buffers)');
     if (typeof done !== 'function') throw new InvalidArgumentError('tryRequest: done must be a function');
     if (timeoutMs !== 0) check('tryRequest', 'timeoutMs', timeoutMs, TRY_TIMEOUT);
-    const tag = this.#issue(header, data, 0, timeoutMs, { hot: done, t0: 0 });
+    const slot = this.#freeSlots.pop() ?? { t0: 0 };
+    slot.hot = done;
+    const tag = this.#issue(header, data, 0, timeoutMs, slot);
+    if (tag <= 0) { slot.hot = undefined; this.#freeSlots.push(slot); }
     if (tag < 0) throw this.#opError(-tag, header, data);
     return tag;
+  }
+
+  /**
+   * The hot one-way receiver of this session: one-way messages go to `fn`
+   * with lent bytes (valid during the call only) instead of `'message'`.
+   * undefined goes back to `'message'`. Servers pass theirs as
+   * `createServer({ hotMessage })`. (Not with `views`: views lend already.)
+   */
+  setHotMessage(fn: HotMessage | undefined): void {
+    if (fn !== undefined && typeof fn !== 'function') throw new InvalidArgumentError('setHotMessage: fn must be a function or undefined');
+    this.#hotMessage = fn;
+  }
+
+  /**
+   * Answers request `tag` given to a hot handler (`createServer({ hotHandler })`):
+   * once, now or later, with bytes (Buffers/Uint8Arrays; strings are taken
+   * too). Returns false, doing nothing, when the request is no longer
+   * outstanding (the requester cancelled, the session ended, or it was
+   * answered already). Out of credit, the answer waits in the session's
+   * queue like any other.
+   */
+  reply(tag: number, header?: Bytes, data?: Bytes): boolean {
+    if (!Number.isInteger(tag)) throw new InvalidArgumentError(`reply: tag must be the integer the hot handler was given, not ${String(tag)}`);
+    if (!this.#hotIn.has(tag)) return false;
+    const hdr = headerBytes(header), dat = toBytes(data);
+    const max = this.#ctx.core.config.maxMessageBytes;
+    if (hdr.length + dat.length > max) throw new InvalidArgumentError(`reply: ${hdr.length + dat.length} bytes; maxMessageBytes is ${max}`);
+    this.#hotIn.delete(tag);
+    if (this.#queue.length === 0 && this.#tryRespond(tag, hdr, dat, 0)) {
+      if (this.#idle) this.#checkIdle();
+      return true;
+    }
+    // Waiting for credit: the bytes may be the lent request's own (an echo),
+    // which the ring reuses once this turn is over. Keep copies.
+    const h = Buffer.from(hdr), d = Buffer.from(dat);
+    this.#queue.push({ run: () => this.#tryRespond(tag, h, d, 0), fail: () => undefined });
+    return true;
   }
 
   // ---- lifecycle ----
@@ -493,7 +599,7 @@ export class Session extends EventEmitter {
 
   /** Operations still outstanding: close() waits for them. */
   #busy(): boolean {
-    return (this.#slots.size > 0 || this.#queue.length > 0 || this.#inbound.size > 0) && this.#state !== 'closed';
+    return (this.#slots.size > 0 || this.#queue.length > 0 || this.#inbound.size > 0 || this.#hotIn.size > 0) && this.#state !== 'closed';
   }
 
   /** Wakes a close() waiting for the last outstanding operation. */
@@ -678,7 +784,7 @@ export class Session extends EventEmitter {
     this.#closeError = err;
     this.#ctx.detach(this.#handle);
     const e = err ?? new ClosedError();
-    for (const [tag, slot] of this.#slots) {
+    for (const [tag, slot] of this.#slots.entries()) {
       this.#take(tag);
       if (slot.signal && slot.onAbort) slot.signal.removeEventListener('abort', slot.onAbort);
       slot.reject?.(e);
@@ -688,6 +794,7 @@ export class Session extends EventEmitter {
     for (const q of this.#queue.splice(0)) q.fail(e);
     for (const c of this.#inbound.values()) c.abort(e);
     this.#inbound.clear();
+    this.#hotIn.clear();
     const receipts = [...this.#receipts.values()];
     this.#receipts.clear();
     for (const r of receipts) r.reject(e);
@@ -721,6 +828,17 @@ export class Session extends EventEmitter {
   #onRequest(tag: number, header: Buffer, data: Buffer, _flags: number, seq: number): void {
     this.#st.requestsReceived++;
     this.#st.bytesReceived += header.length + data.length;
+    const hot = this.#hotHandler;
+    if (hot && !this.#ctx.views) {
+      // Lent bytes (Context #take), no request object: reply(tag, ...) answers.
+      this.#hotIn.add(tag);
+      try {
+        hot(this, tag, header, data);
+      } catch (e) {
+        if (this.#hotIn.delete(tag)) this.#respond(tag, e instanceof Error ? e : new Error(String(e)));
+      }
+      return;
+    }
     const handler = this.#handler;
     // With views, the request's bytes are lent until the handler settled
     // (its reply, which may be those very bytes, is in the core by then).
@@ -758,6 +876,13 @@ export class Session extends EventEmitter {
   #onMessage(seq: number, header: Buffer, data: Buffer, _flags: number): void {
     this.#st.messagesReceived++;
     this.#st.bytesReceived += header.length + data.length;
+    const hot = this.#hotMessage;
+    if (hot && !this.#ctx.views) {
+      // Lent bytes (Context #take): valid during the call. A throw is the
+      // application's, rethrown on its own tick; the batch goes on.
+      try { hot(this, header, data); } catch (x) { process.nextTick(() => { throw x; }); }
+      return;
+    }
     const heard = this.#ctx.views ? this.emit('message', header, data, this.#releaser(seq)) : this.emit('message', header, data);
     if (!heard) {
       // Nobody receives one-way messages on this session (a server without
@@ -815,8 +940,13 @@ export class Session extends EventEmitter {
       return;
     }
     if (!this.#ctx.views) {
-      if (slot.resolve) slot.resolve({ header, data });
-      else slot.hot?.(null, header, data, tag);
+      if (slot.resolve) { slot.resolve({ header, data }); return; }
+      // A tryRequest slot goes back to the pool before its callback, which
+      // may issue the next request with it.
+      const done = slot.hot;
+      slot.hot = undefined;
+      this.#freeSlots.push(slot);
+      done?.(null, header, data, tag);
       return;
     }
     // Views: a promise's reply is the application's to release; the hot
@@ -836,7 +966,21 @@ export class Session extends EventEmitter {
     if (slot.hot) userCall(slot.hot, e, tag);
   }
 
+  /** Whether a message event's bytes go to a hot receiver (lent) rather than a copy. */
+  #lends(ev: number, tag: number): boolean {
+    if (ev === Ev.RESPONSE) {
+      const slot = this.#slots.get(tag);
+      return slot !== undefined && slot.resolve === undefined && slot.hot !== undefined;
+    }
+    if (ev === Ev.MESSAGE) return this.#hotMessage !== undefined;
+    return this.#hotHandler !== undefined;
+  }
+
   #onCancel(tag: number): void {
+    if (this.#hotIn.delete(tag)) {
+      if (this.#idle) this.#checkIdle();
+      return;
+    }
     const c = this.#inbound.get(tag);
     if (!c) return;
     this.#inbound.delete(tag);

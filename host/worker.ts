@@ -2,18 +2,20 @@
 // binds its portals, and asks the main thread to decide new sessions.
 import { parentPort, workerData } from 'node:worker_threads';
 import { Context, SessionDecision, AdmissionOptions } from './context';
-import { serveContext, loadHandler, closeContext, contextStats } from './server';
+import { serveContext, loadHandler, closeContext, contextStats, checkHandlers } from './server';
+import type { Handlers } from './server';
 
 interface Data { index: number; portals: string[]; advertise?: string[]; handler?: string; core?: object; views?: boolean; admission?: AdmissionOptions }
 
 async function main(): Promise<void> {
   const d = workerData as Data;
   const port = parentPort!;
-  const { handler, onMessage } = d.handler ? loadHandler(d.handler) : { handler: undefined, onMessage: undefined };
-  const ctx = new Context({ core: { ...d.core, refuseOneway: !onMessage }, views: d.views, admission: d.admission });
+  const handlers: Handlers = d.handler ? loadHandler(d.handler) : {};
+  checkHandlers(`handler module ${d.handler}`, handlers, d.views);
+  const ctx = new Context({ core: { ...d.core, refuseOneway: !handlers.onMessage && !handlers.hotMessage }, views: d.views, admission: d.admission });
   const waiting = new Map<number, (x: SessionDecision) => void>();
   let next = 1;
-  const sessions = serveContext(ctx, handler, onMessage, (info) => new Promise<SessionDecision>((resolve) => {
+  const sessions = serveContext(ctx, handlers, (info) => new Promise<SessionDecision>((resolve) => {
     const id = next++;
     waiting.set(id, resolve);
     port.postMessage({ type: 'session', id, info: { ...info, attrs: new Uint8Array(info.attrs) } });

@@ -251,7 +251,7 @@ t.test('a peer that announces a 49-day keepalive and goes silent is let go after
   const ctx = new Context({ clock: m.clock, core: { keepaliveMs: 100 } });
   t.teardown(() => ctx.close());
   const { serveContext } = await import('../host/server');
-  serveContext(ctx, (req) => req.data, undefined, () => ({ accept: true }));
+  serveContext(ctx, { handler: (req) => req.data }, () => ({ accept: true }));
   await ctx.listen(uri);
   const r = new Raw(uri);
   r.p.write(encodeHello({
@@ -274,7 +274,7 @@ t.test('payloads let go when their session ends: one received for a message held
   const uri = portal();
   const ctx = new Context({ core: { keepaliveMs: 100, resumeMs: 200 }, admission: { lingerMs: 10 } });
   t.teardown(() => ctx.close());
-  serveContext(ctx, (req) => ({ data: req.data }), undefined, () => ({ accept: true }));
+  serveContext(ctx, { handler: (req) => ({ data: req.data }) }, () => ({ accept: true }));
   await ctx.listen(uri);
   const len = 20000;
   const idle = async () => {

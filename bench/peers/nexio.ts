@@ -2,10 +2,12 @@
 // for throughput, request() (the Promise API) for ping-pong.
 
 import { connect, createServer, Session } from '../../host/index';
+import type { IncomingRequest } from '../../host/index';
 import { requestLoad, onewayLoad } from '../../host/bench';
 import { Client, DeliveryError, Histogram, histogram, Load, LoadResult, replyFor, System, us } from './common';
 
 const COUNT = Buffer.from('count');
+const EMPTY = Buffer.alloc(0);
 
 /**
  * Lanes per session (`--lanes`; 1 is one TCP connection, as for the other
@@ -25,20 +27,32 @@ function window(): { windowMsgs?: number; windowBytes?: number } {
   };
 }
 
+/**
+ * The server's hot forms (hotHandler, hotMessage: lent bytes, no request or
+ * reply objects), as raw's server answers from its read buffer;
+ * NEXIO_BENCH_SERVER=plain uses the ordinary handler and onMessage instead.
+ */
 async function serve(): Promise<number> {
   let messages = 0;
+  const count = () => {
+    const b = Buffer.allocUnsafe(8);
+    b.writeDoubleLE(messages, 0);
+    return b;
+  };
+  const plain = process.env.NEXIO_BENCH_SERVER === 'plain';
   const server = await createServer({
     portals: ['tcp://127.0.0.1:0/bench'],
     core: window(),
-    handler: (req) => {
-      if (req.header.equals(COUNT)) {
-        const b = Buffer.allocUnsafe(8);
-        b.writeDoubleLE(messages, 0);
-        return b;
-      }
-      return { header: req.header, data: replyFor(req.data) as Buffer };
-    },
-    onMessage: () => { messages++; },
+    ...(plain ? {
+      handler: (req: IncomingRequest) => (req.header.equals(COUNT) ? count() : { header: req.header, data: replyFor(req.data) as Buffer }),
+      onMessage: () => { messages++; },
+    } : {
+      hotHandler: (s: Session, tag: number, header: Buffer, data: Buffer) => {
+        if (header.equals(COUNT)) s.reply(tag, EMPTY, count());
+        else s.reply(tag, header, replyFor(data));
+      },
+      hotMessage: () => { messages++; },
+    }),
   });
   return Number(new URL(server.portals[0]).port);
 }

@@ -223,7 +223,7 @@ class Epoch {
       maxRequests: c.maxRequests, maxHandshakes: variant.admission.maxHandshakes,
       maxHandshakesPerAddress: variant.admission.maxHandshakesPerAddress, handshakeMs: variant.admission.handshakeMs,
     };
-    this.sessions = serveContext(this.ctx, this.#handler, this.#onMessage, this.#policy);
+    this.sessions = serveContext(this.ctx, { handler: this.#handler, onMessage: this.#onMessage }, this.#policy);
     this.clientCtx = new Context({ core: { keepaliveMs: 500, resumeMs: 5000, maxSessions: 8, maxLanes: 32, seed: this.n + 77 } });
   }
 

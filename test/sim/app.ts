@@ -592,8 +592,49 @@ export class ServerApp {
     const e = makeContext(w, gen ? `server${gen}` : 'server', SERVER, spec);
     this.ctx = e.ctx;
     this.clock = e.clock;
-    this.sessions = serveContext(this.ctx, (req) => this.#handle(req), (s, h, d, release) => this.#message(h, d, release),
-      (info) => this.#decide(info));
+    // Without views, half the servers run the hot forms (hotHandler,
+    // hotMessage: lent bytes, answered with session.reply).
+    const hot = !spec.views && w.rng.chance(0.5);
+    const handlers = hot
+      ? { hotHandler: (s: Session, tag: number, h: Buffer, d: Buffer) => this.#hot(s, tag, h, d), hotMessage: (_s: Session, h: Buffer, d: Buffer) => { this.#arrived('ow', h, d); } }
+      : { handler: (req: IncomingRequest) => this.#handle(req), onMessage: (_s: Session, h: Buffer, d: Buffer, release?: () => void) => this.#message(h, d, release) };
+    this.sessions = serveContext(this.ctx, handlers, (info) => this.#decide(info));
+  }
+
+  /**
+   * The hot handler: the lent bytes are checked during the call; the answer
+   * comes now (or a throw: a handler error) or later by session.reply,
+   * which says false for a request cancelled meanwhile.
+   */
+  #hot(session: Session, tag: number, hdr: Buffer, data: Buffer): void {
+    const m = this.#arrived('req', hdr, data);
+    const id = hdr.length >= 4 ? hdr.readUInt32LE(0) : 0;
+    const r = this.w.rng;
+    const s = this.responder;
+    this.w.stats.hot++;
+    const answer = () => {
+      const size = r.chance(s.extP) ? r.int(8193, 70000) : r.int(0, s.maxSize);
+      const h = Buffer.allocUnsafe(12);
+      h.writeUInt32LE(id, 0);
+      h.writeUInt32LE(MAGIC_RESP, 4);
+      h.writeUInt32LE(size, 8);
+      return { h, d: pattern(id ^ 0x40000000, size) };
+    };
+    if (r.chance(s.immediateP)) {
+      if (r.chance(s.errorP)) throw Object.assign(new Error(`sim ${id}`), { code: 'SIM' });
+      const a = answer();
+      session.reply(tag, a.h, a.d);
+      return;
+    }
+    const min = s.minDelayUs ?? 0;
+    const d = r.chance(s.slowP) ? r.int(min, s.slowMaxUs) : r.int(min, s.maxDelayUs);
+    this.w.clock.after(d, () => {
+      const a = answer();
+      if (!session.reply(tag, a.h, a.d)) {
+        this.w.stats.cancelsSeen++;
+        if (m) m.serverCancelled = true;
+      }
+    });
   }
 
   get now(): number {
