@@ -90,7 +90,10 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
   let e = rxEntry(s, seq);
   if (seq < s.rxNext || load<u8>(e) != RX_EMPTY) {
     // Duplicate: already delivered, or already arriving on another lane.
+    // onMessageBody reads a skipped frame's header from rxBuf (its EXT
+    // payload still follows on the stream); the fast parse left it in the input.
     l.bodySkip = 1;
+    if (h != l.rxBuf) memory.copy(l.rxBuf, h, MSG_HEADER);
     if (seq < s.rxNext) { s.flags |= SF_ACK; markSession(si); }
   } else {
     if (!inByteWindow(s, seq, slot, frameLen) || overlapsLent(s, pos, frameLen)) { protocolError(li, E_WINDOW, now); return false; }

@@ -72,6 +72,35 @@ export function laneRx(li: i32, src: usize, len: u32, now: u64): u32 {
       continue;
     }
     if (l.asmLen == 0 && evRoom() < eventsPerFrame()) return p;
+    if (l.asmLen == 0 && len - p >= MSG_HEADER) {
+      // Fast path: the frame's header (and a control frame whole) is in the
+      // input: parsed where it lies, not assembled in rxBuf first.
+      let f = src + p;
+      let t = load<u8>(f);
+      let frameLen = load<u32>(f, 4);
+      if (!checkHeader(li, f, t, frameLen, now)) return len;
+      if (t == T_BATCH) { p += FRAME_HEADER; continue; }
+      if (isMessage(t)) {
+        p += MSG_HEADER;
+        traceFrame(li, f, frameLen);
+        if (!onMessageHeader(li, f, now)) return len;
+        if (l.bodyLeft == 0 && !onMessageBody(li, now)) return len;
+        continue;
+      }
+      if (frameLen <= len - p) {
+        p += frameLen;
+        traceFrame(li, f, frameLen);
+        if (!onControl(li, t, f, frameLen, now)) return len;
+        continue;
+      }
+      // A control frame cut by the end of the input: assembled as below,
+      // its header already checked.
+      memory.copy(l.rxBuf, f, FRAME_HEADER);
+      l.asmLen = FRAME_HEADER;
+      l.need = frameLen;
+      p += FRAME_HEADER;
+      continue;
+    }
     let want = l.need;
     let n = want - l.asmLen;
     if (n > len - p) n = len - p;
@@ -83,7 +112,7 @@ export function laneRx(li: i32, src: usize, len: u32, now: u64): u32 {
     let t = load<u8>(f);
     let frameLen = load<u32>(f, 4);
     if (want == FRAME_HEADER) {
-      if (!checkHeader(li, t, frameLen, now)) return len;
+      if (!checkHeader(li, f, t, frameLen, now)) return len;
       if (t == T_BATCH) {
         l.asmLen = 0;
         continue;
@@ -104,8 +133,8 @@ export function laneRx(li: i32, src: usize, len: u32, now: u64): u32 {
   return p;
 }
 
-/** Checks a frame's first 8 bytes against the limits and the batch it is in. */
-function checkHeader(li: i32, t: u8, frameLen: u32, now: u64): bool {
+/** Checks a frame's first 8 bytes (at f) against the limits and the batch it is in. */
+function checkHeader(li: i32, f: usize, t: u8, frameLen: u32, now: u64): bool {
   let l = lane(li);
   if (t == T_BATCH) {
     if (l.inBatch) { protocolError(li, E_MALFORMED, now); return false; }
@@ -128,7 +157,7 @@ function checkHeader(li: i32, t: u8, frameLen: u32, now: u64): bool {
     l.batchLeft -= frameLen;
     if (l.batchLeft == 0) l.inBatch = 0;
     // An EXT message ends its batch: its payload follows the batch.
-    if (l.inBatch && isMessage(t) && (load<u8>(l.rxBuf, 1) & F_EXT)) {
+    if (l.inBatch && isMessage(t) && (load<u8>(f, 1) & F_EXT)) {
       protocolError(li, E_MALFORMED, now);
       return false;
     }
