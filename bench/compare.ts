@@ -1,5 +1,6 @@
 // nexio tcp:// against raw `net` (batched writes), zeromq (DEALER/ROUTER) and
-// @grpc/grpc-js, on one machine, in one run:
+// @grpc/grpc-js, on one machine, in one run, and nexio tls:// beside its
+// tcp:// (system 'nexio-tls': the cost of encryption, as tls / tcp ratios):
 //
 //   npm run bench -- [--json FILE] [--seconds S] [--rounds R] [--systems a,b] [--lanes N] [--bulk-inflight N]
 //
@@ -104,6 +105,9 @@ const ratioOf: { metric: Metric; key: string; target?: { op: '>=' | '<='; value:
   { metric: 'mib_cpu_us', key: 'mib_cpu' },
 ];
 
+/** nexio over tls://: not a peer, a variant of nexio (its ratios are tls / tcp). */
+const TLS = 'nexio-tls';
+
 /**
  * The order of systems in round r: nexio and raw (the peer the targets name)
  * always next to each other, which of them first alternating; the others
@@ -111,6 +115,9 @@ const ratioOf: { metric: Metric; key: string; target?: { op: '>=' | '<='; value:
  */
 function orderFor<T extends { sys: System }>(live: T[], r: number): T[] {
   const nx = live.filter((x) => x.sys.name === 'nexio' || x.sys.name === 'raw');
+  // nexio-tls right after the pair, so that tls:// and tcp:// see the same machine
+  const tls = live.filter((x) => x.sys.name === TLS);
+  nx.push(...tls);
   if (r % 2) nx.reverse();
   const others = live.filter((x) => !nx.includes(x));
   const rot = others.map((_, i) => others[(i + r) % others.length]);
@@ -204,7 +211,7 @@ async function main(argv: string[]): Promise<number> {
     lanes: { type: 'string' }, 'bulk-inflight': { type: 'string' }, slice: { type: 'string' }, window: { type: 'string' }, warmup: { type: 'string' }, workloads: { type: 'string' }, help: { type: 'boolean' },
   } });
   if (values.help) {
-    process.stdout.write('usage: npm run bench -- [--json FILE] [--seconds S] [--rounds R] [--systems nexio,raw,zeromq,grpc] [--workloads rr,oneway,ping,mib] [--lanes N] [--bulk-inflight N] [--slice S] [--warmup S] [--window MSGS,BYTES]\n');
+    process.stdout.write('usage: npm run bench -- [--json FILE] [--seconds S] [--rounds R] [--systems nexio,nexio-tls,raw,zeromq,grpc] [--workloads rr,oneway,ping,mib] [--lanes N] [--bulk-inflight N] [--slice S] [--warmup S] [--window MSGS,BYTES]\n');
     return 0;
   }
   const seconds = num(values.seconds, 2, 'seconds');
@@ -309,7 +316,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const ratios: Record<string, number> = {};
   const targets: Record<string, { ratio: number; op: string; target: number; met: boolean }> = {};
-  for (const peer of Object.keys(samples).filter((n) => n !== 'nexio')) {
+  for (const peer of Object.keys(samples).filter((n) => n !== 'nexio' && n !== TLS)) {
     for (const { metric, key, target } of ratioOf) {
       const per: number[] = [];
       samples.nexio.forEach((nx, i) => {
@@ -325,14 +332,25 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
-  const peers = Object.keys(samples).filter((n) => n !== 'nexio');
+  // The cost of encryption: nexio tls:// / nexio tcp://, per round, medians.
+  if (samples[TLS]) {
+    for (const { metric, key } of ratioOf) {
+      const per: number[] = [];
+      samples.nexio.forEach((nx, i) => {
+        const a = samples[TLS][i]?.[metric], b = nx[metric];
+        if (a !== undefined && b !== undefined && b > 0) per.push(a / b);
+      });
+      if (per.length) ratios[`${key}_ratio_tls_vs_tcp`] = median(per);
+    }
+  }
+  const peers = Object.keys(samples).filter((n) => n !== 'nexio' && n !== TLS);
   const cell = (name: string, m: Metric) => figures[name]?.[m] ?? '-';
   const ratioCell = (key: string, peer: string) => {
     const r = ratios[`${key}_ratio_vs_${peer}`];
     return r === undefined ? '-' : r.toFixed(2);
   };
   const rows: (string | number)[][] = [
-    ['workload', ...Object.keys(samples), ...peers.map((p) => `nexio/${p}`), 'target vs raw'],
+    ['workload', ...Object.keys(samples), ...(samples[TLS] ? ['tls/tcp'] : []), ...peers.map((p) => `nexio/${p}`), 'target vs raw'],
     ...([
       ['req/resp 64 B x128 (ops/s)', 'rr_ops', 'rr'],
       ['one-way 64 B (msgs/s)', 'oneway_msgs', 'oneway'],
@@ -344,7 +362,9 @@ async function main(argv: string[]): Promise<number> {
       ['1 MiB CPU µs per op', 'mib_cpu_us', 'mib_cpu'],
     ] as [string, Metric, string][]).map(([label, m, key]) => {
       const t = targets[`${key}_ratio_vs_raw`];
-      return [label, ...Object.keys(samples).map((n) => cell(n, m)), ...peers.map((p) => ratioCell(key, p)),
+      const tlsCell = ratios[`${key}_ratio_tls_vs_tcp`];
+      return [label, ...Object.keys(samples).map((n) => cell(n, m)), ...(samples[TLS] ? [tlsCell === undefined ? '-' : tlsCell.toFixed(2)] : []),
+        ...peers.map((p) => ratioCell(key, p)),
         t ? `${t.op} ${t.target} ${t.met ? 'met' : 'MISSED'}` : ''];
     }),
   ];

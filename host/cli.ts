@@ -62,16 +62,48 @@ function positive(values: Values, name: string, dflt: number): number {
   return n;
 }
 
+// ---- tls:// certificates from files ----
+
+const CLIENT_TLS = {
+  ca: { type: 'string', value: 'FILE', help: "tls://: PEM CA certificate(s) to trust for the server's certificate; default Node's list" },
+  cert: { type: 'string', value: 'FILE', help: 'tls://: PEM client certificate, for servers that require one (mutual TLS)' },
+  key: { type: 'string', value: 'FILE', help: "tls://: PEM private key of --cert" },
+} as const;
+const SERVER_TLS = {
+  cert: { type: 'string', value: 'FILE', help: "tls://: PEM certificate of the server (required on tls://)" },
+  key: { type: 'string', value: 'FILE', help: 'tls://: PEM private key of --cert (required on tls://)' },
+  ca: { type: 'string', value: 'FILE', help: 'tls://: require client certificates signed by this PEM CA (mutual TLS)' },
+} as const;
+
+/** The tls options of --ca/--cert/--key for `uri` (undefined when none given); UsageError for a file that cannot be read or a URI that is not tls://. */
+function tlsFrom(values: Values, uri: string, server: boolean): { ca?: Buffer; cert?: Buffer; key?: Buffer; requestCert?: boolean } | undefined {
+  const given = (['ca', 'cert', 'key'] as const).filter((k) => values[k] !== undefined);
+  const secure = uri.startsWith('tls:');
+  if (!secure) {
+    if (given.length) throw new UsageError(`--${given[0]} is for tls:// URIs, not '${uri}'`);
+    return undefined;
+  }
+  if (server && (values.cert === undefined || values.key === undefined)) throw new UsageError(`serving ${uri} needs --cert and --key`);
+  if ((values.cert === undefined) !== (values.key === undefined)) throw new UsageError('--cert and --key go together');
+  const o: { ca?: Buffer; cert?: Buffer; key?: Buffer; requestCert?: boolean } = {};
+  for (const k of given) {
+    try { o[k] = readFileSync(String(values[k])); } catch (e) { throw new UsageError(`--${k}: cannot read '${values[k]}' (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`); }
+  }
+  if (server && o.ca) o.requestCert = true;
+  return o;
+}
+
 // ---- the commands ----
 
 const commands: Record<string, Command> = {
   serve: {
     args: ['URI'],
     summary: 'echo server on URI (e.g. tcp://127.0.0.1:7000/echo) until SIGINT or SIGTERM',
-    options: { threads: { type: 'string', value: 'N', help: 'worker threads, each serving a context (0: on this thread); default 0' } },
+    options: { threads: { type: 'string', value: 'N', help: 'worker threads, each serving a context (0: on this thread); default 0' }, ...SERVER_TLS },
     async run(values, [uri]) {
       const threads = int(values, 'threads', 0, 0, 256);
-      const server = await createServer({ portals: [uri], threads, handler: echoHandler });
+      const tls = tlsFrom(values, uri, true);
+      const server = await createServer({ portals: [uri], threads, handler: echoHandler, ...(tls ? { tls } : {}) });
       process.stdout.write(`serving ${server.contexts.map((p) => p.join(' ')).join(', ')}\n`);
       await new Promise<void>((resolve) => {
         process.once('SIGINT', resolve);
@@ -87,12 +119,14 @@ const commands: Record<string, Command> = {
     options: {
       count: { type: 'string', value: 'N', help: 'requests to time, at least 1; default 1000 (after up to 100 to warm up)' },
       size: SIZE_OPTION,
+      ...CLIENT_TLS,
     },
     async run(values, [uri]) {
       const count = int(values, 'count', 1000, 1);
       const size = sizeOf(values);
+      const tls = tlsFrom(values, uri, false);
       checkTool('hdr-histogram-js', 'nexio ping');
-      const s = await connect(uri, { lanes: 1 });
+      const s = await connect(uri, { lanes: 1, ...(tls ? { tls } : {}) });
       let h;
       try {
         await pingLoad(s, Math.min(100, count), size); // warm-up
@@ -118,14 +152,16 @@ const commands: Record<string, Command> = {
       size: SIZE_OPTION,
       inflight: { type: 'string', value: 'N', help: 'requests outstanding, at least 1; default 128' },
       lanes: { type: 'string', value: 'N', help: 'lanes of the session, 1 to 8; default 2' },
+      ...CLIENT_TLS,
     },
     async run(values, [uri]) {
       const seconds = positive(values, 'seconds', 6);
       const size = sizeOf(values);
       const inflight = int(values, 'inflight', 128, 1);
       const lanes = int(values, 'lanes', 2, 1, 8);
+      const tls = tlsFrom(values, uri, false);
       checkTool('hdr-histogram-js', 'nexio bench');
-      printResults(await runBench(uri, seconds, size, inflight, lanes));
+      printResults(await runBench(uri, seconds, size, inflight, lanes, tls));
       return 0;
     },
   },
@@ -194,8 +230,8 @@ function progress(label: string, seconds: number): Bar {
   };
 }
 
-async function runBench(uri: string, seconds: number, size: number, inflight: number, lanes: number): Promise<LoadResult[]> {
-  const s = await connect(uri, { lanes });
+async function runBench(uri: string, seconds: number, size: number, inflight: number, lanes: number, tls?: object): Promise<LoadResult[]> {
+  const s = await connect(uri, { lanes, ...(tls ? { tls } : {}) });
   try {
     return await benchPhases(s, seconds, size, inflight);
   } finally {

@@ -12,8 +12,9 @@
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { Core, CoreConfig, CoreEvent, Ev } from './core';
 import { Recorder } from './record';
-import { Transport, Lane, LaneSink, Listener } from './transports/transport';
+import { Transport, Lane, LaneSink, Listener, TransportOptions, TlsPeer } from './transports/transport';
 import { tcp } from './transports/tcp';
+import { tlsTransport } from './transports/tls';
 import { mem } from './transports/mem';
 import { InvalidArgumentError, NexioError, Code, ClosedError, CoreTrapError, LimitError, fromCode, codeNames } from './errors';
 import { publish } from './diagnostics';
@@ -22,7 +23,7 @@ import { publish } from './diagnostics';
 // gets NEXIO_ERR_RDMA_UNAVAILABLE at connect/listen time, and pays nothing otherwise.
 const rdmaModule = (): typeof import('./transports/rdma') => require('./transports/rdma');
 const transports = new Map<string, Transport | (() => Transport)>([
-  ['tcp', tcp], ['mem', mem], ['rdma', () => rdmaModule().loadRdma()],
+  ['tcp', tcp], ['tls', tlsTransport], ['mem', mem], ['rdma', () => rdmaModule().loadRdma()],
 ]);
 
 /**
@@ -95,6 +96,8 @@ export interface SessionRequestInfo {
   version: number;
   remote: string;
   portal: string;
+  /** tls:// portals: the client's certificate (subject, issuer, authorized, ...); absent on other transports. */
+  tls?: TlsPeer;
 }
 
 export type SessionDecision =
@@ -266,6 +269,8 @@ export class Context {
   #policy: SessionPolicy | undefined;
   #onAccepted: ((session: number, lane: number) => void) | undefined;
   #portals: string[] = [];
+  /** Client sessions' transport options (connect's `tls`), given to each lane they open. */
+  #laneOptions = new Map<number, { options: TransportOptions; scheme: string }>();
   #closed = false;
   /** The error that ended the context (closed or trapped). */
   #failed: Error | undefined;
@@ -376,14 +381,14 @@ export class Context {
   }
 
   /** Binds a portal. `advertise` is the URI peers are told to use (proxies, NAT). */
-  async listen(uri: string, advertise?: string): Promise<string> {
+  async listen(uri: string, advertise?: string, options?: TransportOptions): Promise<string> {
     if (this.#closed) throw this.#failed ?? new ClosedError('context closed');
     let u: URL;
     try { u = new URL(uri); } catch { throw new InvalidArgumentError(`not a portal URI: ${String(uri)}`); }
     const t = transportFor(u);
     // The bound URI (port 0 filled in) once listen() resolved; connections come after it.
     let bound = u.href;
-    const l = await t.listen(u, (bind, io) => this.#accepted(t, bound, bind, io)).catch((e: unknown) => {
+    const l = await t.listen(u, (bind, io) => this.#accepted(t, bound, bind, io), options).catch((e: unknown) => {
       // EADDRINUSE, EACCES, EADDRNOTAVAIL...: a typed error; the system's is its cause.
       if (e instanceof NexioError) throw e;
       const err = e as NodeJS.ErrnoException;
@@ -505,6 +510,7 @@ export class Context {
 
   detach(handle: number): void {
     this.#sessions.delete(handle);
+    this.#laneOptions.delete(handle);
     if (this.#sessions.size === 0 && this.#timer !== undefined) this.clock.refTimer?.(this.#timer, false);
   }
 
@@ -519,13 +525,15 @@ export class Context {
    * Opens a client session; the core asks for lanes through OPEN_LANE events.
    * Throws NEXIO_ERR_LIMIT when the context holds maxSessions sessions.
    */
-  connect(uri: string, resource: string, attrs: Uint8Array, lanes: number): number {
+  connect(uri: string, resource: string, attrs: Uint8Array, lanes: number, options?: TransportOptions): number {
     if (this.#closed) throw this.#failed ?? new ClosedError('context closed');
     const h = this.core.connect(uri, resource, attrs, lanes, this.now());
     if (h === -Code.LIMIT) {
       throw new LimitError(`this context holds its limit of ${this.maxSessions} sessions (core.maxSessions); close one or use another context`);
     }
     if (h < 0) throw fromCode(-h, `cannot open a session: ${codeNames[-h] ?? -h}`);
+    // Before the first lane opens (the drain below): every lane of the session reads them.
+    this.#laneOptions.set(h, { options: options ?? {}, scheme: schemeOf(uri) });
     this.#afterInput();
     return h;
   }
@@ -615,7 +623,8 @@ export class Context {
           this.core.laneDown(lane, err ? Code.TRANSPORT : Code.CLOSED, this.now());
           publish('lane', () => ({ event: 'closed', lane, uri: st.uri, error: err }));
           this.#afterInput();
-          if (err && !st.up && st.session) this.#sessions.get(st.session)?.onLaneFailed(st.uri, err);
+          // A lane that never came up, or one whose failure a retry cannot mend (a certificate refused).
+          if (err && (!st.up || (err as { reason?: string }).reason) && st.session) this.#sessions.get(st.session)?.onLaneFailed(st.uri, err);
         } catch (e) {
           this.#caught(e);
         }
@@ -876,6 +885,7 @@ export class Context {
     const st = this.#lanes.get(lane);
     const info: SessionRequestInfo = {
       resource: p.h.toString(), attrs: p.d, version: p.aux, remote: st?.io?.remote ?? '', portal: st?.uri ?? '',
+      ...(st?.io?.tls ? { tls: st.io.tls } : {}),
     };
     // Counted until decided or until the lane goes (an onSession that never answers
     // must not hold a session's place after its connection was evicted).
@@ -890,7 +900,7 @@ export class Context {
         else if ('reject' in d) this.core.reject(lane, d.reject || Code.REJECTED, d.message ?? '', now);
         else if (this.#sessions.size >= this.maxSessions) {
           this.core.reject(lane, Code.LIMIT, `the server holds its limit of ${this.maxSessions} sessions`, now);
-        } else this.core.accept(lane, this.#key(), this.#portals, d.attrs ?? EMPTY, now);
+        } else this.core.accept(lane, this.#key(), sameSecurity(this.#portals, st.uri), d.attrs ?? EMPTY, now);
         this.#afterInput();
       } catch (e) {
         this.#caught(e);
@@ -959,7 +969,12 @@ export class Context {
       // (An input here would invalidate the events being read: the core
       // learns about rendezvous when the lane is up.)
       if (t.caps.rendezvous) st.rendezvousMin = t.caps.rendezvousMin ?? RENDEZVOUS_MIN;
-      st.io = t.connect(u, this.#sink(lane));
+      const lo = this.#laneOptions.get(session);
+      // A session opened over tls:// stays on tls:// (a redirect or a portal list cannot downgrade it).
+      if (lo?.scheme === 'tls' && u.protocol !== 'tls:') {
+        throw new NexioError('NEXIO_ERR_TRANSPORT', `a tls:// session opens only tls:// lanes, not ${uri}`, Code.TRANSPORT);
+      }
+      st.io = t.connect(u, this.#sink(lane), lo?.options);
     } catch (e) {
       // Report the failure as the lane going down, after this drain.
       queueMicrotask(() => this.#sink(lane).closed(e as Error));
@@ -1132,6 +1147,22 @@ export class Context {
     const listeners = this.#unlistened;
     await Promise.all(listeners);
   }
+}
+
+function schemeOf(uri: string): string {
+  const i = uri.indexOf(':');
+  return i > 0 ? uri.slice(0, i) : '';
+}
+
+/**
+ * The portals a session that arrived on `portal` is told about: tls:// ones
+ * for a tls:// session (its other lanes must be TLS too), the others for the
+ * rest (they could not open a tls:// lane without the client's tls options).
+ */
+export function sameSecurity(portals: string[], portal: string): string[] {
+  const tls = schemeOf(portal) === 'tls';
+  if (!portals.some((p) => (schemeOf(p) === 'tls') !== tls)) return portals;
+  return portals.filter((p) => (schemeOf(p) === 'tls') === tls);
 }
 
 /** The address part of a transport's remote ('127.0.0.1:5000' -> '127.0.0.1', '[::1]:5' -> '::1'). */

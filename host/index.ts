@@ -3,7 +3,7 @@ import { Context, registerTransport, transportFor, registerMemory } from './cont
 import { Session } from './session';
 import { InvalidArgumentError, TimeoutError } from './errors';
 import type { CoreConfig } from './core';
-import { Check, checkCore, checkOptions, int, ms, nested, str, bytes, bool } from './options';
+import { Check, checkCore, checkOptions, int, ms, nested, str, bytes, bool, tlsOptions } from './options';
 
 export { createServer, Server } from './server';
 export type { ServerOptions, ServerCloseOptions, ServerEvents, ServerStats, ContextStats, Decision, Balance } from './server';
@@ -15,6 +15,7 @@ export type {
 export { Context, registerTransport, realClock, defaultAdmission } from './context';
 export type { SessionRequestInfo, HostClock, ContextOptions, AdmissionOptions, ContextUsage, Registration } from './context';
 export type { CoreConfig } from './core';
+export type { TlsPeer } from './transports/transport';
 export { MemNetwork, mem } from './transports/mem';
 export type { MemPeer } from './transports/mem';
 export * from './errors';
@@ -57,6 +58,13 @@ export interface ConnectOptions {
    * Sessions with the same views/credits/timer/core settings share a context.
    */
   views?: boolean;
+  /**
+   * tls:// only: options for node:tls's connect (ca, cert, key, servername,
+   * minVersion, ...), used for every lane of the session. The server's
+   * certificate is verified (rejectUnauthorized) unless they say otherwise;
+   * TLS 1.3 unless they name a minVersion.
+   */
+  tls?: import('node:tls').ConnectionOptions;
 }
 
 const connectFields: Record<keyof ConnectOptions, Check> = {
@@ -71,6 +79,7 @@ const connectFields: Record<keyof ConnectOptions, Check> = {
   keepaliveMs: int(1, 0xffffffff),
   core: (v) => { checkCore('connect', v as Partial<CoreConfig>); return undefined; },
   views: bool,
+  tls: tlsOptions,
 };
 
 const pow2 = (n: number) => 2 ** Math.round(Math.log2(n));
@@ -120,6 +129,9 @@ export async function connect(uri: string, options: ConnectOptions = {}): Promis
   checkOptions('connect', options, connectFields);
   // An unknown scheme or a URI its transport cannot use fails now, not after the connect timeout.
   transportFor(u).check?.(u);
+  if (options.tls !== undefined && u.protocol !== 'tls:') {
+    throw new InvalidArgumentError(`connect: tls options are for tls:// URIs; ${u.protocol}// would not encrypt (write tls://${u.host}${u.pathname})`);
+  }
   const lanes = options.lanes ?? 2;
   const ctx = options.context ?? sharedContext(options);
   // Throws NEXIO_ERR_LIMIT (the context holds maxSessions) or NEXIO_ERR_CLOSED (it ended).
@@ -129,7 +141,7 @@ export async function connect(uri: string, options: ConnectOptions = {}): Promis
       throw new InvalidArgumentError(`the URI's path is not valid percent-encoding: ${uri}`, { cause: e });
     }
   }
-  const h = ctx.connect(u.href, resource, options.attrs ?? new Uint8Array(0), lanes);
+  const h = ctx.connect(u.href, resource, options.attrs ?? new Uint8Array(0), lanes, options.tls ? { tls: options.tls } : undefined);
   const s = new Session(ctx, h, { maxQueued: options.maxQueued, uri: u.href });
   // The core bounds each lane's handshake, not the whole establishment
   // (refused connects are retried until its resume time): bound it here.

@@ -45,6 +45,9 @@ export const either = (a: Check, b: Check): Check => (v) => {
   const y = b(v);
   return y === undefined ? undefined : `${x} or ${y}`;
 };
+/** tls: handed to node:tls as it is (key, cert, ca, servername, requestCert, minVersion, ...); node:tls checks the values. */
+export const tlsOptions: Check = (v) =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) ? undefined : 'an object of node:tls options (key, cert, ca, ...)';
 export const uriList: Check = (v) =>
   Array.isArray(v) && v.length > 0 && v.every((x) => typeof x === 'string') ? undefined : 'a non-empty array of URI strings';
 export const signal: Check = (v) =>

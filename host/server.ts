@@ -10,11 +10,11 @@ import { EventEmitter } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { createHash } from 'node:crypto';
-import { Context, SessionDecision, SessionRequestInfo, AdmissionOptions } from './context';
+import { Context, SessionDecision, SessionRequestInfo, AdmissionOptions, sameSecurity } from './context';
 import { Session, Handler, HotHandler, HotMessage, closeFields, trafficKeys, TrafficCounts } from './session';
 import type { CoreConfig } from './core';
 import { Code, InvalidArgumentError, NexioError } from './errors';
-import { checkCore, checkOptions, either, fn, int, nested, oneOf, str, uriList, bool, Check } from './options';
+import { checkCore, checkOptions, either, fn, int, nested, oneOf, str, uriList, bool, Check, tlsOptions } from './options';
 import { debug } from './diagnostics';
 
 export type Decision = 'accept' | { reject: string | number } | { redirect: string[] } | { accept: true; attrs?: Uint8Array };
@@ -52,6 +52,13 @@ export interface ServerOptions {
   core?: Partial<CoreConfig>;
   /** Connections in their handshake: pool size, per-address share, deadline, linger (docs/api.md, "Limits"). */
   admission?: AdmissionOptions;
+  /**
+   * Required with tls:// portals: options for node:tls's createServer (key
+   * and cert; ca and requestCert for mutual TLS; minVersion, ...). TLS 1.3
+   * unless they name a minVersion. With threads, they must be cloneable
+   * (no functions): each worker gets a copy.
+   */
+  tls?: import('node:tls').TlsOptions;
 }
 
 const serverFields: Record<keyof ServerOptions, Check> = {
@@ -69,6 +76,7 @@ const serverFields: Record<keyof ServerOptions, Check> = {
   admission: nested('createServer', 'admission', {
     maxHandshakes: int(1), maxHandshakesPerAddress: int(1), handshakeMs: int(1), lingerMs: int(0),
   }),
+  tls: tlsOptions,
 };
 
 /** Options of Server.close(). */
@@ -332,6 +340,14 @@ export async function createServer(options: ServerOptions): Promise<Server> {
   for (const p of [...options.portals, ...(options.advertise ?? [])]) {
     try { new URL(p); } catch (e) { throw new InvalidArgumentError(`createServer: '${p}' is not a URI (expected e.g. 'tcp://0.0.0.0:7000/svc')`, { cause: e }); }
   }
+  const tlsPortal = options.portals.find((p) => p.startsWith('tls:'));
+  if (tlsPortal && options.tls === undefined) {
+    throw new InvalidArgumentError(`createServer: tls must be given (node:tls options: key and cert at least) for the tls portal ${tlsPortal}`);
+  }
+  if (tlsPortal && (['cert', 'pfx', 'SNICallback'] as const).every((k) => options.tls![k] === undefined)) {
+    // node:tls would take it and fail every handshake
+    throw new InvalidArgumentError(`createServer: tls must hold the server's certificate (cert and key, or pfx) for the tls portal ${tlsPortal}`);
+  }
   if (options.advertise && options.advertise.length !== options.portals.length) {
     throw new InvalidArgumentError(`createServer: advertise must name one URI per portal (${options.portals.length}), not ${options.advertise.length}`);
   }
@@ -353,7 +369,8 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     const sessions = serveContext(ctx, handlers, async (info) => toDecision(await onSession(info)), (s) => server?.emit('session', s));
     const bound: string[] = [];
     try {
-      for (let i = 0; i < options.portals.length; i++) bound.push(await ctx.listen(options.portals[i], options.advertise?.[i]));
+      const transport = options.tls ? { tls: options.tls } : undefined;
+      for (let i = 0; i < options.portals.length; i++) bound.push(await ctx.listen(options.portals[i], options.advertise?.[i], transport));
     } catch (e) {
       await ctx.close(); // keep none of the portals bound so far
       throw e;
@@ -365,6 +382,11 @@ export async function createServer(options: ServerOptions): Promise<Server> {
   if (typeof options.handler === 'function' || options.hotHandler || options.hotMessage || options.onMessage) {
     throw new InvalidArgumentError('with threads, handlers come from a module path (handler): each worker loads it itself; export onMessage, hotHandler or hotMessage from it');
   }
+  if (options.tls !== undefined) {
+    try { structuredClone(options.tls); } catch (e) {
+      throw new InvalidArgumentError('createServer: with threads, tls must hold only cloneable values (strings, Buffers, numbers; no functions): each worker gets a copy', { cause: e });
+    }
+  }
   const workers: Worker[] = [];
   const portals: string[][] = [];
   // A new session comes to context 0's portals first; balancing sends it on
@@ -375,7 +397,8 @@ export async function createServer(options: ServerOptions): Promise<Server> {
   const ask = async (from: number, info: SessionRequestInfo): Promise<SessionDecision> => {
     if (from === 0) {
       const target = chooseContext(balance, info, threads, rr);
-      if (target !== 0) return { redirect: portals[target] };
+      // to the target's portals of the transport the session came over (a tls:// session stays on tls://)
+      if (target !== 0) return { redirect: sameSecurity(portals[target], info.portal) };
     }
     return toDecision(await onSession(info));
   };
@@ -388,7 +411,7 @@ export async function createServer(options: ServerOptions): Promise<Server> {
       workerData: {
         index: i, portals: options.portals.map((p) => portFor(p, i)),
         advertise: options.advertise?.map((p) => portFor(p, i)), handler: options.handler, core: options.core,
-        views: options.views, admission: options.admission,
+        views: options.views, admission: options.admission, tls: options.tls,
       },
     });
     workers.push(w);

@@ -1062,7 +1062,11 @@ export class Session extends EventEmitter {
     if (this.#state !== 'connecting') return;
     const sys = (err as { cause?: unknown }).cause ?? err;
     const code = (sys as { code?: unknown }).code;
-    const why = typeof code === 'string' && !code.startsWith('NEXIO_') ? `${code} (${(sys as Error).message})` : (sys as Error).message ?? String(sys);
+    // (OpenSSL's messages end in a newline)
+    let why = typeof code === 'string' && !code.startsWith('NEXIO_') ? `${code} (${(sys as Error).message?.trim()})` : (sys as Error).message ?? String(sys);
+    // What the transport says it means (tls://: "the server's certificate was not trusted").
+    const reason = (err as { reason?: unknown }).reason;
+    if (typeof reason === 'string') why = `${reason}: ${why}`;
     this.#destroyNow(new TransportError(`cannot connect to ${this.#uri ?? uri}: ${why}`, { cause: sys }));
   }
 

@@ -5,7 +5,7 @@ import { Context, SessionDecision, AdmissionOptions } from './context';
 import { serveContext, loadHandler, closeContext, contextStats, checkHandlers } from './server';
 import type { Handlers } from './server';
 
-interface Data { index: number; portals: string[]; advertise?: string[]; handler?: string; core?: object; views?: boolean; admission?: AdmissionOptions }
+interface Data { index: number; portals: string[]; advertise?: string[]; handler?: string; core?: object; views?: boolean; admission?: AdmissionOptions; tls?: object }
 
 async function main(): Promise<void> {
   const d = workerData as Data;
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     }
   });
   const bound: string[] = [];
-  for (let i = 0; i < d.portals.length; i++) bound.push(await ctx.listen(d.portals[i], d.advertise?.[i]));
+  for (let i = 0; i < d.portals.length; i++) bound.push(await ctx.listen(d.portals[i], d.advertise?.[i], d.tls ? { tls: d.tls } : undefined));
   port.postMessage({ type: 'ready', portals: bound });
 }
 

@@ -1,9 +1,12 @@
-// nexio over tcp://: the hot path (tryRequest / trySend, from host/bench.ts)
-// for throughput, request() (the Promise API) for ping-pong.
+// nexio over tcp:// (and over tls://, as the system 'nexio-tls': the cost of
+// encryption, with the test certificates of test/fixtures/tls): the hot path
+// (tryRequest / trySend, from host/bench.ts) for throughput, request() (the
+// Promise API) for ping-pong.
 
 import { connect, createServer, Session } from '../../host/index';
 import type { IncomingRequest } from '../../host/index';
 import { requestLoad, onewayLoad } from '../../host/bench';
+import { certs } from '../../test/fixtures/tls';
 import { Client, DeliveryError, Histogram, histogram, Load, LoadResult, replyFor, System, us } from './common';
 
 const COUNT = Buffer.from('count');
@@ -32,7 +35,7 @@ function window(): { windowMsgs?: number; windowBytes?: number } {
  * reply objects), as raw's server answers from its read buffer;
  * NEXIO_BENCH_SERVER=plain uses the ordinary handler and onMessage instead.
  */
-async function serve(): Promise<number> {
+async function serve(scheme: 'tcp' | 'tls'): Promise<number> {
   let messages = 0;
   const count = () => {
     const b = Buffer.allocUnsafe(8);
@@ -41,7 +44,8 @@ async function serve(): Promise<number> {
   };
   const plain = process.env.NEXIO_BENCH_SERVER === 'plain';
   const server = await createServer({
-    portals: ['tcp://127.0.0.1:0/bench'],
+    portals: [`${scheme}://127.0.0.1:0/bench`],
+    ...(scheme === 'tls' ? { tls: { key: certs.serverKey, cert: certs.serverCert } } : {}),
     core: window(),
     ...(plain ? {
       handler: (req: IncomingRequest) => (req.header.equals(COUNT) ? count() : { header: req.header, data: replyFor(req.data) as Buffer }),
@@ -98,6 +102,15 @@ class NexioClient implements Client {
 
 export const nexio: System = {
   name: 'nexio',
-  serve,
+  serve: () => serve('tcp'),
   connect: async (port) => new NexioClient(await connect(`tcp://127.0.0.1:${port}/bench`, { lanes: nexioOptions.lanes, core: window() })),
+};
+
+/** nexio over tls:// (TLS 1.3, the default): compared with nexio tcp://, the cost of encryption. */
+export const nexioTls: System = {
+  name: 'nexio-tls',
+  serve: () => serve('tls'),
+  connect: async (port) => new NexioClient(await connect(`tls://127.0.0.1:${port}/bench`, {
+    lanes: nexioOptions.lanes, core: window(), tls: { ca: certs.ca },
+  })),
 };

@@ -54,12 +54,12 @@ class TcpLane implements Lane {
   }
 }
 
-function hostPort(uri: URL): { host: string; port: number } {
+export function hostPort(uri: URL, scheme = 'tcp'): { host: string; port: number } {
   // No default port: a URI without one is a mistake, not port 0 (write
   // :0 to listen on a port the system picks).
   const port = Number(uri.port);
   if (!uri.hostname || uri.port === '' || !Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new InvalidArgumentError(`tcp portal needs host and port (tcp://host:port/resource; :0 to listen on any port): ${uri.href}`);
+    throw new InvalidArgumentError(`${scheme} portal needs host and port (${scheme}://host:port/resource; :0 to listen on any port): ${uri.href}`);
   }
   return { host: uri.hostname.replace(/^\[|\]$/g, ''), port };
 }

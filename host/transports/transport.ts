@@ -26,7 +26,12 @@ export interface Capabilities {
 export interface LaneSink {
   connected(): void;
   data(chunk: Uint8Array): void;
-  /** The connection is gone; err is undefined for an orderly end. */
+  /**
+   * The connection is gone; err is undefined for an orderly end. An err
+   * with a `reason` (a string: what it means, e.g. "the server's
+   * certificate was not trusted") is one a retry will not mend: a session
+   * still connecting fails at once with it, even if the lane had come up.
+   */
   closed(err?: Error): void;
 }
 
@@ -57,6 +62,39 @@ export interface Lane {
   /** Closes now, dropping what was queued. */
   destroy(): void;
   readonly remote: string;
+  /** tls:// lanes: the peer's certificate, as the server's onSession sees it. */
+  readonly tls?: TlsPeer;
+}
+
+/**
+ * What a tls:// lane tells about its peer (SessionRequestInfo.tls): plain
+ * data, so it can cross to another thread. Certificate fields as node:tls's
+ * getPeerCertificate() gives them; absent when the peer sent no certificate.
+ */
+export interface TlsPeer {
+  /** The negotiated version, e.g. 'TLSv1.3'. */
+  protocol: string;
+  /** The peer's certificate was verified against the trusted CAs. */
+  authorized: boolean;
+  /** Why it was not (with requestCert and rejectUnauthorized: false). */
+  authorizationError?: string;
+  subject?: Record<string, string | string[]>;
+  issuer?: Record<string, string | string[]>;
+  subjectaltname?: string;
+  fingerprint256?: string;
+  serialNumber?: string;
+  valid_from?: string;
+  valid_to?: string;
+}
+
+/**
+ * Settings a transport reads when it opens a lane (a client session's, for
+ * each of its lanes) or binds a portal (the server's). Each transport takes
+ * its own field and ignores the others.
+ */
+export interface TransportOptions {
+  /** tls://: options passed to node:tls (tls.connect on a client, tls.createServer on a server). */
+  tls?: object;
 }
 
 export interface Listener {
@@ -68,8 +106,10 @@ export interface Listener {
 export interface Transport {
   readonly scheme: string;
   readonly caps: Capabilities;
-  connect(uri: URL, sink: LaneSink): Lane;
+  /** `options`: the session's transport options (the same for each of its lanes). */
+  connect(uri: URL, sink: LaneSink, options?: TransportOptions): Lane;
   /** Throws InvalidArgumentError for a URI this transport can never reach (checked once by connect()). */
   check?(uri: URL): void;
-  listen(uri: URL, accept: (bind: (sink: LaneSink) => void, lane: Lane) => void): Promise<Listener>;
+  /** `options`: the server's transport options. */
+  listen(uri: URL, accept: (bind: (sink: LaneSink) => void, lane: Lane) => void, options?: TransportOptions): Promise<Listener>;
 }
