@@ -841,12 +841,12 @@ export class Context {
       this.#decide(p);
       return;
     }
-    const s = this.#sessions.get(p.session);
-    if (p.ev === Ev.SESSION_OPEN && !s && this.#onAccepted) {
+    let peer = this.#sessions.get(p.session);
+    if (p.ev === Ev.SESSION_OPEN && !peer && this.#onAccepted) {
       this.#onAccepted(p.session, p.lane);
+      peer = this.#sessions.get(p.session);
     }
     if (p.ev === Ev.PROTOCOL_ERROR) this.#totals.protocolErrors++;
-    const peer = this.#sessions.get(p.session);
     if (!peer) {
       if (p.ev === Ev.PROTOCOL_ERROR) publish('lane', () => ({ event: 'protocol-error', lane: p.lane, code: p.code }));
       return;

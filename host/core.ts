@@ -180,6 +180,9 @@ export class Core {
   #x: Exports;
   #u8: Uint8Array;
   #dv: DataView;
+  /** The same memory as u32 words: event records are read word by word (little-endian, as WebAssembly is). */
+  #u32: Uint32Array;
+  #i32: Int32Array;
   #staging: number;
   #events: number;
   #rec: Recorder | undefined;
@@ -201,6 +204,8 @@ export class Core {
     this.#wasi = debug?.wasi;
     this.#u8 = new Uint8Array(0);
     this.#dv = new DataView(new ArrayBuffer(0));
+    this.#u32 = new Uint32Array(0);
+    this.#i32 = new Int32Array(0);
     this.#staging = 0;
     this.#events = 0;
     this.#evCount = 0;
@@ -232,6 +237,7 @@ export class Core {
     this.#staging = x.stagingPtr();
     this.#events = x.eventsPtr();
     this.#evCount = x.eventCountPtr();
+    if ((this.#events | this.#evCount) & 3) throw new Error('core event records are not 4-byte aligned');
     this.#refresh();
     this.#rec = options.recorder;
     this.#rec?.begin(words, this.debug);
@@ -241,6 +247,8 @@ export class Core {
     const buf = this.#x.memory.buffer;
     this.#u8 = new Uint8Array(buf);
     this.#dv = new DataView(buf);
+    this.#u32 = new Uint32Array(buf);
+    this.#i32 = new Int32Array(buf);
   }
 
   /** The core's memory as bytes (refreshed after growth). */
@@ -530,7 +538,7 @@ export class Core {
     // from memory and the call skipped. Nothing is lost: an unpolled empty
     // queue is what the next input appends to.
     if (this.#u8.byteLength === 0) this.#refresh();
-    if (this.#dv.getUint32(this.#evCount, true) === 0) return 0;
+    if (this.#u32[this.#evCount >>> 2] === 0) return 0;
     let n: number;
     try {
       n = this.#x.pollEvents();
@@ -548,22 +556,23 @@ export class Core {
 
   event(i: number, out: CoreEvent): CoreEvent {
     if (this.#u8.byteLength === 0) this.#refresh();
-    const dv = this.#dv;
-    const p = this.#events + i * EVENT_SIZE;
-    out.type = dv.getUint32(p, true);
-    out.session = dv.getUint32(p + 4, true);
-    out.lane = dv.getUint32(p + 8, true);
-    out.code = dv.getInt32(p + 12, true);
-    out.seq = dv.getUint32(p + 16, true) + dv.getUint32(p + 20, true) * 4294967296;
-    out.tag = dv.getUint32(p + 24, true);
-    out.flags = dv.getUint32(p + 28, true);
-    out.hdrPtr = dv.getUint32(p + 32, true);
-    out.hdrLen = dv.getUint32(p + 36, true);
-    out.dataPtr = dv.getUint32(p + 40, true);
-    out.dataLen = dv.getUint32(p + 44, true);
-    out.ext = dv.getUint32(p + 48, true);
-    out.aux = dv.getUint32(p + 52, true);
-    out.aux64 = dv.getUint32(p + 56, true) + dv.getUint32(p + 60, true) * 4294967296;
+    // Records are 4-byte aligned (eventsPtr, EVENT_SIZE): read as words.
+    const w = this.#u32;
+    const q = (this.#events + i * EVENT_SIZE) >>> 2;
+    out.type = w[q];
+    out.session = w[q + 1];
+    out.lane = w[q + 2];
+    out.code = this.#i32[q + 3];
+    out.seq = w[q + 4] + w[q + 5] * 4294967296;
+    out.tag = w[q + 6];
+    out.flags = w[q + 7];
+    out.hdrPtr = w[q + 8];
+    out.hdrLen = w[q + 9];
+    out.dataPtr = w[q + 10];
+    out.dataLen = w[q + 11];
+    out.ext = w[q + 12];
+    out.aux = w[q + 13];
+    out.aux64 = w[q + 14] + w[q + 15] * 4294967296;
     return out;
   }
 
