@@ -29,3 +29,5 @@ export const E_NOT_OPEN: i32 = 19;
 export const E_TRANSPORT: i32 = 20;
 // A one-way message to a peer that takes none (its ACCEPT had F_NO_ONEWAY).
 export const E_NO_HANDLER: i32 = 21;
+// Pre-shared keys: a lane did not prove the key (REJECT reason; a client's own finding).
+export const E_AUTH: i32 = 22;

@@ -37,6 +37,11 @@ export const EV_CANCEL: u32 = 17;         // session, tag: the requester gave up
 export const EV_EXT_RX: u32 = 18;         // session, lane, seq, ext, dataLen, flags bit0 = discard
 export const EV_EXT_RELEASE: u32 = 19;    // session, ext: the host may drop the payload
 export const EV_DRAIN: u32 = 20;          // session: credits are back after backpressure
+// Pre-shared keys (the host computes and checks the proofs).
+export const EV_AUTH_REQUEST: u32 = 21;   // server: session (join) or 0, lane, hdr = nonce + identity,
+                                          //   data = resource + attrs, tag = resourceLen, aux = version, aux64 = session id
+export const EV_AUTH_CHALLENGE: u32 = 22; // client: session, lane, hdr = our nonce, data = server's nonce, aux64 = session id
+export const EV_AUTH_PROOF: u32 = 23;     // server: lane, data = the client's proof
 
 export let evBase: usize = 0;
 export let evCount: u32 = 0;

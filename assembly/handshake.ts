@@ -7,17 +7,22 @@
 //  HELLO_SENT --REJECT--> CLOSING       PENDING_ACCEPT --reject()/redirect()--> CLOSING
 //  HELLO_SENT --REDIRECT--> CLOSING,    AWAIT_HELLO --HELLO(join/resume)--> OPEN
 //     new lane to the first portal          or REJECT(UNKNOWN_SESSION) --> CLOSING
+//
+// With a pre-shared key (HELLO flag F_AUTH) the server lane passes through
+// AUTH (CHALLENGE out, AUTH in, the host's verdict) before PENDING_ACCEPT or
+// OPEN; the client lane stays HELLO_SENT meanwhile (auth.ts).
 
 import * as cfg from "./config";
 import * as rng from "./rng";
 import {
   Session, lane, session, laneHandle, sessionHandle, allocSession, posLane, setPosLane,
-  openLanes, nextSession, L_HELLO_SENT, L_AWAIT_HELLO, L_PENDING_ACCEPT, L_OPEN, ROLE_SERVER, ROLE_CLIENT,
-  S_FREE, S_CONNECTING, S_OPEN, S_RESUMING, S_CLOSING, S_DRAINING, SF_ACK, SF_NO_ONEWAY,
+  openLanes, nextSession, L_HELLO_SENT, L_AWAIT_HELLO, L_PENDING_ACCEPT, L_OPEN, L_AUTH, ROLE_SERVER, ROLE_CLIENT,
+  S_FREE, S_CONNECTING, S_OPEN, S_RESUMING, S_CLOSING, S_DRAINING, SF_ACK, SF_NO_ONEWAY, SF_AUTH,
+  authRec, AR_PROOF, A_C_PROVED, A_S_HOST, A_S_PASSED,
 } from "./state";
 import {
   push, setHdr, setData, setAux, EV_SESSION_REQUEST, EV_SESSION_OPEN, EV_SESSION_RESUMED,
-  EV_SESSION_REJECTED, EV_LANE_UP,
+  EV_SESSION_REJECTED, EV_LANE_UP, EV_AUTH_REQUEST, setTag,
 } from "./events";
 import { ctlReserve, markSession, requeueAll } from "./tx";
 import { closeLane, protocolError, openPosition, endSession, laneOpened } from "./lanes";
@@ -25,10 +30,11 @@ import { processAck } from "./deliver";
 import {
   putHeader, T_ACCEPT, T_REJECT, T_REDIRECT, ACCEPT_SIZE, REJECT_SIZE, REDIRECT_SIZE, HELLO_SIZE,
   PROTOCOL_MIN, PROTOCOL_MAX, MAX_CONTROL_FRAME, MAX_PORTALS_BYTES, MAX_REDIRECTS, F_JOINED, F_NO_ONEWAY, KEY_SIZE,
+  F_AUTH, F_AUTH_ACCEPT, NONCE_SIZE, PROOF_SIZE, MAX_IDENTITY,
 } from "./wire";
 import {
   E_MALFORMED, E_BAD_STATE, E_VERSION, E_UNKNOWN_SESSION, E_LIMIT, E_REJECTED, E_REDIRECT_LOOP,
-  E_BAD_HANDLE, E_BAD_ARGUMENT, E_WINDOW,
+  E_BAD_HANDLE, E_BAD_ARGUMENT, E_WINDOW, E_AUTH,
 } from "./errors";
 
 @inline function min32(a: u32, b: u32): u32 { return a < b ? a : b; }
@@ -36,7 +42,7 @@ import {
 /** Largest power of two <= x (x > 0). */
 @inline function floorPow2(x: u32): u32 { return 1 << (31 - clz(x)); }
 
-function sendReject(li: i32, reason: i32, msg: usize, msgLen: u32, now: u64): void {
+export function sendReject(li: i32, reason: i32, msg: usize, msgLen: u32, now: u64): void {
   if (msgLen > MAX_CONTROL_FRAME - REJECT_SIZE) msgLen = MAX_CONTROL_FRAME - REJECT_SIZE;
   let p = ctlReserve(li, REJECT_SIZE + msgLen);
   if (p) {
@@ -50,10 +56,13 @@ function sendReject(li: i32, reason: i32, msg: usize, msgLen: u32, now: u64): vo
   closeLane(li, reason, now);
 }
 
-/** Writes ACCEPT for session si on lane li, with portals and attrs from src. */
+/**
+ * Writes ACCEPT for session si on lane li, with portals and attrs from src;
+ * with F_AUTH_ACCEPT, the server's proof (kept for the lane) after them.
+ */
 function sendAccept(li: i32, si: i32, flags: u8, src: usize, portalsLen: u32, attrsLen: u32): void {
   let s = session(si);
-  let len = ACCEPT_SIZE + portalsLen + attrsLen;
+  let len = ACCEPT_SIZE + portalsLen + attrsLen + (flags & F_AUTH_ACCEPT ? PROOF_SIZE : 0);
   let p = ctlReserve(li, len);
   if (!p) return;
   putHeader(p, T_ACCEPT, flags, 0, len);
@@ -73,6 +82,7 @@ function sendAccept(li: i32, si: i32, flags: u8, src: usize, portalsLen: u32, at
   store<u64>(p, joined ? 0 : s.keyLo, 56);
   store<u64>(p, joined ? 0 : s.keyHi, 64);
   memory.copy(p + ACCEPT_SIZE, src, portalsLen + attrsLen);
+  if (flags & F_AUTH_ACCEPT) memory.copy(p + ACCEPT_SIZE + portalsLen + attrsLen, authRec(li) + AR_PROOF, PROOF_SIZE);
 }
 
 /** The longest keepalive interval taken from a peer: 60 s (dead after 3 minutes of silence). */
@@ -93,7 +103,7 @@ function setWindows(s: Session, msgs: u32, bytes: u32, requests: u32, keepaliveM
   return true;
 }
 
-function findSession(id: u64): i32 {
+export function findSession(id: u64): i32 {
   if (id == 0) return -1;
   for (let i = nextSession(0); i >= 0; i = nextSession(i + 1)) {
     let s = session(i);
@@ -121,7 +131,11 @@ export function onHello(li: i32, f: usize, len: u32, now: u64): void {
   let verMax = load<u16>(f, 10);
   let resLen = <u32>load<u16>(f, 12);
   let attrsLen = <u32>load<u16>(f, 14);
-  if (HELLO_SIZE + resLen + attrsLen != len || verMin > verMax) {
+  // F_AUTH: the client's nonce and identity (1..255 bytes) follow the attrs.
+  let auth = (load<u8>(f, 1) & F_AUTH) != 0;
+  let authLen = len - (HELLO_SIZE + resLen + attrsLen); // checked below before use
+  if (HELLO_SIZE + resLen + attrsLen > len || verMin > verMax ||
+      (auth ? authLen <= NONCE_SIZE || authLen > NONCE_SIZE + MAX_IDENTITY : authLen != 0)) {
     protocolError(li, E_MALFORMED, now);
     return;
   }
@@ -138,6 +152,13 @@ export function onHello(li: i32, f: usize, len: u32, now: u64): void {
     return;
   }
   let id = load<u64>(f, 16);
+  if (id == 0 && auth) {
+    // The new session's id is drawn now: both proofs cover it.
+    let nid = rng.next();
+    while (nid == 0 || findSession(nid) >= 0) nid = rng.next();
+    authRequest(li, -1, f, resLen, attrsLen, authLen, hi, nid, 0);
+    return;
+  }
   if (id == 0) {
     l.state = L_PENDING_ACCEPT;
     let e = push(EV_SESSION_REQUEST, 0, laneHandle(li), 0);
@@ -150,6 +171,42 @@ export function onHello(li: i32, f: usize, len: u32, now: u64): void {
   // key gets the same answer as an unknown id, so a guess learns nothing.
   let si = findSession(id);
   if (si < 0 || !keyMatches(session(si), f + 48)) { sendReject(li, E_UNKNOWN_SESSION, 0, 0, now); return; }
+  // A session opened with a pre-shared key takes only lanes that prove it,
+  // and one opened without takes none that offer one.
+  if (((session(si).flags & SF_AUTH) != 0) != auth) { sendReject(li, E_AUTH, 0, 0, now); return; }
+  if (auth) {
+    authRequest(li, si, f, resLen, attrsLen, authLen, hi, id, load<u64>(f, 24));
+    return;
+  }
+  joinLane(li, si, load<u64>(f, 24), 0, now);
+}
+
+/** Server: a HELLO with F_AUTH: the host answers with a CHALLENGE (auth.ts), then its verdict. */
+function authRequest(li: i32, si: i32, f: usize, resLen: u32, attrsLen: u32, authLen: u32, version: u32, id: u64, ackSeq: u64): void {
+  let l = lane(li);
+  l.state = L_AUTH;
+  let a = authRec(li);
+  store<u8>(a, A_S_HOST);
+  store<u64>(a, id, 8);
+  store<u8>(a, si < 0 ? 0 : 1, 2);
+  store<u64>(a, ackSeq, 16);
+  let e = push(EV_AUTH_REQUEST, si < 0 ? 0 : sessionHandle(si), laneHandle(li), 0);
+  // The trailer follows whatever resource and attrs the HELLO carries; a
+  // join's are ignored (its proof covers its session's resource).
+  setHdr(e, f + HELLO_SIZE + resLen + attrsLen, authLen);
+  if (si < 0) {
+    setData(e, f + HELLO_SIZE, resLen + attrsLen);
+    setTag(e, resLen, 0);
+  }
+  setAux(e, version, id);
+}
+
+/**
+ * Server: lane li joins (or resumes) session si; ackSeq is the client's.
+ * flags: F_AUTH_ACCEPT when the lane proved the pre-shared key.
+ */
+export function joinLane(li: i32, si: i32, ackSeq: u64, flags: u8, now: u64): void {
+  let l = lane(li);
   let s = session(si);
   let p = freePosition(s);
   // A closing session takes lanes too: its CLOSE, or the ack of the peer's,
@@ -159,8 +216,8 @@ export function onHello(li: i32, f: usize, len: u32, now: u64): void {
   l.session = si;
   l.pos = <u8>p;
   laneOpened(s, l);
-  if (!processAck(si, load<u64>(f, 24), li, now)) return;
-  sendAccept(li, si, F_JOINED, 0, 0, 0);
+  if (!processAck(si, ackSeq, li, now)) return;
+  sendAccept(li, si, F_JOINED | flags, 0, 0, 0);
   s.resumeAt = 0;
   if (s.state == S_RESUMING) {
     s.state = S_OPEN;
@@ -179,16 +236,21 @@ export function onHello(li: i32, f: usize, len: u32, now: u64): void {
 export function accept(li: i32, src: usize, portalsLen: u32, attrsLen: u32, now: u64): i32 {
   let l = lane(li);
   if (l.state != L_PENDING_ACCEPT) return -E_BAD_STATE;
-  if (portalsLen > MAX_PORTALS_BYTES || ACCEPT_SIZE + portalsLen + attrsLen > MAX_CONTROL_FRAME) return -E_BAD_ARGUMENT;
+  let a = authRec(li);
+  let authed = load<u8>(a) == A_S_PASSED;
+  if (portalsLen > MAX_PORTALS_BYTES || ACCEPT_SIZE + portalsLen + attrsLen + (authed ? PROOF_SIZE : 0) > MAX_CONTROL_FRAME) return -E_BAD_ARGUMENT;
   let keyLo = load<u64>(src), keyHi = load<u64>(src, 8);
   if ((keyLo | keyHi) == 0) return -E_BAD_ARGUMENT;
-  let si = allocSession(ROLE_SERVER, S_OPEN);
+  // An authenticated lane's session takes the id its CHALLENGE named (drawn
+  // unused then; another session taking it since is a 2^-64 event: refused).
+  let id = authed ? load<u64>(a, 8) : 0;
+  let si = authed && findSession(id) >= 0 ? -1 : allocSession(ROLE_SERVER, S_OPEN);
   if (si < 0) {
     sendReject(li, E_LIMIT, 0, 0, now);
     return -E_LIMIT;
   }
   let s = session(si);
-  let id = rng.next();
+  if (!authed) id = rng.next();
   while (id == 0 || findSession(id) >= 0) id = rng.next();
   s.id = id;
   s.keyLo = keyLo;
@@ -199,7 +261,8 @@ export function accept(li: i32, src: usize, portalsLen: u32, attrsLen: u32, now:
   l.session = si;
   l.pos = 0;
   laneOpened(s, l);
-  sendAccept(li, si, cfg.refuseOneway ? F_NO_ONEWAY : 0, src + KEY_SIZE, portalsLen, attrsLen);
+  if (authed) s.flags |= SF_AUTH;
+  sendAccept(li, si, (cfg.refuseOneway ? F_NO_ONEWAY : 0) | (authed ? F_AUTH_ACCEPT : 0), src + KEY_SIZE, portalsLen, attrsLen);
   let e = push(EV_SESSION_OPEN, sessionHandle(si), laneHandle(li), 0);
   setAux(e, s.version, s.id);
   return <i32>sessionHandle(si);
@@ -207,7 +270,8 @@ export function accept(li: i32, src: usize, portalsLen: u32, attrsLen: u32, now:
 
 export function reject(li: i32, reason: i32, src: usize, msgLen: u32, now: u64): i32 {
   let l = lane(li);
-  if (l.state != L_PENDING_ACCEPT) return -E_BAD_STATE;
+  // A lane in its pre-shared-key stage is refused too (REJECT(auth)), whatever the host awaits.
+  if (l.state != L_PENDING_ACCEPT && l.state != L_AUTH) return -E_BAD_STATE;
   sendReject(li, reason > 0 ? reason : E_REJECTED, src, msgLen, now);
   return 0;
 }
@@ -237,12 +301,25 @@ export function onAccept(li: i32, f: usize, len: u32, now: u64): void {
   let version = <u32>load<u16>(f, 8);
   let portalsLen = <u32>load<u16>(f, 10);
   let attrsLen = <u32>load<u16>(f, 12);
-  if (ACCEPT_SIZE + portalsLen + attrsLen != len || portalsLen > MAX_PORTALS_BYTES ||
+  // A session with a pre-shared key takes only an ACCEPT carrying the
+  // server's proof, after the AUTH we sent: anything else is a server that
+  // does not know the key (or does not check it), never a session without.
+  let auth = (s.flags & SF_AUTH) != 0;
+  let proofLen: u32 = auth && (load<u8>(f, 1) & F_AUTH_ACCEPT) ? PROOF_SIZE : 0;
+  if (ACCEPT_SIZE + portalsLen + attrsLen + proofLen != len || portalsLen > MAX_PORTALS_BYTES ||
       version < PROTOCOL_MIN || version > PROTOCOL_MAX) {
     protocolError(li, E_MALFORMED, now);
     return;
   }
   let id = load<u64>(f, 16);
+  if (auth) {
+    let a = authRec(li);
+    let pf = f + ACCEPT_SIZE + portalsLen + attrsLen;
+    if (proofLen == 0 || load<u8>(a) != A_C_PROVED || id != load<u64>(a, 8) || !proofMatches(a + AR_PROOF, pf)) {
+      authFailed(li, now);
+      return;
+    }
+  }
   if (s.state == S_CONNECTING) {
     let keyLo = load<u64>(f, 56), keyHi = load<u64>(f, 64);
     if (id == 0 || (keyLo | keyHi) == 0 || !setWindows(s, load<u32>(f, 32), load<u32>(f, 36), load<u32>(f, 40), load<u32>(f, 44))) {
@@ -286,6 +363,29 @@ export function onAccept(li: i32, f: usize, len: u32, now: u64): void {
   markSession(si);
 }
 
+/** Compares two proofs in time independent of where they differ. */
+function proofMatches(a: usize, b: usize): bool {
+  let d: u64 = 0;
+  for (let i: usize = 0; i < <usize>PROOF_SIZE; i += 8) d |= load<u64>(a + i) ^ load<u64>(b + i);
+  return d == 0;
+}
+
+/**
+ * Client: the server did not prove the pre-shared key (or refused ours):
+ * a new session is rejected with auth, an open one ends with it. A wrong
+ * key is no passing fault: retrying the lane would only repeat it.
+ */
+export function authFailed(li: i32, now: u64): void {
+  let si = lane(li).session;
+  let s = session(si);
+  if (s.state == S_CONNECTING) {
+    push(EV_SESSION_REJECTED, sessionHandle(si), laneHandle(li), E_AUTH);
+    endSession(si, -1, now);
+  } else {
+    endSession(si, E_AUTH, now);
+  }
+}
+
 /** Client: REJECT on lane li. */
 export function onReject(li: i32, f: usize, len: u32, now: u64): void {
   let l = lane(li);
@@ -295,6 +395,7 @@ export function onReject(li: i32, f: usize, len: u32, now: u64): void {
   let reason = <i32>load<u16>(f, 8);
   let si = l.session;
   let s = session(si);
+  if (reason == E_AUTH && s.state != S_CONNECTING) { authFailed(li, now); return; }
   if (s.state == S_CONNECTING) {
     let e = push(EV_SESSION_REJECTED, sessionHandle(si), laneHandle(li), reason);
     setHdr(e, f + REJECT_SIZE, msgLen);

@@ -5,7 +5,8 @@
 //
 //   inputs   connect, laneAccepted, laneUp, laneDown, rx, extDone,
 //            accept, reject, redirect, request, send, respond, cancel,
-//            close, destroy, timeout
+//            close, destroy, timeout; with pre-shared keys authLane,
+//            authChallenge, authProof, authPassed
 //   outputs  pollEvents (events and connection actions), pollTransmit
 //            (one coalesced batch for one lane), nextDeadline
 //
@@ -25,6 +26,7 @@ import {
 import { laneRx } from "./rx";
 import { openPosition, sendHello, laneDown as onLaneDown, endSession } from "./lanes";
 import * as hs from "./handshake";
+import * as auth from "./auth";
 import * as dl from "./deliver";
 import * as timers from "./timers";
 import { MAX_APP_HEADER, INLINE_MAX, MAX_PORTALS_BYTES, MAX_BATCH, HELLO_SIZE, MAX_CONTROL_FRAME, F_RECEIPT, F_EXT, F_APP_ERROR } from "./wire";
@@ -192,6 +194,40 @@ export function redirect(h: u32, portalsLen: u32, nowUs: f64): i32 {
   let li = laneFromHandle(h);
   if (li < 0) return -E_BAD_HANDLE;
   return hs.redirect(li, staging, portalsLen, us(nowUs));
+}
+
+// ---- pre-shared keys (auth.ts) ----
+
+/** Client, before laneUp: staging holds the lane's nonce (32 bytes) then the identity (idLen bytes). */
+export function authLane(h: u32, idLen: u32, nowUs: f64): i32 {
+  input(nowUs);
+  let li = laneFromHandle(h);
+  if (li < 0) return -E_BAD_HANDLE;
+  return auth.authLane(li, staging, idLen);
+}
+
+/** Server: answers EV_AUTH_REQUEST; staging holds the server's nonce (32 bytes). */
+export function authChallenge(h: u32, nowUs: f64): i32 {
+  input(nowUs);
+  let li = laneFromHandle(h);
+  if (li < 0) return -E_BAD_HANDLE;
+  return auth.authChallenge(li, staging);
+}
+
+/** Client: answers EV_AUTH_CHALLENGE; staging holds our proof, then the server's expected proof (32 bytes each). */
+export function authProof(h: u32, nowUs: f64): i32 {
+  input(nowUs);
+  let li = laneFromHandle(h);
+  if (li < 0) return -E_BAD_HANDLE;
+  return auth.authProof(li, staging);
+}
+
+/** Server: the client's proof (EV_AUTH_PROOF) is right; staging holds the server's proof. A wrong one: reject(auth). */
+export function authPassed(h: u32, nowUs: f64): i32 {
+  input(nowUs);
+  let li = laneFromHandle(h);
+  if (li < 0) return -E_BAD_HANDLE;
+  return auth.authPassed(li, staging, us(nowUs));
 }
 
 // ---- messages ----

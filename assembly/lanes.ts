@@ -16,8 +16,9 @@ import {
 } from "./events";
 import { ctlReserve, requeueLane, markSession } from "./tx";
 import {
-  putHeader, T_ERROR, ERROR_SIZE, T_HELLO, HELLO_SIZE, PROTOCOL_MIN, PROTOCOL_MAX,
+  putHeader, T_ERROR, ERROR_SIZE, T_HELLO, HELLO_SIZE, PROTOCOL_MIN, PROTOCOL_MAX, F_AUTH,
 } from "./wire";
+import { helloAuthLen, putHelloAuth } from "./auth";
 import { traceLane } from "./trace";
 
 // portalAt() results.
@@ -76,9 +77,12 @@ export function sendHello(li: i32, now: u64): void {
   let s = session(l.session);
   // Resource and attrs matter only to a new session; a join or resume names its id.
   let extra = s.id == 0 ? s.helloLen : 0;
-  let p = ctlReserve(li, HELLO_SIZE + extra);
+  // A pre-shared key: the lane's nonce and the identity follow (auth.ts).
+  let auth = helloAuthLen(li);
+  let p = ctlReserve(li, HELLO_SIZE + extra + auth);
   if (!p) return;
-  putHeader(p, T_HELLO, 0, 0, HELLO_SIZE + extra);
+  putHeader(p, T_HELLO, auth ? F_AUTH : 0, 0, HELLO_SIZE + extra + auth);
+  if (auth) putHelloAuth(li, p + HELLO_SIZE + extra);
   store<u16>(p, PROTOCOL_MIN, 8);
   store<u16>(p, PROTOCOL_MAX, 10);
   store<u16>(p, <u16>(extra ? s.resourceLen : 0), 12);

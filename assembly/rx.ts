@@ -6,17 +6,18 @@
 
 import * as cfg from "./config";
 import {
-  lane, session, L_FREE, L_CLOSING, L_OPEN, L_AWAIT_HELLO, L_PENDING_ACCEPT, ROLE_CLIENT, ROLE_SERVER,
+  lane, session, L_FREE, L_CLOSING, L_OPEN, L_AWAIT_HELLO, L_PENDING_ACCEPT, L_AUTH, ROLE_CLIENT, ROLE_SERVER,
 } from "./state";
 import { evRoom } from "./events";
 import { protocolError, closeLane } from "./lanes";
 import { onHello, onAccept, onReject, onRedirect } from "./handshake";
+import { onChallenge, onAuthFrame } from "./auth";
 import { onMessageHeader, onMessageBody, onAck, onReceipt } from "./deliver";
 import {
   FRAME_HEADER, MSG_HEADER, MAX_CONTROL_FRAME, MAX_MSG_FRAME, MAX_BATCH, BATCH_SIZE, isMessage,
   T_HELLO, T_ACCEPT, T_REJECT, T_REDIRECT, T_ACK, T_RECEIPT, T_KEEPALIVE, T_ERROR, T_BATCH,
   HELLO_SIZE, ACCEPT_SIZE, REJECT_SIZE, REDIRECT_SIZE, ACK_SIZE, RECEIPT_SIZE, KEEPALIVE_SIZE,
-  ERROR_SIZE, F_EXT, F_RESEND,
+  ERROR_SIZE, F_EXT, F_RESEND, T_CHALLENGE, T_AUTH, CHALLENGE_SIZE, AUTH_SIZE,
 } from "./wire";
 import {
   E_MALFORMED, E_FRAME_TOO_LARGE, E_BAD_TYPE, E_BAD_STATE,
@@ -33,12 +34,14 @@ function minSize(t: u8): u32 {
   if (t == T_RECEIPT) return RECEIPT_SIZE;
   if (t == T_KEEPALIVE) return KEEPALIVE_SIZE;
   if (t == T_ERROR) return ERROR_SIZE;
+  if (t == T_CHALLENGE) return CHALLENGE_SIZE;
+  if (t == T_AUTH) return AUTH_SIZE;
   return 0;
 }
 
 /** Whether a control frame of type t has a fixed size. */
 @inline function fixedSize(t: u8): bool {
-  return t == T_ACK || t == T_RECEIPT || t == T_KEEPALIVE;
+  return t == T_ACK || t == T_RECEIPT || t == T_KEEPALIVE || t == T_CHALLENGE || t == T_AUTH;
 }
 
 /**
@@ -176,6 +179,10 @@ function onControl(li: i32, t: u8, f: usize, len: u32, now: u64): bool {
     if (t == T_ACCEPT) onAccept(li, f, len, now);
     else if (t == T_REJECT) onReject(li, f, len, now);
     else onRedirect(li, f, len, now);
+  } else if (t == T_CHALLENGE) {
+    onChallenge(li, f, now);
+  } else if (t == T_AUTH) {
+    onAuthFrame(li, f, now);
   } else if (t == T_ERROR) {
     let msgLen = <u32>load<u16>(f, 10);
     if (ERROR_SIZE + msgLen != len) { protocolError(li, E_MALFORMED, now); return false; }
@@ -183,7 +190,7 @@ function onControl(li: i32, t: u8, f: usize, len: u32, now: u64): bool {
     closeLane(li, <i32>load<u16>(f, 8), now);
     return false;
   } else if (t == T_KEEPALIVE) {
-    if (l.state == L_AWAIT_HELLO || l.state == L_PENDING_ACCEPT) { protocolError(li, E_BAD_STATE, now); return false; }
+    if (l.state == L_AWAIT_HELLO || l.state == L_PENDING_ACCEPT || l.state == L_AUTH) { protocolError(li, E_BAD_STATE, now); return false; }
   } else {
     if (l.state != L_OPEN || l.session < 0) { protocolError(li, E_BAD_STATE, now); return false; }
     if (t == T_ACK) {

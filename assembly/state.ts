@@ -26,6 +26,7 @@ export const L_AWAIT_HELLO: u8 = 3;    // server: connection accepted, no HELLO 
 export const L_PENDING_ACCEPT: u8 = 4; // server: the host decides accept / reject / redirect
 export const L_OPEN: u8 = 5;           // attached to a session, carrying traffic
 export const L_CLOSING: u8 = 6;        // closed by the core; ignoring input until lane_down
+export const L_AUTH: u8 = 7;           // server: a HELLO with F_AUTH; CHALLENGE / AUTH until the host's verdict
 
 export const ROLE_CLIENT: u8 = 1;
 export const ROLE_SERVER: u8 = 2;
@@ -48,6 +49,8 @@ export const SF_RESEND: u8 = 0x10;
 export const SF_NO_ONEWAY: u8 = 0x20;
 /** An ACK is owed but may wait: it rides on the session's next batch, or goes at ackAt (deliver.ts ackByRule). */
 export const SF_ACK_LATER: u8 = 0x40;
+/** Every lane of this session proves the pre-shared key (client: ours; server: its first lane did). */
+export const SF_AUTH: u8 = 0x80;
 
 @unmanaged export class Lane {
   state: u8;
@@ -188,6 +191,37 @@ let sessionBits: usize = 0;
   return <usize>((n + 31) >> 5);
 }
 
+// Pre-shared-key handshake state, one record per lane, carved after every
+// session arena (allocTables), so no address the core had before it moves:
+// recordings of sessions without keys replay unchanged. The client's
+// identity lives in its session's HELLO buffer, after resource and attrs.
+//
+//  AuthRec, AUTH_REC bytes:
+//   0 u8 stage   1 u8 identityLen   2 u8 join (server: the HELLO named a session)
+//   8 u64 sessionId (the CHALLENGE's)
+//  16 u64 ackSeq (server, a join: the HELLO's)
+//  24 proof[32]  (server: its proof for the ACCEPT; client: the one it expects)
+//  56 nonce[32]  (client: its nonce for the HELLO)
+export const AUTH_REC: usize = 96;
+export const AR_PROOF: usize = 24;
+export const AR_NONCE: usize = 56;
+// Stages. Client: nonce given, HELLO sent, CHALLENGE told to the host, AUTH sent.
+export const A_NONE: u8 = 0;
+export const A_C_NONCE: u8 = 1;
+export const A_C_HELLO: u8 = 2;
+export const A_C_CHALLENGED: u8 = 3;
+export const A_C_PROVED: u8 = 4;
+// Server: the host owes the CHALLENGE, CHALLENGE sent, the host owes the verdict, passed.
+export const A_S_HOST: u8 = 11;
+export const A_S_CHALLENGED: u8 = 12;
+export const A_S_VERDICT: u8 = 13;
+export const A_S_PASSED: u8 = 14;
+let authBase: usize = 0;
+
+@inline export function authRec(li: i32): usize {
+  return authBase + <usize>li * AUTH_REC;
+}
+
 /** Allocated last in init(), so every address carved before it is unchanged. */
 export function allocBitmaps(): void {
   laneBits = heap.alloc(bitWords(cfg.maxLanes) << 2);
@@ -300,7 +334,8 @@ export function allocTables(): void {
     l.session = -1;
     l.gen = 1;
   }
-  let sessionBytes = align16(<usize>cfg.maxSessions * offsetof<Session>()) + <usize>cfg.maxSessions * sessionArenaBytes();
+  let sessionBytes = align16(<usize>cfg.maxSessions * offsetof<Session>()) + <usize>cfg.maxSessions * sessionArenaBytes() +
+    align16(<usize>cfg.maxLanes * AUTH_REC);
   carveAt = align16(heap.alloc(sessionBytes + 16));
   sessionsBase = carve(<usize>cfg.maxSessions * offsetof<Session>());
   for (let i: u32 = 0; i < cfg.maxSessions; i++) {
@@ -319,6 +354,7 @@ export function allocTables(): void {
     s.portals = carve(MAX_PORTALS_BYTES);
     s.hello = carve(MAX_CONTROL_FRAME);
   }
+  authBase = carve(<usize>cfg.maxLanes * AUTH_REC);
 }
 
 // The earliest deadline of timers.ts, kept between scans so that a turn
@@ -380,6 +416,7 @@ export function allocLane(role: u8, state: u8, now: u64): i32 {
     l.lastTx = now;
     l.opened = now;
     soonAt(now + cfg.helloTimeoutUs);
+    if (authBase) store<u8>(authRec(<i32>i), A_NONE);
     return <i32>i;
   }
   return -1;

@@ -30,6 +30,10 @@ export const T_HELLO: u8 = 0x01;
 export const T_ACCEPT: u8 = 0x02;
 export const T_REJECT: u8 = 0x03;
 export const T_REDIRECT: u8 = 0x04;
+/** Pre-shared keys: the server's nonce for a HELLO with F_AUTH (protocol.md section 10, "Pre-shared keys"). */
+export const T_CHALLENGE: u8 = 0x05;
+/** Pre-shared keys: the client's proof, answering CHALLENGE. */
+export const T_AUTH: u8 = 0x06;
 export const T_REQUEST: u8 = 0x10;
 export const T_RESPONSE: u8 = 0x11;
 export const T_ONEWAY: u8 = 0x12;
@@ -59,6 +63,25 @@ export const F_RESEND: u8 = 0x01;
 export const F_JOINED: u8 = 0x01;
 /** A new session's ACCEPT: the server takes no one-way messages (it has no receiver for them). */
 export const F_NO_ONEWAY: u8 = 0x02;
+/** ACCEPT: the lane proved a pre-shared key; the server's proof follows the attrs (PROOF_SIZE bytes). */
+export const F_AUTH_ACCEPT: u8 = 0x04;
+// HELLO flags.
+/** HELLO: the client proves a pre-shared key; its nonce and identity follow the attrs. */
+export const F_AUTH: u8 = 0x01;
+
+// Pre-shared keys. A HELLO with F_AUTH ends with nonce[32] then the
+// identity (1..255 bytes, UTF-8); the server answers CHALLENGE, the client
+// AUTH, the server ACCEPT (F_AUTH_ACCEPT, its proof after the attrs) or
+// REJECT(auth). The proofs are HMAC-SHA-256, computed by the hosts: the
+// core only carries them and compares the server's with the one the
+// client's host expects.
+export const NONCE_SIZE: u32 = 32;
+export const PROOF_SIZE: u32 = 32;
+export const MAX_IDENTITY: u32 = 255;
+// CHALLENGE: 48 bytes: 8 u64 sessionId (new session: the id it will have) | 16 nonce[32].
+export const CHALLENGE_SIZE: u32 = 48;
+// AUTH: 40 bytes: 8 proof[32].
+export const AUTH_SIZE: u32 = 40;
 
 // The session key: 16 random bytes the server draws for each session (from
 // the host's CSPRNG) and sends in the new session's ACCEPT; a join or resume

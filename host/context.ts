@@ -18,6 +18,8 @@ import { tlsTransport } from './transports/tls';
 import { mem } from './transports/mem';
 import { InvalidArgumentError, NexioError, Code, ClosedError, CoreTrapError, LimitError, fromCode, codeNames } from './errors';
 import { publish } from './diagnostics';
+import { PskServer, ServerPsk, ClientPsk, AuthFailureCount, pskProofs, NONCE_SIZE } from './psk';
+import { HELLO_SIZE, MAX_CONTROL_FRAME } from './wire';
 
 // rdma:// loads its module (and the native addon) on first use: a machine without the addon
 // gets NEXIO_ERR_RDMA_UNAVAILABLE at connect/listen time, and pays nothing otherwise.
@@ -98,6 +100,8 @@ export interface SessionRequestInfo {
   portal: string;
   /** tls:// portals: the client's certificate (subject, issuer, authorized, ...); absent on other transports. */
   tls?: TlsPeer;
+  /** The identity whose pre-shared key the client proved (servers with `psk`); undefined without. */
+  identity?: string;
 }
 
 export type SessionDecision =
@@ -315,6 +319,20 @@ export class Context {
   }
 
   #totals = { lanesAccepted: 0, evicted: 0, protocolErrors: 0 };
+  /** Server side: the pre-shared keys every lane must prove (setPsk); undefined: none may. */
+  #psk: PskServer | undefined;
+  /** Client sessions with a pre-shared key: what their lanes prove it with. */
+  #clientPsk = new Map<number, { identity: Buffer; key: Uint8Array; resource: Buffer }>();
+
+  /** Server side: every lane must prove one of these keys (docs/security.md, "Pre-shared keys"). */
+  setPsk(psk: ServerPsk): void {
+    this.#psk = new PskServer(psk);
+  }
+
+  /** Authentication failures by identity and remote address (servers with psk), and their total. */
+  authFailures(): { total: number; by: AuthFailureCount[] } {
+    return { total: this.#psk?.failed ?? 0, by: this.#psk?.failures() ?? [] };
+  }
 
   /** Counts since the context started: lanes accepted, connections evicted in their handshake, peers' protocol errors. */
   totals(): { lanesAccepted: number; evicted: number; protocolErrors: number } {
@@ -450,6 +468,7 @@ export class Context {
   /** The lane left the handshake pool (its session is up, or it is closing). */
   #handshakeOver(lane: number, st: LaneState): void {
     this.#deciding.delete(st);
+    this.#psk?.laneGone(lane);
     if (!st.handshake) return;
     st.handshake = false;
     this.#handshakes.delete(lane);
@@ -525,9 +544,15 @@ export class Context {
    * Opens a client session; the core asks for lanes through OPEN_LANE events.
    * Throws NEXIO_ERR_LIMIT when the context holds maxSessions sessions.
    */
-  connect(uri: string, resource: string, attrs: Uint8Array, lanes: number, options?: TransportOptions): number {
+  connect(uri: string, resource: string, attrs: Uint8Array, lanes: number, options?: TransportOptions, psk?: ClientPsk): number {
     if (this.#closed) throw this.#failed ?? new ClosedError('context closed');
+    if (psk) {
+      // The HELLO carries the nonce and the identity after resource and attrs, within one control frame.
+      const n = HELLO_SIZE + Buffer.byteLength(resource) + attrs.length + NONCE_SIZE + Buffer.byteLength(psk.identity);
+      if (n > MAX_CONTROL_FRAME) throw new InvalidArgumentError(`connect: resource, attrs and psk.identity make a HELLO of ${n} bytes; at most ${MAX_CONTROL_FRAME}`);
+    }
     const h = this.core.connect(uri, resource, attrs, lanes, this.now());
+    if (h > 0 && psk) this.#clientPsk.set(h, { identity: Buffer.from(psk.identity), key: Buffer.from(psk.key), resource: Buffer.from(resource) });
     if (h === -Code.LIMIT) {
       throw new LimitError(`this context holds its limit of ${this.maxSessions} sessions (core.maxSessions); close one or use another context`);
     }
@@ -567,6 +592,8 @@ export class Context {
     if (this.#ext.size) for (const [id, x] of this.#ext) if (x.session === session) this.#releaseExt(id);
     // Payloads received whole for messages it will never deliver (an earlier one was missing).
     if (this.#extIn.size) for (const [id, x] of this.#extIn) if (x.session === session) this.#extIn.delete(id);
+    this.#clientPsk.delete(session);
+    this.#psk?.sessionGone(session);
   }
 
   #releaseExt(id: number): void {
@@ -594,6 +621,9 @@ export class Context {
           if (st) st.up = true;
           const min = st?.rendezvousMin;
           if (min) this.core.laneRendezvous(lane, min, this.now());
+          // A session with a pre-shared key: a fresh nonce for every lane's HELLO.
+          const psk = st?.session ? this.#clientPsk.get(st.session) : undefined;
+          if (psk) this.core.authLane(lane, this.#nonce(), psk.identity, this.now());
           this.core.laneUp(lane, this.now());
           this.#afterInput();
         } catch (e) {
@@ -687,6 +717,14 @@ export class Context {
       if (n === 0 && !st.ext && ++stalls > 2) break;
     }
     this.#afterInput();
+  }
+
+  /** A pre-shared-key nonce: 32 bytes from the CSPRNG (or the context's own source). */
+  #nonce(): Buffer {
+    const n = Buffer.alloc(NONCE_SIZE);
+    if (this.#random) this.#random(n);
+    else randomFillSync(n);
+    return n;
   }
 
   /** A session key: 16 bytes from the CSPRNG (or the context's own source). */
@@ -832,13 +870,20 @@ export class Context {
       d = lend ? core.lend(e.dataPtr, e.dataLen) : core.copy(e.dataPtr, e.dataLen);
     }
     p.ev = e.type; p.session = e.session; p.lane = e.lane; p.code = e.code; p.seq = e.seq; p.tag = e.tag;
-    p.flags = e.flags; p.h = h; p.d = d; p.aux64 = e.type === Ev.SESSION_OPEN ? core.eventAux64(i) : 0n; p.aux = e.aux;
+    p.flags = e.flags; p.h = h; p.d = d; p.aux = e.aux;
+    p.aux64 = e.type === Ev.SESSION_OPEN || e.type === Ev.AUTH_REQUEST || e.type === Ev.AUTH_CHALLENGE ? core.eventAux64(i) : 0n;
   }
 
   #dispatch(p: Pending): void {
     if (this.#closed) return;
     if (p.ev === Ev.SESSION_REQUEST) {
-      this.#decide(p);
+      // A server with pre-shared keys takes no session without one (before onSession).
+      if (this.#psk) this.#authRefuse(p.lane, '', 'this server requires a pre-shared key');
+      else this.#decide(p.lane, p.h.toString(), p.d, p.aux);
+      return;
+    }
+    if (p.ev >= Ev.AUTH_REQUEST && p.ev <= Ev.AUTH_PROOF) {
+      this.#auth(p);
       return;
     }
     let peer = this.#sessions.get(p.session);
@@ -879,13 +924,76 @@ export class Context {
     p.lazy = false;
   }
 
-  #decide(p: Pending): void {
-    // The record is reused after dispatch; the decision may come later.
+  /** The pre-shared-key exchange's events (assembly/auth.ts): proofs made and checked here. */
+  #auth(p: Pending): void {
     const lane = p.lane;
+    const now = this.now();
+    if (p.ev === Ev.AUTH_CHALLENGE) {
+      // Client: our proof, and the one the server's ACCEPT must carry.
+      const c = this.#clientPsk.get(p.session);
+      if (!c) return; // the session ended meanwhile
+      const pr = pskProofs(c.key, c.identity, p.h, p.d, p.aux64, c.resource);
+      this.core.authProof(lane, pr.client, pr.server, now);
+      this.#afterInput();
+      return;
+    }
+    const st = this.#lanes.get(lane);
+    const remote = st?.io?.remote ?? '';
+    if (p.ev === Ev.AUTH_REQUEST) {
+      const identity = p.h.subarray(NONCE_SIZE).toString();
+      const psk = this.#psk;
+      if (!psk) { this.#authRefuse(lane, identity, 'this server takes no pre-shared keys'); return; }
+      // The record is reused after dispatch; the key lookup may answer later.
+      const { h, d, tag, aux, aux64, session } = p;
+      const challenge = (key: Uint8Array) => {
+        // The lane may have gone meanwhile (closed by its peer, its handshake deadline).
+        if (this.#closed || this.core.trapped || this.#lanes.get(lane) !== st || st?.closing) return;
+        try {
+          const nonce = this.#nonce();
+          psk.request(lane, key, h, d, tag, aux, aux64, session, addressOf(remote), nonce);
+          this.core.authChallenge(lane, nonce, this.now());
+          this.#afterInput();
+        } catch (e) {
+          this.#caught(e);
+        }
+      };
+      const key = psk.keyFor(identity, session);
+      if (key instanceof Promise) void key.then(challenge, (e) => this.#caught(e));
+      else challenge(key);
+      return;
+    }
+    // AUTH_PROOF (server)
+    const v = this.#psk?.verify(lane, p.d) ?? {};
+    const a = v.passed;
+    if (!a) {
+      publish('auth', () => ({ event: 'failed', lane, remote, identity: v.identity, reason: 'wrong proof' }));
+      this.core.reject(lane, Code.AUTH, 'pre-shared key authentication failed', now);
+      this.#afterInput();
+      return;
+    }
+    publish('auth', () => ({ event: 'passed', lane, remote, identity: a.identity }));
+    this.core.authPassed(lane, a.proof, now);
+    this.#afterInput();
+    if (!a.session) this.#decide(lane, a.resource.toString(), a.attrs, a.version, { identity: a.identity, resource: a.resource });
+  }
+
+  /** Refuses a lane with REJECT(auth), counted by identity and address. */
+  #authRefuse(lane: number, identity: string, message: string): void {
+    const remote = this.#lanes.get(lane)?.io?.remote ?? '';
+    this.#psk?.fail(identity, addressOf(remote));
+    publish('auth', () => ({ event: 'failed', lane, remote, identity, reason: message }));
+    this.core.reject(lane, Code.AUTH, message, this.now());
+    this.#afterInput();
+  }
+
+  /** authed: the lane proved a pre-shared key (its identity, and the resource's bytes its joins' proofs cover). */
+  #decide(lane: number, resource: string, attrs: Buffer, version: number, authed?: { identity: string; resource: Buffer }): void {
+    // The decision may come later.
     const st = this.#lanes.get(lane);
     const info: SessionRequestInfo = {
-      resource: p.h.toString(), attrs: p.d, version: p.aux, remote: st?.io?.remote ?? '', portal: st?.uri ?? '',
+      resource, attrs, version, remote: st?.io?.remote ?? '', portal: st?.uri ?? '',
       ...(st?.io?.tls ? { tls: st.io.tls } : {}),
+      ...(authed ? { identity: authed.identity } : {}),
     };
     // Counted until decided or until the lane goes (an onSession that never answers
     // must not hold a session's place after its connection was evicted).
@@ -900,7 +1008,10 @@ export class Context {
         else if ('reject' in d) this.core.reject(lane, d.reject || Code.REJECTED, d.message ?? '', now);
         else if (this.#sessions.size >= this.maxSessions) {
           this.core.reject(lane, Code.LIMIT, `the server holds its limit of ${this.maxSessions} sessions`, now);
-        } else this.core.accept(lane, this.#key(), sameSecurity(this.#portals, st.uri), d.attrs ?? EMPTY, now);
+        } else {
+          const h = this.core.accept(lane, this.#key(), sameSecurity(this.#portals, st.uri), d.attrs ?? EMPTY, now);
+          if (authed && h > 0) this.#psk?.accepted(h, authed.identity, authed.resource);
+        }
         this.#afterInput();
       } catch (e) {
         this.#caught(e);

@@ -86,6 +86,7 @@ export const enum Ev {
   SESSION_REJECTED = 6, SESSION_LOST = 7, SESSION_CLOSED = 8, LANE_UP = 9, LANE_DOWN = 10,
   PROTOCOL_ERROR = 11, REQUEST = 12, MESSAGE = 13, RESPONSE = 14, RECEIPT = 15,
   REQUEST_FAILED = 16, CANCEL = 17, EXT_RX = 18, EXT_RELEASE = 19, DRAIN = 20,
+  AUTH_REQUEST = 21, AUTH_CHALLENGE = 22, AUTH_PROOF = 23,
 }
 
 export const eventNames: Record<number, string> = {
@@ -93,6 +94,7 @@ export const eventNames: Record<number, string> = {
   6: 'session-rejected', 7: 'session-lost', 8: 'session-closed', 9: 'lane-up', 10: 'lane-down',
   11: 'protocol-error', 12: 'request', 13: 'message', 14: 'response', 15: 'receipt',
   16: 'request-failed', 17: 'cancel', 18: 'ext-rx', 19: 'ext-release', 20: 'drain',
+  21: 'auth-request', 22: 'auth-challenge', 23: 'auth-proof',
 };
 
 /** Message flags (wire.ts). */
@@ -115,6 +117,7 @@ export const enum Op {
   CONNECT = 1, LANE_ACCEPTED = 2, LANE_UP = 3, LANE_DOWN = 4, RX = 5, EXT_DONE = 6, ACCEPT = 7,
   REJECT = 8, REDIRECT = 9, REQUEST = 10, SEND = 11, RESPOND = 12, CANCEL = 13, CLOSE = 14,
   DESTROY = 15, TIMEOUT = 16, RELEASE = 17, LANE_RENDEZVOUS = 18,
+  AUTH_LANE = 19, AUTH_CHALLENGE = 20, AUTH_PROOF = 21, AUTH_PASSED = 22,
 }
 
 interface Exports {
@@ -131,6 +134,10 @@ interface Exports {
   accept(h: number, portalsLen: number, attrsLen: number, now: number): number;
   reject(h: number, reason: number, msgLen: number, now: number): number;
   redirect(h: number, portalsLen: number, now: number): number;
+  authLane(h: number, idLen: number, now: number): number;
+  authChallenge(h: number, now: number): number;
+  authProof(h: number, now: number): number;
+  authPassed(h: number, now: number): number;
   request(h: number, hdrLen: number, dataLen: number, flags: number, timeoutMs: number, ext: number, now: number): number;
   send(h: number, hdrLen: number, dataLen: number, flags: number, ext: number, now: number): number;
   respond(h: number, tag: number, hdrLen: number, dataLen: number, flags: number, ext: number, now: number): number;
@@ -401,6 +408,40 @@ export class Core {
     return this.#rec ? this.#input(Op.REDIRECT, [lane, p.length, now], p, undefined, r) : r;
   }
 
+  // ---- pre-shared keys (assembly/auth.ts): nonces and proofs come from the host ----
+
+  /** Client, before laneUp: the lane proves a pre-shared key; its nonce (32 bytes) and the identity go in its HELLO. */
+  authLane(lane: number, nonce: Uint8Array, identity: Uint8Array, now: number): number {
+    this.#fresh = true;
+    this.#stage(nonce, identity);
+    const r = this.#call(() => this.#x.authLane(lane, identity.length, now));
+    return this.#rec ? this.#input(Op.AUTH_LANE, [lane, identity.length, now], nonce, identity, r) : r;
+  }
+
+  /** Server: answers an auth-request event with the server's nonce (32 bytes). */
+  authChallenge(lane: number, nonce: Uint8Array, now: number): number {
+    this.#fresh = true;
+    this.#stage(nonce);
+    const r = this.#call(() => this.#x.authChallenge(lane, now));
+    return this.#rec ? this.#input(Op.AUTH_CHALLENGE, [lane, now], nonce, undefined, r) : r;
+  }
+
+  /** Client: answers an auth-challenge event: our proof, and the proof the server's ACCEPT must carry. */
+  authProof(lane: number, proof: Uint8Array, expected: Uint8Array, now: number): number {
+    this.#fresh = true;
+    this.#stage(proof, expected);
+    const r = this.#call(() => this.#x.authProof(lane, now));
+    return this.#rec ? this.#input(Op.AUTH_PROOF, [lane, now], proof, expected, r) : r;
+  }
+
+  /** Server: the auth-proof event's proof is right; `proof` is the server's, for its ACCEPT. */
+  authPassed(lane: number, proof: Uint8Array, now: number): number {
+    this.#fresh = true;
+    this.#stage(proof);
+    const r = this.#call(() => this.#x.authPassed(lane, now));
+    return this.#rec ? this.#input(Op.AUTH_PASSED, [lane, now], proof, undefined, r) : r;
+  }
+
   /**
    * Stages a message's header and, unless FLAG_EXT (or only a length is
    * given), its data. Returns the inline data staged, for the recorder.
@@ -509,6 +550,10 @@ export class Core {
         case Op.CLOSE: return x.close(a[0], a[1]);
         case Op.DESTROY: return x.destroy(a[0], a[1]);
         case Op.TIMEOUT: x.timeout(a[0]); return 0;
+        case Op.AUTH_LANE: return x.authLane(a[0], a[1], a[2]);
+        case Op.AUTH_CHALLENGE: return x.authChallenge(a[0], a[1]);
+        case Op.AUTH_PROOF: return x.authProof(a[0], a[1]);
+        case Op.AUTH_PASSED: return x.authPassed(a[0], a[1]);
       }
       throw new InvalidArgumentError(`unknown op ${op}`);
     });

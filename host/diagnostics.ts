@@ -31,6 +31,21 @@ export interface SessionMessage {
   error?: Error;
 }
 
+/**
+ * A message on `nexio:auth` (servers with pre-shared keys): a lane proved
+ * the key, or failed to (a wrong proof, an unknown identity, no key where
+ * one is required, a key where none is). Keys and proofs are never in it.
+ */
+export interface AuthMessage {
+  event: 'passed' | 'failed';
+  lane: number;
+  /** The peer's address. */
+  remote: string;
+  /** The identity the lane claimed (failed: known only when the lane named one before it failed). */
+  identity?: string;
+  reason?: string;
+}
+
 /** A message on `nexio:context`: a context ended (closed, or its core trapped). */
 export interface ContextMessage {
   event: 'ended';
@@ -41,14 +56,15 @@ export const channels = {
   lane: diagnostics_channel.channel('nexio:lane'),
   session: diagnostics_channel.channel('nexio:session'),
   context: diagnostics_channel.channel('nexio:context'),
+  auth: diagnostics_channel.channel('nexio:auth'),
 };
 
-interface Messages { lane: LaneMessage; session: SessionMessage; context: ContextMessage }
+interface Messages { lane: LaneMessage; session: SessionMessage; context: ContextMessage; auth: AuthMessage }
 
 /** NODE_DEBUG=nexio: lane and session lifecycle on stderr. */
 export const debug = debuglog('nexio');
 
-function describe(m: LaneMessage | SessionMessage | ContextMessage): string {
+function describe(m: LaneMessage | SessionMessage | ContextMessage | AuthMessage): string {
   const parts: string[] = [];
   for (const [k, v] of Object.entries(m)) {
     if (k === 'event' || v === undefined) continue;

@@ -28,6 +28,7 @@ export enum Code {
   NOT_OPEN = 19,
   TRANSPORT = 20,
   NO_HANDLER = 21,
+  AUTH = 22,
 }
 
 /** Short names of the core's codes, as used in traces, stats and docs. */
@@ -53,6 +54,7 @@ export const codeNames: Record<number, string> = {
   19: 'not-open',
   20: 'transport',
   21: 'no-handler',
+  22: 'auth',
 };
 
 /** Every `code` a NexioError can have: compare against these (a misspelled one fails to compile). */
@@ -61,7 +63,7 @@ export type ErrorCode =
   | 'NEXIO_ERR_SESSION_LOST' | 'NEXIO_ERR_BACKPRESSURE' | 'NEXIO_ERR_CLOSED' | 'NEXIO_ERR_CORE_TRAP'
   | 'NEXIO_ERR_INVALID_ARG' | 'NEXIO_ERR_LIMIT' | 'NEXIO_ERR_REPLAY_MISMATCH' | 'NEXIO_ERR_TRANSPORT'
   | 'NEXIO_ERR_REMOTE' | 'NEXIO_ERR_NO_HANDLER' | 'NEXIO_ERR_WORKER' | 'NEXIO_ERR_INTERNAL'
-  | 'NEXIO_ERR_LANE_DEAD' | 'NEXIO_ERR_REDIRECT_LOOP' | 'NEXIO_ERR_BAD_HANDLE' | 'NEXIO_ERR_NOT_OPEN'
+  | 'NEXIO_ERR_AUTH' | 'NEXIO_ERR_LANE_DEAD' | 'NEXIO_ERR_REDIRECT_LOOP' | 'NEXIO_ERR_BAD_HANDLE' | 'NEXIO_ERR_NOT_OPEN'
   | 'NEXIO_ERR_RDMA_UNAVAILABLE' | 'NEXIO_ERR_RDMA_SQ_FULL'
   | 'NEXIO_ERR_RDMA_PORT_DOWN' | 'NEXIO_ERR_RDMA_DEVICE_FATAL' | 'NEXIO_ERR_RDMA_QP_FATAL';
 
@@ -136,6 +138,15 @@ export class LimitError extends NexioError {
 export class TransportError extends NexioError {
   constructor(message: string, options?: { cause?: unknown }) { super('NEXIO_ERR_TRANSPORT', message, Code.TRANSPORT, options); }
 }
+/**
+ * Pre-shared keys: a lane did not prove the key. On a client: the server
+ * refused our proof (a wrong key, an unknown identity, no key where the
+ * server wants one, a key where it wants none), or the server did not prove
+ * the key itself. The session (or the connect) ends with it.
+ */
+export class AuthError extends NexioError {
+  constructor(message = 'pre-shared key authentication failed') { super('NEXIO_ERR_AUTH', message, Code.AUTH); }
+}
 export class ReplayMismatchError extends NexioError {
   constructor(message: string) { super('NEXIO_ERR_REPLAY_MISMATCH', message); }
 }
@@ -164,6 +175,7 @@ export function fromCode(wire: number, message?: string): NexioError {
     case Code.BAD_ARGUMENT: return new InvalidArgumentError(message ?? 'bad argument');
     case Code.LIMIT: return new LimitError(message ?? 'a limit was reached');
     case Code.TRANSPORT: return new TransportError(message ?? 'transport failed');
+    case Code.AUTH: return new AuthError(message);
   }
   const name = simple[wire];
   return new NexioError(name ?? 'NEXIO_ERR_INTERNAL', message ?? `${codeNames[wire] ?? 'error'} (${wire})`, wire);

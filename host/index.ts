@@ -3,6 +3,7 @@ import { Context, registerTransport, transportFor, registerMemory } from './cont
 import { Session } from './session';
 import { InvalidArgumentError, TimeoutError } from './errors';
 import type { CoreConfig } from './core';
+import { clientPskCheck, ClientPsk } from './psk';
 import { Check, checkCore, checkOptions, int, ms, nested, str, bytes, bool, tlsOptions } from './options';
 
 export { createServer, Server } from './server';
@@ -21,7 +22,8 @@ export type { MemPeer } from './transports/mem';
 export * from './errors';
 export { Recorder, replay } from './record';
 export { channels } from './diagnostics';
-export type { LaneMessage, SessionMessage, ContextMessage } from './diagnostics';
+export type { LaneMessage, SessionMessage, ContextMessage, AuthMessage } from './diagnostics';
+export type { ClientPsk, ServerPsk, AuthFailureCount } from './psk';
 
 /** Registers application memory for rdma:// rendezvous sends (docs/api.md, "Registered memory"); the same as any Context's register(). */
 export const register = registerMemory;
@@ -65,6 +67,13 @@ export interface ConnectOptions {
    * TLS 1.3 unless they name a minVersion.
    */
   tls?: import('node:tls').ConnectionOptions;
+  /**
+   * A pre-shared key: every lane of the session proves it to the server
+   * (and the server proves it back) without sending it; a server that
+   * refuses it, or does not prove it, ends the connect with NEXIO_ERR_AUTH
+   * (docs/security.md, "Pre-shared keys").
+   */
+  psk?: ClientPsk;
 }
 
 const connectFields: Record<keyof ConnectOptions, Check> = {
@@ -80,6 +89,7 @@ const connectFields: Record<keyof ConnectOptions, Check> = {
   core: (v) => { checkCore('connect', v as Partial<CoreConfig>); return undefined; },
   views: bool,
   tls: tlsOptions,
+  psk: clientPskCheck,
 };
 
 const pow2 = (n: number) => 2 ** Math.round(Math.log2(n));
@@ -115,7 +125,8 @@ function sharedContext(options: ConnectOptions): Context {
  * Rejects with NEXIO_ERR_INVALID_ARG (a bad URI or option), NEXIO_ERR_TRANSPORT
  * (the address refused, is unreachable or does not resolve: the system error
  * is `cause`), NEXIO_ERR_PROTOCOL (the peer does not speak nexio),
- * NEXIO_ERR_REJECTED / NEXIO_ERR_LIMIT (the server refused it) or
+ * NEXIO_ERR_REJECTED / NEXIO_ERR_LIMIT (the server refused it), NEXIO_ERR_AUTH
+ * (pre-shared keys: our proof refused, or the server did not prove the key) or
  * NEXIO_ERR_TIMEOUT (not established within `timeout`).
  */
 export async function connect(uri: string, options: ConnectOptions = {}): Promise<Session> {
@@ -141,7 +152,7 @@ export async function connect(uri: string, options: ConnectOptions = {}): Promis
       throw new InvalidArgumentError(`the URI's path is not valid percent-encoding: ${uri}`, { cause: e });
     }
   }
-  const h = ctx.connect(u.href, resource, options.attrs ?? new Uint8Array(0), lanes, options.tls ? { tls: options.tls } : undefined);
+  const h = ctx.connect(u.href, resource, options.attrs ?? new Uint8Array(0), lanes, options.tls ? { tls: options.tls } : undefined, options.psk);
   const s = new Session(ctx, h, { maxQueued: options.maxQueued, uri: u.href });
   // The core bounds each lane's handshake, not the whole establishment
   // (refused connects are retried until its resume time): bound it here.

@@ -16,6 +16,7 @@ import type { CoreConfig } from './core';
 import { Code, InvalidArgumentError, NexioError } from './errors';
 import { checkCore, checkOptions, either, fn, int, nested, oneOf, str, uriList, bool, Check, tlsOptions } from './options';
 import { debug } from './diagnostics';
+import { ServerPsk, AuthFailureCount, serverPskCheck } from './psk';
 
 export type Decision = 'accept' | { reject: string | number } | { redirect: string[] } | { accept: true; attrs?: Uint8Array };
 export type Balance = 'round-robin' | 'hash' | ((info: SessionRequestInfo, contexts: number) => number);
@@ -59,6 +60,15 @@ export interface ServerOptions {
    * (no functions): each worker gets a copy.
    */
   tls?: import('node:tls').TlsOptions;
+  /**
+   * Pre-shared keys: every lane must prove one, by
+   * identity; clients without one are refused (NEXIO_ERR_AUTH on their
+   * side) before onSession. A table `{ [identity]: key }` or a function
+   * `(identity) => key | undefined`, asked for every lane (rotate keys
+   * there; threads: 0 only, with threads the table form, copied to each
+   * worker). Keys are at least 16 bytes (docs/security.md).
+   */
+  psk?: ServerPsk;
 }
 
 const serverFields: Record<keyof ServerOptions, Check> = {
@@ -77,6 +87,7 @@ const serverFields: Record<keyof ServerOptions, Check> = {
     maxHandshakes: int(1), maxHandshakesPerAddress: int(1), handshakeMs: int(1), lingerMs: int(0),
   }),
   tls: tlsOptions,
+  psk: serverPskCheck,
 };
 
 /** Options of Server.close(). */
@@ -109,6 +120,10 @@ export interface ContextStats extends TrafficCounts {
   evicted: number;
   /** Protocol errors of peers (in a session or in the handshake). */
   protocolErrors: number;
+  /** Lanes refused for their pre-shared key (a wrong proof, an unknown identity, none where one is required, one where none is). */
+  authFailures: number;
+  /** Those by identity claimed ('' when the lane named none) and remote address. */
+  authFailuresBy: AuthFailureCount[];
 }
 
 /** Server.stats(): every context's figures and their totals. */
@@ -121,6 +136,7 @@ type Figures = Omit<ContextStats, 'index' | 'portals'>;
 const zero = (): Figures => ({
   sessions: 0, sessionsAccepted: 0, lanes: 0, handshakes: 0, lanesAccepted: 0, evicted: 0, requestsReceived: 0,
   requests: 0, responses: 0, messagesSent: 0, messagesReceived: 0, messagesDropped: 0, bytesSent: 0, bytesReceived: 0, protocolErrors: 0,
+  authFailures: 0, authFailuresBy: [],
 });
 const counted = trafficKeys;
 
@@ -131,10 +147,11 @@ const endedOf = new WeakMap<Set<Session>, Figures>();
 export function contextStats(index: number, ctx: Context, sessions: Set<Session>): ContextStats {
   const u = ctx.failed ? undefined : ctx.usage();
   const t = ctx.totals();
+  const a = ctx.authFailures();
   const f: ContextStats = {
     index, portals: ctx.portals, ...(endedOf.get(sessions) ?? zero()), sessions: sessions.size,
     lanes: u?.lanes ?? 0, handshakes: u?.handshakes ?? 0, lanesAccepted: t.lanesAccepted, evicted: t.evicted,
-    protocolErrors: t.protocolErrors,
+    protocolErrors: t.protocolErrors, authFailures: a.total, authFailuresBy: a.by,
   };
   for (const s of sessions) {
     const st = s.stats();
@@ -145,7 +162,16 @@ export function contextStats(index: number, ctx: Context, sessions: Set<Session>
 
 function sum(contexts: ContextStats[]): Figures {
   const t = zero();
-  for (const c of contexts) for (const k of Object.keys(t) as (keyof Figures)[]) t[k] += c[k];
+  const by = new Map<string, AuthFailureCount>();
+  for (const c of contexts) {
+    for (const k of Object.keys(t) as (keyof Figures)[]) if (k !== 'authFailuresBy') t[k] += c[k];
+    for (const f of c.authFailuresBy ?? []) {
+      const o = by.get(`${f.identity}\0${f.address}`);
+      if (o) o.count += f.count;
+      else by.set(`${f.identity}\0${f.address}`, { ...f });
+    }
+  }
+  t.authFailuresBy = [...by.values()];
   return t;
 }
 
@@ -365,6 +391,7 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     checkHandlers('createServer', handlers, options.views);
     // No one-way receiver: the sessions' ACCEPT says so and a client's send() fails at once.
     const ctx = new Context({ core: { ...options.core, refuseOneway: !handlers.onMessage && !handlers.hotMessage }, views: options.views, admission: options.admission });
+    if (options.psk) ctx.setPsk(options.psk);
     let server: Server | undefined;
     const sessions = serveContext(ctx, handlers, async (info) => toDecision(await onSession(info)), (s) => server?.emit('session', s));
     const bound: string[] = [];
@@ -386,6 +413,9 @@ export async function createServer(options: ServerOptions): Promise<Server> {
     try { structuredClone(options.tls); } catch (e) {
       throw new InvalidArgumentError('createServer: with threads, tls must hold only cloneable values (strings, Buffers, numbers; no functions): each worker gets a copy', { cause: e });
     }
+  }
+  if (typeof options.psk === 'function') {
+    throw new InvalidArgumentError('createServer: with threads, psk must be a table { [identity]: key } (each worker gets a copy; a function cannot cross to a worker)');
   }
   const workers: Worker[] = [];
   const portals: string[][] = [];
@@ -411,7 +441,7 @@ export async function createServer(options: ServerOptions): Promise<Server> {
       workerData: {
         index: i, portals: options.portals.map((p) => portFor(p, i)),
         advertise: options.advertise?.map((p) => portFor(p, i)), handler: options.handler, core: options.core,
-        views: options.views, admission: options.admission, tls: options.tls,
+        views: options.views, admission: options.admission, tls: options.tls, psk: options.psk,
       },
     });
     workers.push(w);

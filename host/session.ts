@@ -12,7 +12,7 @@ import type { Context, SessionPeer } from './context';
 import { Ev, FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT, INLINE_MAX, MAX_APP_HEADER } from './core';
 import {
   AbortedError, BackpressureError, ClosedError, Code, codeNames, fromCode, NexioError, ProtocolError,
-  RejectedError, SessionLostError, TimeoutError, InvalidArgumentError, LimitError, TransportError,
+  RejectedError, SessionLostError, TimeoutError, AuthError, InvalidArgumentError, LimitError, TransportError,
 } from './errors';
 import { debug, publish } from './diagnostics';
 import type { SessionMessage } from './diagnostics';
@@ -1037,6 +1037,8 @@ export class Session extends EventEmitter {
       ? fromCode(code, message || 'too many redirects: the servers sent the session in a loop')
       : code === Code.LIMIT
       ? new LimitError(message || 'the server holds its limit of sessions')
+      : code === Code.AUTH
+      ? new AuthError(message || 'pre-shared key authentication failed: the server refused our proof, or did not prove the key itself')
       : new RejectedError(code, message || undefined);
     this.#end(e, 'rejected');
   }
@@ -1044,6 +1046,8 @@ export class Session extends EventEmitter {
   #onLost(code: number, unacked: number): void {
     const e = code === Code.TIMEOUT
       ? new TimeoutError('session could not be established in time')
+      : code === Code.AUTH
+      ? new AuthError('pre-shared key authentication failed on a new lane of the session: it ended')
       : new SessionLostError(code, `session lost (${code === Code.UNKNOWN_SESSION ? 'the server no longer knows it' : 'no lane came back in time'}); ${unacked} messages unacknowledged`);
     this.#end(e, 'lost');
   }

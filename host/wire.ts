@@ -47,11 +47,19 @@ export const RECEIPT_SIZE = 16;
 export const KEEPALIVE_SIZE = 8;
 export const ERROR_SIZE = 16;
 export const BATCH_SIZE = 8;
+/** Pre-shared keys: CHALLENGE is sessionId (u64) and the server's nonce; AUTH the client's proof. */
+export const CHALLENGE_SIZE = 48;
+export const AUTH_SIZE = 40;
+export const NONCE_SIZE = 32;
+export const PROOF_SIZE = 32;
+export const MAX_IDENTITY = 255;
 
 export const T_HELLO = 0x01;
 export const T_ACCEPT = 0x02;
 export const T_REJECT = 0x03;
 export const T_REDIRECT = 0x04;
+export const T_CHALLENGE = 0x05;
+export const T_AUTH = 0x06;
 export const T_REQUEST = 0x10;
 export const T_RESPONSE = 0x11;
 export const T_ONEWAY = 0x12;
@@ -79,14 +87,18 @@ export const F_RESEND = 0x01;
 export const F_JOINED = 0x01;
 /** A new session's ACCEPT: the server takes no one-way messages. */
 export const F_NO_ONEWAY = 0x02;
+/** ACCEPT: the lane proved a pre-shared key; the server's proof (32 bytes) follows the attrs. */
+export const F_AUTH_ACCEPT = 0x04;
+/** HELLO: the client proves a pre-shared key; its nonce (32 bytes) and identity (1..255) follow the attrs. */
+export const F_AUTH = 0x01;
 
 export type MessageType = 'request' | 'response' | 'oneway' | 'cancel' | 'close';
 export type FrameType =
-  | 'hello' | 'accept' | 'reject' | 'redirect' | MessageType
+  | 'hello' | 'accept' | 'reject' | 'redirect' | 'challenge' | 'auth' | MessageType
   | 'ack' | 'receipt' | 'keepalive' | 'error' | 'batch';
 
 export const typeCodes: Record<FrameType, number> = {
-  hello: T_HELLO, accept: T_ACCEPT, reject: T_REJECT, redirect: T_REDIRECT,
+  hello: T_HELLO, accept: T_ACCEPT, reject: T_REJECT, redirect: T_REDIRECT, challenge: T_CHALLENGE, auth: T_AUTH,
   request: T_REQUEST, response: T_RESPONSE, oneway: T_ONEWAY, cancel: T_CANCEL, close: T_CLOSE,
   ack: T_ACK, receipt: T_RECEIPT, keepalive: T_KEEPALIVE, error: T_ERROR, batch: T_BATCH,
 };
@@ -104,6 +116,8 @@ export interface Hello {
   /** Join or resume: the session's key (KEY_SIZE bytes); a new session: zeros. */
   key: Buffer;
   resource: string; attrs: Buffer;
+  /** With F_AUTH: the lane's nonce (NONCE_SIZE bytes) and the identity whose key it proves. */
+  nonce?: Buffer; identity?: string;
 }
 export interface Accept {
   type: 'accept'; flags: number;
@@ -115,7 +129,13 @@ export interface Accept {
   /** A new session: its key (KEY_SIZE bytes, not all zero); a join: zeros. */
   key: Buffer;
   portals: string[]; attrs: Buffer;
+  /** With F_AUTH_ACCEPT: the server's proof of the pre-shared key (PROOF_SIZE bytes). */
+  proof?: Buffer;
 }
+/** Pre-shared keys: the server's nonce; for a new session, the id it will have. */
+export interface Challenge { type: 'challenge'; flags: number; sessionId: bigint; nonce: Buffer }
+/** Pre-shared keys: the client's proof. */
+export interface Auth { type: 'auth'; flags: number; proof: Buffer }
 export interface Reject {
   type: 'reject'; flags: number;
   reason: number; verMin: number; verMax: number; message: string;
@@ -147,7 +167,7 @@ export interface Batch {
   frames: Frame[];
 }
 export type Frame =
-  | Hello | Accept | Reject | Redirect | Message | Ack | Receipt | Keepalive | ErrorFrame | Batch;
+  | Hello | Accept | Reject | Redirect | Challenge | Auth | Message | Ack | Receipt | Keepalive | ErrorFrame | Batch;
 
 // ---- encoding ----
 
@@ -188,9 +208,15 @@ function keyBytes(k: Uint8Array): Buffer {
 
 type Fields<T extends Frame> = Omit<T, 'type' | 'flags'> & { flags?: number };
 
+function sized(name: string, v: Uint8Array, n: number): Buffer {
+  if (v.length !== n) throw new InvalidArgumentError(`${name} is ${n} bytes, not ${v.length}`);
+  return Buffer.from(v);
+}
+
 export function encodeHello(f: Fields<Hello>): Buffer {
   const res = utf8(f.resource);
-  const b = frame(T_HELLO, f.flags ?? 0, 0, HELLO_SIZE + res.length + f.attrs.length);
+  const auth = f.nonce !== undefined ? Buffer.concat([sized('nonce', f.nonce, NONCE_SIZE), utf8(f.identity ?? '')]) : Buffer.alloc(0);
+  const b = frame(T_HELLO, f.flags ?? 0, 0, HELLO_SIZE + res.length + f.attrs.length + auth.length);
   b.writeUInt16LE(fits('verMin', f.verMin, 16), 8);
   b.writeUInt16LE(fits('verMax', f.verMax, 16), 10);
   b.writeUInt16LE(fits('resourceLen', res.length, 16), 12);
@@ -204,12 +230,14 @@ export function encodeHello(f: Fields<Hello>): Buffer {
   keyBytes(f.key).copy(b, 48);
   res.copy(b, HELLO_SIZE);
   Buffer.from(f.attrs).copy(b, HELLO_SIZE + res.length);
+  auth.copy(b, HELLO_SIZE + res.length + f.attrs.length);
   return b;
 }
 
 export function encodeAccept(f: Fields<Accept>): Buffer {
   const portals = portalBytes(f.portals);
-  const b = frame(T_ACCEPT, f.flags ?? 0, 0, ACCEPT_SIZE + portals.length + f.attrs.length);
+  const proof = f.proof !== undefined ? sized('proof', f.proof, PROOF_SIZE) : Buffer.alloc(0);
+  const b = frame(T_ACCEPT, f.flags ?? 0, 0, ACCEPT_SIZE + portals.length + f.attrs.length + proof.length);
   b.writeUInt16LE(fits('version', f.version, 16), 8);
   b.writeUInt16LE(fits('portalsLen', portals.length, 16), 10);
   b.writeUInt16LE(fits('attrsLen', f.attrs.length, 16), 12);
@@ -223,6 +251,20 @@ export function encodeAccept(f: Fields<Accept>): Buffer {
   keyBytes(f.key).copy(b, 56);
   portals.copy(b, ACCEPT_SIZE);
   Buffer.from(f.attrs).copy(b, ACCEPT_SIZE + portals.length);
+  proof.copy(b, ACCEPT_SIZE + portals.length + f.attrs.length);
+  return b;
+}
+
+export function encodeChallenge(f: Fields<Challenge>): Buffer {
+  const b = frame(T_CHALLENGE, f.flags ?? 0, 0, CHALLENGE_SIZE);
+  b.writeBigUInt64LE(fits64('sessionId', f.sessionId), 8);
+  sized('nonce', f.nonce, NONCE_SIZE).copy(b, 16);
+  return b;
+}
+
+export function encodeAuth(f: Fields<Auth>): Buffer {
+  const b = frame(T_AUTH, f.flags ?? 0, 0, AUTH_SIZE);
+  sized('proof', f.proof, PROOF_SIZE).copy(b, 8);
   return b;
 }
 
@@ -331,6 +373,8 @@ export function encodeFrame(f: Frame): Buffer {
     case 'accept': return encodeAccept(f);
     case 'reject': return encodeReject(f);
     case 'redirect': return encodeRedirect(f);
+    case 'challenge': return encodeChallenge(f);
+    case 'auth': return encodeAuth(f);
     case 'ack': return encodeAck(f);
     case 'receipt': return encodeReceipt(f);
     case 'keepalive': return encodeKeepalive(f);
@@ -368,6 +412,8 @@ function minSize(t: number): number {
     case T_RECEIPT: return RECEIPT_SIZE;
     case T_KEEPALIVE: return KEEPALIVE_SIZE;
     case T_ERROR: return ERROR_SIZE;
+    case T_CHALLENGE: return CHALLENGE_SIZE;
+    case T_AUTH: return AUTH_SIZE;
   }
   return 0;
 }
@@ -387,7 +433,7 @@ function checkHeader(t: number, len: number, batchLeft: number | undefined, extF
     const m = minSize(t);
     if (m === 0) fail(Code.BAD_TYPE, `unknown frame type 0x${t.toString(16)}`);
     if (len > MAX_CONTROL_FRAME) fail(Code.FRAME_TOO_LARGE, `control frame of ${len} bytes`);
-    const fixed = t === T_ACK || t === T_RECEIPT || t === T_KEEPALIVE;
+    const fixed = t === T_ACK || t === T_RECEIPT || t === T_KEEPALIVE || t === T_CHALLENGE || t === T_AUTH;
     if (len < m || (fixed && len !== m)) fail(Code.MALFORMED, `frame type 0x${t.toString(16)} of ${len} bytes`);
   }
   if (batchLeft !== undefined) {
@@ -459,7 +505,10 @@ function decodeControl(b: Buffer): Frame {
     case T_HELLO: {
       const verMin = b.readUInt16LE(8), verMax = b.readUInt16LE(10);
       const resLen = b.readUInt16LE(12), attrsLen = b.readUInt16LE(14);
-      if (HELLO_SIZE + resLen + attrsLen !== len) fail(Code.MALFORMED, 'HELLO lengths');
+      // F_AUTH: the nonce and 1..255 bytes of identity follow the attrs.
+      const authLen = len - (HELLO_SIZE + resLen + attrsLen);
+      const auth = (flags & F_AUTH) !== 0;
+      if (auth ? authLen <= NONCE_SIZE || authLen > NONCE_SIZE + MAX_IDENTITY : authLen !== 0) fail(Code.MALFORMED, 'HELLO lengths');
       if (verMin > verMax) fail(Code.MALFORMED, 'HELLO verMin > verMax');
       const f: Hello = {
         type: 'hello', flags, verMin, verMax,
@@ -468,8 +517,12 @@ function decodeControl(b: Buffer): Frame {
         maxRequests: b.readUInt32LE(40), keepaliveMs: b.readUInt32LE(44),
         key: Buffer.from(b.subarray(48, 48 + KEY_SIZE)),
         resource: text(b, HELLO_SIZE, resLen),
-        attrs: Buffer.from(b.subarray(HELLO_SIZE + resLen, len)),
+        attrs: Buffer.from(b.subarray(HELLO_SIZE + resLen, HELLO_SIZE + resLen + attrsLen)),
       };
+      if (auth) {
+        f.nonce = Buffer.from(b.subarray(HELLO_SIZE + resLen + attrsLen, HELLO_SIZE + resLen + attrsLen + NONCE_SIZE));
+        f.identity = text(b, HELLO_SIZE + resLen + attrsLen + NONCE_SIZE, authLen - NONCE_SIZE);
+      }
       // A server that shares no version answers REJECT(version) before it looks at windows.
       const common = Math.min(verMax, PROTOCOL_MAX) >= Math.max(verMin, PROTOCOL_MIN);
       if (common && (f.windowMsgs < MIN_WINDOW_MSGS || f.windowBytes < MIN_WINDOW_BYTES || f.maxRequests < 1)) {
@@ -480,7 +533,8 @@ function decodeControl(b: Buffer): Frame {
     case T_ACCEPT: {
       const version = b.readUInt16LE(8);
       const portalsLen = b.readUInt16LE(10), attrsLen = b.readUInt16LE(12);
-      if (ACCEPT_SIZE + portalsLen + attrsLen !== len || portalsLen > MAX_PORTALS_BYTES ||
+      const proofLen = flags & F_AUTH_ACCEPT ? PROOF_SIZE : 0;
+      if (ACCEPT_SIZE + portalsLen + attrsLen + proofLen !== len || portalsLen > MAX_PORTALS_BYTES ||
           version < PROTOCOL_MIN || version > PROTOCOL_MAX) {
         fail(Code.MALFORMED, 'ACCEPT lengths or version');
       }
@@ -492,8 +546,9 @@ function decodeControl(b: Buffer): Frame {
         resumeMs: b.readUInt32LE(48),
         key: Buffer.from(b.subarray(56, 56 + KEY_SIZE)),
         portals: portalList(b, ACCEPT_SIZE, portalsLen),
-        attrs: Buffer.from(b.subarray(ACCEPT_SIZE + portalsLen, len)),
+        attrs: Buffer.from(b.subarray(ACCEPT_SIZE + portalsLen, ACCEPT_SIZE + portalsLen + attrsLen)),
       };
+      if (proofLen) f.proof = Buffer.from(b.subarray(len - PROOF_SIZE, len));
       if (f.sessionId === 0n) fail(Code.MALFORMED, 'ACCEPT without a session id');
       // A join's ACCEPT repeats the server's windows; only a new session applies them.
       // A join's ACCEPT repeats the server's windows and carries no key; only
@@ -521,6 +576,13 @@ function decodeControl(b: Buffer): Frame {
       }
       return { type: 'redirect', flags, portals: portalList(b, REDIRECT_SIZE, portalsLen) };
     }
+    case T_CHALLENGE: {
+      const sessionId = b.readBigUInt64LE(8);
+      if (sessionId === 0n) fail(Code.MALFORMED, 'CHALLENGE without a session id');
+      return { type: 'challenge', flags, sessionId, nonce: Buffer.from(b.subarray(16, 48)) };
+    }
+    case T_AUTH:
+      return { type: 'auth', flags, proof: Buffer.from(b.subarray(8, 40)) };
     case T_ACK:
       if ((flags & ~F_RESEND) !== 0) fail(Code.MALFORMED, `unknown ACK flags 0x${flags.toString(16)}`);
       return { type: 'ack', flags, ackSeq: b.readBigUInt64LE(8) };
@@ -606,7 +668,7 @@ export function frameToJson(f: Frame): Record<string, unknown> {
 }
 
 const u64Fields = new Set(['sessionId', 'ackSeq', 'seq', 'rdvAddr']);
-const byteFields = new Set(['attrs', 'header', 'data', 'key']);
+const byteFields = new Set(['attrs', 'header', 'data', 'key', 'nonce', 'proof']);
 
 /**
  * The frame a JSON form names. Omitted fields take their defaults: flags 0,

@@ -5,7 +5,10 @@ import { Context, SessionDecision, AdmissionOptions } from './context';
 import { serveContext, loadHandler, closeContext, contextStats, checkHandlers } from './server';
 import type { Handlers } from './server';
 
-interface Data { index: number; portals: string[]; advertise?: string[]; handler?: string; core?: object; views?: boolean; admission?: AdmissionOptions; tls?: object }
+interface Data {
+  index: number; portals: string[]; advertise?: string[]; handler?: string; core?: object; views?: boolean; admission?: AdmissionOptions;
+  tls?: object; psk?: Record<string, Uint8Array>;
+}
 
 async function main(): Promise<void> {
   const d = workerData as Data;
@@ -20,6 +23,7 @@ async function main(): Promise<void> {
     waiting.set(id, resolve);
     port.postMessage({ type: 'session', id, info: { ...info, attrs: new Uint8Array(info.attrs) } });
   }));
+  if (d.psk) ctx.setPsk(d.psk);
   port.on('message', async (m: { type: string; id?: number; decision?: SessionDecision; timeout?: number }) => {
     if (m.type === 'decision') {
       const r = waiting.get(m.id!);

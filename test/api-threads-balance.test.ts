@@ -68,3 +68,32 @@ t.test("balance 'hash' and a custom balance function", async (t) => {
   t.match(await connect(custom.portals[0], { attrs: Buffer.from([9]) }).catch((e) => e), { code: 'NEXIO_ERR_REJECTED' },
     'a choice out of range rejects the session');
 });
+
+t.test('threads: 2 with pre-shared keys: every context checks them, onSession sees the identity, the failures add up', async (t) => {
+  const key = Buffer.alloc(32, 0x6b);
+  const identities: (string | undefined)[] = [];
+  const server = await createServer({
+    portals: ['tcp://127.0.0.1:0/svc'], threads: 2, handler: handlerModule, psk: { 'app-1': key },
+    onSession: (info) => { identities.push(info.identity); return 'accept'; },
+  });
+  t.teardown(() => server.close());
+  const ids = [];
+  for (let i = 0; i < 2; i++) {
+    // The second session is redirected to the second context, where its lanes prove the key again.
+    const s = await connect(server.portals[0], { lanes: 2, psk: { identity: 'app-1', key } });
+    ids.push((await where(s)).threadId);
+    await s.close();
+  }
+  t.not(ids[0], ids[1], 'both contexts served a keyed session');
+  t.same(identities, ['app-1', 'app-1'], 'onSession saw the identity');
+  for (const port of [0, 1]) {
+    const e = await connect(server.contexts[port][0], { lanes: 1, psk: { identity: 'app-1', key: Buffer.alloc(32, 1) } }).catch((x) => x);
+    t.equal(e.code, 'NEXIO_ERR_AUTH', `context ${port}: a wrong key is refused`);
+  }
+  const st = await server.stats();
+  t.equal(st.totals.authFailures, 2, 'two failures in all');
+  t.same(st.totals.authFailuresBy, [{ identity: 'app-1', address: '127.0.0.1', count: 2 }], 'merged by identity and address');
+  t.same(st.contexts.map((c) => c.authFailures), [1, 1], 'one per context');
+  await t.rejects(createServer({ portals: ['tcp://127.0.0.1:0/x'], threads: 1, handler: handlerModule, psk: () => key }),
+    { code: 'NEXIO_ERR_INVALID_ARG', message: /with threads, psk must be a table/ });
+});

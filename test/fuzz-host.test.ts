@@ -32,6 +32,8 @@ t.test('mem://: 2000 hostile runs against the real server', { timeout: 120000 },
   // The runs reach what they are meant to: protocol errors of each kind, wrong keys refused, a full handshake pool.
   for (const code of [1, 2, 3, 4, 5]) t.ok((r.answers.errors.get(code) ?? 0) > 0, `hostile peers got ERROR ${code}`);
   t.ok((r.answers.rejects.get(8) ?? 0) > 0, 'wrong session keys were refused (REJECT unknown-session)');
+  t.ok((r.answers.rejects.get(22) ?? 0) > 0, 'lanes without the pre-shared key, or with a wrong proof, were refused (REJECT auth)');
+  t.ok(r.contexts.some((c) => c.variant === 'psk' && c.legit.requests > 0), 'a server with pre-shared keys carried its legitimate (keyed) session through the attack');
   t.ok(r.contexts.some((c) => c.peaks.handshakes === c.limits.handshakes), 'a handshake pool was filled (and evicted from)');
   t.ok(r.contexts.some((c) => c.newcomer === 'admitted'), 'a new legitimate session got in during the attack');
   t.ok(r.seconds < 60, `in under a minute (${r.seconds.toFixed(1)} s)`);

@@ -16,7 +16,9 @@ import * as path from 'node:path';
 import * as W from '../host/wire';
 import { NexioError, Code } from '../host/errors';
 import { FLAG_APP_ERROR, FLAG_EXT, FLAG_RECEIPT } from '../host/core';
-import { Ev, Pair, Peer, Tx, T0, hex, PORTAL, VECTOR_KEY, ACK_DELAY_MS } from './vectors/harness';
+import {
+  Ev, Pair, Peer, Tx, T0, hex, PORTAL, VECTOR_KEY, ACK_DELAY_MS, PskPair, PSK_IDENTITY, clientNonce, serverNonce, vectorProofs,
+} from './vectors/harness';
 
 interface Vector {
   name: string; note: string; fields: Record<string, unknown>; hex: string;
@@ -149,6 +151,47 @@ function responded(flags: number, hdr: string, data: string): Tx[] {
   const r = p.srv.core.respond(p.srvSession, req.tag, text(hdr), text(data), flags, 0, p.now);
   if (r !== 0) throw new Error(`respond: ${r}`);
   return p.srv.transmit(p.now);
+}
+
+type PskStep = 'hello' | 'challenge' | 'auth' | 'accept';
+
+/**
+ * A psk session over 2 lanes, open on its first; its second lane's exchange
+ * run up to `upto` (the frames sent so far returned). With `sent`, the last
+ * frame went out but was not delivered (a decode recipe delivers the vector).
+ */
+function pskJoin(upto: PskStep, sent = false): {
+  p: PskPair; cl: number; sl: number; hello?: Buffer; challenge?: Buffer; auth?: Buffer; accept?: Buffer;
+} {
+  const p = new PskPair();
+  const first = p.pskOpen(2);
+  const cl = one(p.feed('cli', p.cliLanes[0], first), 'open-lane').lane;
+  const hello = p.pskLaneUp(cl, 1);
+  const sl = p.peerLane('cli', cl);
+  if (upto === 'hello') {
+    if (sent) p.challenge(sl, hello, 1);
+    return { p, cl, sl, hello };
+  }
+  const challenge = p.challenge(sl, hello, 1).bytes;
+  if (upto === 'challenge') return { p, cl, sl, hello, challenge };
+  const auth = p.prove(cl, challenge);
+  if (upto === 'auth') {
+    if (sent) p.pass(sl, auth, clientNonce(1), serverNonce(1), SESSION_ID);
+    return { p, cl, sl, hello, challenge, auth };
+  }
+  tNames(p.pass(sl, auth, clientNonce(1), serverNonce(1), SESSION_ID), ['lane-up']);
+  const accept = frameOf(p.srv.transmit(p.now), W.T_ACCEPT, sl);
+  return { p, cl, sl, hello, challenge, auth, accept };
+}
+
+/** The first lane's HELLO delivered and challenged. */
+function firstChallenge(p: PskPair, cl: number): { bytes: Buffer; ev: Ev } {
+  const hello = p.pskLaneUp(cl, 0);
+  return p.challenge(p.srvLanes[0], hello, 0);
+}
+
+function tNames(evs: Ev[], want: string[]): void {
+  if (names(evs).join() !== want.join()) throw new Error(`events [${names(evs)}], expected [${want}]`);
 }
 
 // ---- recipes: how the core emits each vector, and what it makes of it ----
@@ -336,6 +379,119 @@ const recipes: Record<string, Recipe> = {
       const lost = one(evs, 'session-lost');
       tt.equal(lost.code, 8, 'unknown-session');
       tt.equal(p.cli.core.sessionInfo(p.cliSession), undefined, 'the session failed');
+    },
+  },
+  // ---- pre-shared keys: the exchange of one new session over 2 lanes, step by step ----
+  'hello-psk-new': {
+    emit: () => {
+      const p = new PskPair();
+      return p.pskLaneUp(p.connect(1)[0].lane, 0);
+    },
+    decode: (tt, b) => {
+      const { srv, lane } = serverLane();
+      srv.core.rx(lane, b, T0);
+      const e = one(srv.events(), 'auth-request');
+      tt.equal(e.lane, lane);
+      tt.equal(e.session, 0, 'no session yet');
+      tt.equal(hex(e.hdr), hex(Buffer.concat([clientNonce(0), Buffer.from(PSK_IDENTITY)])), 'hdr: the nonce and the identity');
+      tt.equal(e.data.toString(), '/echok=v', 'data: resource then attrs');
+      tt.equal(e.tag, 5, 'tag: the resource length');
+      tt.equal(e.aux, 1, 'version picked');
+      tt.equal(e.aux64, Number(SESSION_ID), 'the id the session will have, drawn now');
+      tt.same(srv.transmit(T0), [], 'the host challenges before anything is sent');
+      tt.equal(srv.core.accept(lane, VECTOR_KEY, [], Buffer.alloc(0), T0), -Code.BAD_STATE, 'no accept before the key is proved');
+    },
+  },
+  'challenge-new': {
+    emit: () => {
+      const p = new PskPair();
+      const cl = p.connect(1)[0].lane;
+      return firstChallenge(p, cl).bytes;
+    },
+    decode: (tt, b) => {
+      const p = new PskPair();
+      const cl = p.connect(1)[0].lane;
+      p.pskLaneUp(cl, 0);
+      const e = one(p.feed('cli', cl, b), 'auth-challenge');
+      tt.equal(hex(e.hdr), hex(clientNonce(0)), 'hdr: our nonce');
+      tt.equal(hex(e.data), hex(serverNonce(0)), "data: the server's nonce");
+      tt.equal(e.aux64, Number(SESSION_ID), 'the id the session will have');
+      tt.same(p.cli.transmit(p.now), [], 'the host proves before anything is sent');
+    },
+  },
+  'auth-new': {
+    emit: () => {
+      const p = new PskPair();
+      const cl = p.connect(1)[0].lane;
+      return p.prove(cl, firstChallenge(p, cl).bytes);
+    },
+    decode: (tt, b) => {
+      const p = new PskPair();
+      const cl = p.connect(1)[0].lane;
+      firstChallenge(p, cl);
+      const e = one(p.feed('srv', p.srvLanes[0], b), 'auth-proof');
+      tt.equal(hex(e.data), hex(vectorProofs(clientNonce(0), serverNonce(0), SESSION_ID).client), "data: the client's proof, as host/psk.ts computes it");
+      tt.same(p.srv.transmit(p.now), [], 'the host checks before anything is sent');
+    },
+  },
+  'accept-psk-new': {
+    emit: () => new PskPair().pskOpen(1),
+    decode: (tt, b) => {
+      const p = new PskPair();
+      const cl = p.connect(2)[0].lane;
+      p.prove(cl, firstChallenge(p, cl).bytes);
+      const evs = p.feed('cli', cl, b);
+      tt.same(names(evs), ['session-open', 'open-lane'], 'open; the second lane is asked for');
+      tt.equal(evs[0].aux64, Number(SESSION_ID), 'the id the CHALLENGE named');
+    },
+  },
+  'hello-psk-join': {
+    emit: () => pskJoin('hello').hello!,
+    decode: (tt, b) => {
+      const { p, sl } = pskJoin('hello');
+      const e = one(p.feed('srv', sl, b), 'auth-request');
+      tt.equal(e.session, p.srvSession, 'the session it joins');
+      tt.equal(hex(e.hdr), hex(Buffer.concat([clientNonce(1), Buffer.from(PSK_IDENTITY)])), 'its own nonce, the identity');
+      tt.equal(e.data.length, 0, 'no resource, no attrs');
+      tt.same(p.srv.transmit(p.now), [], 'nothing joined before the proof');
+    },
+  },
+  'challenge-join': {
+    emit: () => pskJoin('challenge').challenge!,
+    decode: (tt, b) => {
+      const { p, cl } = pskJoin('hello', true);
+      const e = one(p.feed('cli', cl, b), 'auth-challenge');
+      tt.equal(hex(e.data), hex(serverNonce(1)), "the server's nonce for this lane");
+      tt.equal(e.aux64, Number(SESSION_ID), "the session's id");
+    },
+  },
+  'accept-psk-joined': {
+    emit: () => pskJoin('accept').accept!,
+    decode: (tt, b) => {
+      const { p, cl } = pskJoin('auth', true);
+      const evs = p.feed('cli', cl, b);
+      tt.same(names(evs), ['lane-up'], 'the second lane is up');
+      tt.equal(p.cli.core.sessionInfo(p.cliSession)?.[0], 2, 'session OPEN');
+    },
+  },
+  'reject-auth': {
+    emit: () => {
+      const p = new PskPair();
+      const cl = p.connect(1)[0].lane;
+      const ch = firstChallenge(p, cl);
+      const auth = p.prove(cl, ch.bytes, Buffer.from('a wrong key, 32 bytes long......'));
+      p.feed('srv', p.srvLanes[0], auth);
+      p.srv.core.reject(p.srvLanes[0], Code.AUTH, '', p.now);
+      p.srv.events();
+      return only(p.srv.transmit(p.now)).bytes;
+    },
+    decode: (tt, b) => {
+      const p = new PskPair();
+      const cl = p.connect(1)[0].lane;
+      p.prove(cl, firstChallenge(p, cl).bytes);
+      const evs = p.feed('cli', cl, b);
+      tt.equal(one(evs, 'session-rejected').code, Code.AUTH, 'a new session: rejected with auth');
+      tt.equal(p.cli.core.sessionInfo(p.cliSession), undefined, 'the session ended');
     },
   },
   'redirect-two-portals': {
@@ -1100,4 +1256,83 @@ t.test("acks by rule: the peer's CLOSE is acked at once (its session ends on tha
   for (const tx of p.cli.transmit(p.now)) p.feed('srv', p.srvLanes[0], tx.bytes);
   tt.equal(hex(frameOf(p.srv.transmit(p.now), 0x20)), W.encodeAck({ ackSeq: 1n }).toString('hex'), 'ACK 1 at once');
   tt.end();
+});
+
+// ---- pre-shared keys: what the vectors alone do not show ----
+
+t.test('psk: a join must prove the key when its session did, and must not when it did not', async (tt) => {
+  // A plain join HELLO (the session's id and key, no F_AUTH) to a session opened with a key.
+  const { p, sl } = pskJoin('hello');
+  const plain = W.encodeHello({ ...(W.decodeFrame(pskJoin('hello').hello!) as W.Hello), flags: 0, nonce: undefined, identity: undefined });
+  const evs = p.feed('srv', sl, plain);
+  tt.equal(one(evs, 'close-lane').code, Code.AUTH, 'refused: auth');
+  tt.equal(hex(only(p.srv.transmit(p.now), sl).bytes), hex(bytes('reject-auth')), 'answered with reject-auth');
+  tt.equal(p.srv.core.sessionInfo(p.srvSession)?.[0], 2, 'the session is untouched');
+
+  // A join with F_AUTH to a session opened without.
+  const q = Pair.open(1);
+  const { srv, lane } = { srv: q.srv, lane: q.srv.core.laneAccepted(q.now) };
+  q.srv.events();
+  const withKey = W.encodeHello({ ...(W.decodeFrame(bytes('hello-join')) as W.Hello), flags: W.F_AUTH, nonce: clientNonce(1), identity: PSK_IDENTITY });
+  srv.core.rx(lane, withKey, q.now);
+  tt.equal(one(srv.events(), 'close-lane').code, Code.AUTH, 'refused: auth');
+  tt.equal(hex(only(srv.transmit(q.now), lane).bytes), hex(bytes('reject-auth')), 'answered with reject-auth');
+});
+
+t.test("psk: a client takes no ACCEPT without the server's proof, nor one with a wrong proof", async (tt) => {
+  for (const [what, accept] of [
+    ['no proof (a server that ignores keys)', bytes('accept-plain')],
+    ['a wrong proof', (() => { const b = Buffer.from(bytes('accept-psk-new')); b[b.length - 1] ^= 1; return b; })()],
+  ] as const) {
+    const p = new PskPair();
+    const cl = p.connect(1)[0].lane;
+    p.prove(cl, firstChallenge(p, cl).bytes);
+    const evs = p.feed('cli', cl, accept);
+    tt.equal(one(evs, 'session-rejected').code, Code.AUTH, `${what}: session-rejected, auth`);
+    tt.same(named(evs, 'session-open'), [], `${what}: never open`);
+    tt.equal(p.cli.core.sessionInfo(p.cliSession), undefined, `${what}: the session ended`);
+  }
+  // Nor an ACCEPT before it proved anything (straight after its HELLO).
+  const p = new PskPair();
+  const cl = p.connect(1)[0].lane;
+  p.pskLaneUp(cl, 0);
+  tt.equal(one(p.feed('cli', cl, bytes('accept-psk-new')), 'session-rejected').code, Code.AUTH, 'an ACCEPT before the AUTH: auth');
+});
+
+t.test('psk: REJECT(auth) of a join ends the open session with auth; an AUTH the host has not asked for is bad-state', async (tt) => {
+  const { p, cl } = pskJoin('auth');
+  const lost = one(p.feed('cli', cl, bytes('reject-auth')), 'session-lost');
+  tt.equal(lost.code, Code.AUTH, 'session-lost, auth (a wrong key does not get better by retrying)');
+  tt.equal(p.cli.core.sessionInfo(p.cliSession), undefined, 'the session ended');
+
+  // The HELLO arrives, the host has not challenged yet, an AUTH follows: bad-state, that lane only.
+  const q = new PskPair();
+  const c = q.connect(1)[0].lane;
+  const hello = q.pskLaneUp(c, 0);
+  q.feed('srv', q.srvLanes[0], hello);
+  const evs = q.feed('srv', q.srvLanes[0], bytes('auth-new'));
+  tt.equal(one(evs, 'protocol-error').code, Code.BAD_STATE, 'bad-state');
+  tt.equal(q.srv.core.authChallenge(q.srvLanes[0], serverNonce(0), q.now), -Code.BAD_STATE, "the host's late challenge is refused (the lane is closing)");
+});
+
+t.test('psk: the proofs in the vectors are HMAC-SHA-256 over the documented transcript', async (tt) => {
+  const { createHmac } = await import('node:crypto');
+  const id = Buffer.from(PSK_IDENTITY);
+  const t8 = Buffer.alloc(8);
+  t8.writeBigUInt64LE(SESSION_ID);
+  const res = Buffer.from('/echo');
+  const transcript = Buffer.concat([Buffer.from([id.length]), id, clientNonce(0), serverNonce(0), t8, Buffer.from([res.length, 0]), res]);
+  const mac = (label: string) => createHmac('sha256', Buffer.from('nexio-psk-vector-key-00000000001')).update(label).update(transcript).digest('hex');
+  tt.equal(mac('nexio psk v1 client\0'), hex((W.decodeFrame(bytes('auth-new')) as W.Auth).proof), 'auth-new');
+  tt.equal(mac('nexio psk v1 server\0'), hex((W.decodeFrame(bytes('accept-psk-new')) as W.Accept).proof!), 'accept-psk-new');
+});
+
+t.test('psk: a join HELLO that carries a resource and attrs (ignored) has its nonce and identity after them', async (tt) => {
+  // Found by the host fuzzer: the core read a join's trailer right after the 64 bytes.
+  const { p, sl } = pskJoin('hello');
+  const h = W.decodeFrame(pskJoin('hello').hello!) as W.Hello;
+  const b = W.encodeHello({ ...h, resource: '/elsewhere', attrs: Buffer.from('x=y') });
+  const e = one(p.feed('srv', sl, b), 'auth-request');
+  tt.equal(hex(e.hdr), hex(Buffer.concat([clientNonce(1), Buffer.from(PSK_IDENTITY)])), 'the nonce and the identity');
+  tt.equal(e.data.length, 0, "a join's resource and attrs are not reported");
 });

@@ -4,7 +4,7 @@
 // All integers little-endian.
 
 export const T = {
-  HELLO: 0x01, ACCEPT: 0x02, REJECT: 0x03, REDIRECT: 0x04,
+  HELLO: 0x01, ACCEPT: 0x02, REJECT: 0x03, REDIRECT: 0x04, CHALLENGE: 0x05, AUTH: 0x06,
   REQUEST: 0x10, RESPONSE: 0x11, ONEWAY: 0x12, CANCEL: 0x13, CLOSE: 0x14,
   ACK: 0x20, RECEIPT: 0x21, KEEPALIVE: 0x22, ERROR: 0x23, BATCH: 0x30,
 } as const;
@@ -49,12 +49,15 @@ export interface HelloFields {
   resource?: Uint8Array; attrs?: Uint8Array;
   /** Default: FUZZ_KEY for a join (sessionId set), zeros for a new session. */
   key?: Uint8Array;
+  /** F_AUTH: the pre-shared-key trailer (nonce then identity) after the attrs, as given (unchecked). */
+  auth?: Uint8Array;
 }
 
 export function hello(f: HelloFields = {}): Buffer {
   const res = f.resource ?? Buffer.from('/fuzz');
   const attrs = f.attrs ?? Buffer.alloc(0);
-  const b = frame(HELLO_SIZE + res.length + attrs.length, T.HELLO, 0, 0);
+  const auth = f.auth ?? Buffer.alloc(0);
+  const b = frame(HELLO_SIZE + res.length + attrs.length + auth.length, T.HELLO, f.auth ? 0x01 : 0, 0);
   b.writeUInt16LE(f.verMin ?? 1, 8);
   b.writeUInt16LE(f.verMax ?? 1, 10);
   b.writeUInt16LE(res.length, 12);
@@ -68,6 +71,21 @@ export function hello(f: HelloFields = {}): Buffer {
   b.set(f.key ?? (f.sessionId ? FUZZ_KEY : Buffer.alloc(KEY_SIZE)), 48);
   b.set(res, HELLO_SIZE);
   b.set(attrs, HELLO_SIZE + res.length);
+  b.set(auth, HELLO_SIZE + res.length + attrs.length);
+  return b;
+}
+
+/** Pre-shared keys: CHALLENGE (48 bytes) and AUTH (40 bytes). */
+export function challenge(sessionId: bigint, nonce: Uint8Array): Buffer {
+  const b = frame(48, T.CHALLENGE, 0, 0);
+  u64(b, 8, sessionId);
+  b.set(nonce.subarray(0, 32), 16);
+  return b;
+}
+
+export function auth(proof: Uint8Array): Buffer {
+  const b = frame(40, T.AUTH, 0, 0);
+  b.set(proof.subarray(0, 32), 8);
   return b;
 }
 

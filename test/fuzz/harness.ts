@@ -51,6 +51,10 @@ export const fuzzConfig: Partial<CoreConfig> = {
 };
 
 const E_TRANSPORT = 20;
+const AUTH_CODE = 22;
+/** The fuzz host's nonce for every CHALLENGE and its proof for every ACCEPT (it computes no MAC: the script rules on proofs). */
+const AUTH_NONCE = Buffer.alloc(32, 0x4e);
+const AUTH_PROOF = Buffer.alloc(32, 0x50);
 
 export type Side = 'srv' | 'cli';
 
@@ -102,6 +106,8 @@ export interface Script {
   expect?: Expect;
   /** Feed once whole and once in pieces, and compare the events. */
   diff: boolean;
+  /** Server target, a HELLO with F_AUTH: the host's verdict on the AUTH that answers its CHALLENGE. */
+  auth?: 'pass' | 'fail';
 }
 
 export type FailureKind =
@@ -115,6 +121,8 @@ export interface Failure {
 interface HostileLane {
   handle: number;
   slot: number;
+  /** Its HELLO had F_AUTH and named no session: once passed, the host decides the new session. */
+  authNew?: boolean;
   /** The core closed it (EV_CLOSE_LANE). */
   closed: boolean;
   /** The host reported it down (laneDown). */
@@ -395,6 +403,26 @@ export class Harness {
       case Ev.SESSION_REQUEST:
         if (hl) this.#actions.push(() => this.#decide(run, hl!));
         break;
+      case Ev.AUTH_REQUEST:
+        // The host answers every HELLO with F_AUTH with a CHALLENGE (a nonce of its own).
+        if (hl) {
+          const isNew = ev.session === 0;
+          this.#actions.push(() => {
+            if (hl!.closed || hl!.down) return;
+            const r = this.#input(core, { kind: 'hostile', run, fed: 0, adopt: true }, () => core.authChallenge(hl!.handle, AUTH_NONCE, this.now));
+            run.log.push({ core: run.name, op: 'authChallenge', slot: hl!.slot, result: r });
+            if (r < 0) this.#fail('stuck', `authChallenge after auth-request returned ${codeName(-r)}`);
+            hl!.authNew = isNew;
+          });
+        }
+        break;
+      case Ev.AUTH_PROOF:
+        if (hl) this.#actions.push(() => this.#verdict(run, hl!));
+        break;
+      case Ev.AUTH_CHALLENGE:
+        // Client target: the fuzz client proves no key, so its core never asks.
+        this.#fail('escape', `${run.name}: auth-challenge on a lane whose HELLO had no F_AUTH`);
+        break;
       case Ev.SESSION_OPEN: {
         const info = core.sessionInfo(ev.session);
         if (info) run.R.set(ev.session, info[7]);
@@ -458,6 +486,24 @@ export class Harness {
     const r = this.#input(run.core, { kind: 'hostile', run, fed: 0, adopt: false },
       () => run.core.laneDown(hl.handle, E_TRANSPORT, this.now));
     run.log.push({ core: run.name, op: 'laneDown', slot: hl.slot, result: r });
+  }
+
+  /** The host's verdict on a hostile lane's proof: the script says whether it is right. */
+  #verdict(run: RunState, hl: HostileLane): void {
+    if (hl.closed || hl.down) return;
+    const core = run.core;
+    const ctx: Ctx = { kind: 'hostile', run, fed: 0, adopt: true };
+    if (run.script.auth !== 'pass') {
+      const r = this.#input(core, ctx, () => core.reject(hl.handle, AUTH_CODE, '', this.now));
+      run.log.push({ core: run.name, op: 'reject auth', slot: hl.slot, result: r });
+      if (r < 0) this.#fail('stuck', `reject(auth) after auth-proof returned ${codeName(-r)}`);
+      return;
+    }
+    const r = this.#input(core, ctx, () => core.authPassed(hl.handle, AUTH_PROOF, this.now));
+    run.log.push({ core: run.name, op: 'authPassed', slot: hl.slot, result: r });
+    if (r < 0) this.#fail('stuck', `authPassed after auth-proof returned ${codeName(-r)}`);
+    // A new session is then the host's to decide, as after a session-request.
+    if (hl.authNew) this.#decide(run, hl);
   }
 
   #decide(run: RunState, hl: HostileLane): void {

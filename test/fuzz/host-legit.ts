@@ -41,14 +41,15 @@ export class Legit {
   #loops: Promise<void>[] = [];
   #closing = false;
 
-  constructor(readonly portal: string, readonly ctx: Context, seed: number, readonly maxData: number, readonly ledger: ServerLedger) {
+  constructor(readonly portal: string, readonly ctx: Context, seed: number, readonly maxData: number, readonly ledger: ServerLedger,
+    readonly psk?: { identity: string; key: Buffer }) {
     this.#r = new Rng(seed, 0x1e9);
   }
 
   /** Opens the session (lanes: 2); false (and a problem) if it does not open in time. */
   async open(timeoutMs: number): Promise<boolean> {
     try {
-      const s = await connect(this.portal, { context: this.ctx, lanes: 2, timeout: timeoutMs, attrs: Buffer.from('legit') });
+      const s = await connect(this.portal, { context: this.ctx, lanes: 2, timeout: timeoutMs, attrs: Buffer.from('legit'), psk: this.psk });
       this.session = s;
       s.on('error', (e: Error) => { if (!this.#closing) this.problems.push(`session error: ${e.message}`); });
       s.on('close', (e?: Error) => { if (!this.#closing) this.problems.push(`session ended${e ? `: ${e.message}` : ''}`); });

@@ -27,6 +27,8 @@ export interface View {
   tags: number[];
   /** The server's maxRequests. */
   R: number;
+  /** The last CHALLENGE the server sent this run's peer (pre-shared keys), undefined before. */
+  challenge?: { sessionId: bigint; nonce: Buffer };
 }
 
 export function newView(legitId: bigint, R: number): View {
@@ -45,6 +47,7 @@ export class Reader {
   joins = 0;
   rejects: number[] = [];
   errors: number[] = [];
+  challenges = 0;
   messages = 0;
   bytesIn = 0;
   /** The server sent something that is not a frame (never expected). */
@@ -54,9 +57,14 @@ export class Reader {
 
   constructor(readonly view: View) {}
 
-  /** An answer to a HELLO arrived (ACCEPT, REJECT or ERROR). */
-  get answered(): boolean {
+  /** The server decided: ACCEPT, REJECT or ERROR (a CHALLENGE is not a decision). */
+  get decided(): boolean {
     return this.accepts + this.joins + this.rejects.length + this.errors.length > 0;
+  }
+
+  /** An answer to a HELLO arrived (ACCEPT, REJECT, ERROR, or CHALLENGE to a HELLO with F_AUTH). */
+  get answered(): boolean {
+    return this.accepts + this.joins + this.challenges + this.rejects.length + this.errors.length > 0;
   }
 
   feed(c: Uint8Array): void {
@@ -116,6 +124,11 @@ export class Reader {
         return 0;
       case T.REJECT:
         if (f.length >= 10) this.rejects.push(f.readUInt16LE(8));
+        return 0;
+      case T.CHALLENGE:
+        if (f.length !== 48) return 0;
+        this.challenges++;
+        v.challenge = { sessionId: f.readBigUInt64LE(8), nonce: Buffer.from(f.subarray(16, 48)) };
         return 0;
       case T.ERROR:
         if (f.length >= 10) this.errors.push(f.readUInt16LE(8));

@@ -42,12 +42,15 @@ import { cuts } from './harness';
 import { Conn, View, newView, tick, sleep, Transport } from './host-peer';
 import {
   hostScript, HostScript, HostTarget, Action, H_LATER, H_THROW, H_HANG, A_REJECT, A_REDIRECT, A_LATE, A_THROW,
+  FUZZ_PSK,
 } from './host-scripts';
 import { Legit, ServerLedger, newLedger, legitNumber } from './host-legit';
 
 const MiB = 1024 * 1024;
 
 interface Variant {
+  /** Every lane must prove FUZZ_PSK. */
+  psk?: boolean;
   name: string;
   core: Partial<CoreConfig>;
   admission: { maxHandshakes: number; maxHandshakesPerAddress: number; handshakeMs: number; lingerMs: number };
@@ -78,6 +81,14 @@ export const VARIANTS: Variant[] = [
       keepaliveMs: 250, resumeMs: 400, helloTimeoutMs: 1000,
     },
     admission: { maxHandshakes: 128, maxHandshakesPerAddress: 32, handshakeMs: 200, lingerMs: 50 },
+  },
+  {
+    // Pre-shared keys: every hostile HELLO without one is refused before onSession; the 'auth'
+    // scripts prove a wrong key, the right one (an insider), or misbehave in the AUTH stage.
+    name: 'psk',
+    core: { maxMessageBytes: 8 * MiB, keepaliveMs: 250, resumeMs: 400, helloTimeoutMs: 1000 },
+    admission: { maxHandshakes: 128, maxHandshakesPerAddress: 32, handshakeMs: 200, lingerMs: 50 },
+    psk: true,
   },
 ];
 
@@ -224,6 +235,7 @@ class Epoch {
       maxHandshakesPerAddress: variant.admission.maxHandshakesPerAddress, handshakeMs: variant.admission.handshakeMs,
     };
     this.sessions = serveContext(this.ctx, { handler: this.#handler, onMessage: this.#onMessage }, this.#policy);
+    if (variant.psk) this.ctx.setPsk({ [FUZZ_PSK.identity]: FUZZ_PSK.key });
     this.clientCtx = new Context({ core: { keepaliveMs: 500, resumeMs: 5000, maxSessions: 8, maxLanes: 32, seed: this.n + 77 } });
   }
 
@@ -233,7 +245,7 @@ class Epoch {
     this.#timer = setInterval(() => this.sample(), 2);
     const maxData = legitMaxData(this.variant.core);
     const ledger = newLedger();
-    const legit = new Legit(this.portal, this.clientCtx, this.f.seed ^ this.n, maxData, ledger);
+    const legit = new Legit(this.portal, this.clientCtx, this.f.seed ^ this.n, maxData, ledger, this.variant.psk ? FUZZ_PSK : undefined);
     this.legit = legit;
     if (!(await legit.open(5000))) return false;
     this.ledgers.set(legit.session!.id, ledger);
@@ -326,7 +338,7 @@ class Epoch {
   newcomerTry(): void {
     this.newcomerDone = (async () => {
       try {
-        const s = await connect(this.portal, { context: this.clientCtx, lanes: 1, timeout: 5000 });
+        const s = await connect(this.portal, { context: this.clientCtx, lanes: 1, timeout: 5000, psk: this.variant.psk ? FUZZ_PSK : undefined });
         const r = await s.request('q:newcomer', 'hello', { timeout: 5000 });
         this.newcomer = r.data.toString() === 'hello' ? 'admitted' : 'failed';
         await s.close({ timeout: 1000 }).catch(() => undefined);
@@ -427,6 +439,7 @@ export function fmtBytes(n: number): string {
 function answerOf(c: Conn): string {
   const r = c.reader;
   const parts: string[] = [];
+  if (r.challenges) parts.push('CHALLENGE');
   if (r.accepts) parts.push('ACCEPT');
   if (r.joins) parts.push('ACCEPT(joined)');
   if (r.rejects.length) parts.push(`REJECT(${r.rejects.join(',')})`);
@@ -534,10 +547,13 @@ async function step(ep: Epoch, run: number, sc: HostScript, a: Action, conns: Co
     case 'answer': {
       const c = conns[a.slot];
       if (!c) return;
-      await c.until(() => c.reader.answered || c.closed || c.finIn, a.ms);
+      await c.until(() => (a.decided ? c.reader.decided : c.reader.answered) || c.closed || c.finIn, a.ms);
       say(`  answer on ${a.slot}: ${answerOf(c)}${c.closed ? ', closed' : c.finIn ? ', FIN' : ''}`);
       if (a.mustNotJoin && c.reader.joins > 0) {
         ep.f.problem('escape', ep, `run ${run} (${sc.kind}): a join HELLO with a wrong session key was answered ACCEPT (joined)`, [run]);
+      }
+      if (a.mustNotOpen && c.reader.accepts + c.reader.joins > 0) {
+        ep.f.problem('escape', ep, `run ${run} (${sc.kind}): a lane that did not prove the pre-shared key was answered ACCEPT`, [run]);
       }
       return;
     }

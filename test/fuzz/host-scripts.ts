@@ -21,6 +21,11 @@
 //               tags, CLOSE mid-request, more requests than the table holds
 //   bytewise    a handshake and valid traffic written one byte per write
 //   idle        a handshake, then silence (the dead-lane path)
+//   auth        HELLOs with F_AUTH (pre-shared keys): a wrong proof (must
+//               never be ACCEPTed), the right one (an insider, who then
+//               misbehaves like the others), frames out of place in the
+//               AUTH stage, an AUTH before the CHALLENGE, silence after it,
+//               joins proving the key or not
 // Every connection ends one of three ways: end() (our FIN), destroy() (a
 // reset), or hold: it ignores the server's FIN and keeps its side open, and
 // the server must end it (handshake deadline, eviction, linger).
@@ -36,6 +41,8 @@ import * as F from './frames';
 import { T } from './frames';
 import { generate } from './scripts';
 import { newView } from './host-peer';
+import { pskProofs } from '../../host/psk';
+
 import type { View, Transport } from './host-peer';
 
 export type Bytes = Buffer | ((v: View) => Buffer);
@@ -47,7 +54,7 @@ export type Action =
   /** Writes bytes on `slot`, cut at the points harness.cuts(len, split) gives (or at every byte). */
   | { k: 'write'; slot: number; bytes: Bytes; split?: number; every?: boolean; note?: string }
   /** Waits (up to ms) for the server's answer to a HELLO on `slot`: ACCEPT, REJECT, ERROR or the end. */
-  | { k: 'answer'; slot: number; ms: number; mustNotJoin?: boolean }
+  | { k: 'answer'; slot: number; ms: number; mustNotJoin?: boolean; mustNotOpen?: boolean; decided?: boolean }
   | { k: 'sleep'; ms: number }
   /** Payload bytes on `slot`: `bytes` in pieces of `chunk`, `gapMs` (0: one loop turn) apart. */
   | { k: 'trickle'; slot: number; bytes: number; chunk: number; gapMs: number }
@@ -77,6 +84,9 @@ export interface HostTarget {
 const MiB = 1024 * 1024;
 /** The largest dataLen the wire can carry. */
 export const HUGE = 0xffffffff;
+
+/** The pre-shared key of the 'psk' server variant (host-run.ts): its legitimate clients and some hostile peers (insiders) know it. */
+export const FUZZ_PSK = { identity: 'fuzz-insider', key: Buffer.from('host fuzz pre-shared key 32 B..') };
 
 /** Handler behaviours (first header byte of a hostile request). */
 export const H_ECHO = 0, H_LATER = 1, H_THROW = 2, H_HANG = 3;
@@ -188,6 +198,7 @@ export function hostScript(seed: number, run: number, t: HostTarget): HostScript
   else if (roll < 44) core(r, s, t, seed, run);
   else if (roll < 60) claim(r, s, t);
   else if (roll < 69) keys(r, s, t);
+  else if (roll < 77) auth(r, s, t);
   else if (roll < 91) orders(r, s, t);
   else if (roll < 96) bytewise(r, s, t);
   else idle(r, s, t);
@@ -383,6 +394,71 @@ function keys(r: Rng, s: HostScript, t: HostTarget): void {
   }
   if (!resume) s.actions.push({ k: 'final', slot: 0, how: final(r) });
   for (let i = 1; i <= n; i++) s.actions.push({ k: 'final', slot: i, how: final(r) });
+}
+
+/** A HELLO with F_AUTH: hello's bytes, then nonce and identity. */
+function withAuth(hello: Buffer, nonce: Buffer, identity: Buffer): Buffer {
+  const b = Buffer.concat([hello, nonce, identity]);
+  b[1] |= 0x01;
+  b.writeUInt32LE(b.length, 4);
+  return b;
+}
+
+/** The AUTH for the last CHALLENGE, with `key` (the right proof when it is FUZZ_PSK's). */
+function proofFor(key: Buffer, identity: Buffer, nonce: Buffer, resource: Buffer): (v: View) => Buffer {
+  return (v) => {
+    const c = v.challenge ?? { sessionId: 1n, nonce: Buffer.alloc(32) };
+    return F.auth(pskProofs(key, identity, nonce, c.nonce, c.sessionId, resource).client);
+  };
+}
+
+function auth(r: Rng, s: HostScript, t: HostTarget): void {
+  const p = new Peer(r, t);
+  s.keepaliveMs = Math.max(s.keepaliveMs, p.ka);
+  const insider = r.chance(0.6);
+  const identity = insider ? Buffer.from(FUZZ_PSK.identity) : r.bytes(r.range(1, 255));
+  const key = insider ? FUZZ_PSK.key : r.bytes(32);
+  const nonce = r.bytes(32);
+  const resource = p.hello.subarray(64, 64 + p.hello.readUInt16LE(12));
+  const c = r.int(6);
+  s.kind = `auth:${['prove', 'wrong-proof', 'out-of-place', 'early-auth', 'silent', 'join'][c]}${insider ? ':insider' : ''}`;
+  s.actions.push({ k: 'dial', slot: 0 });
+  s.actions.push({ k: 'write', slot: 0, bytes: withAuth(p.hello, nonce, identity), split: r.chance(0.3) ? r.u32() : undefined });
+  if (c === 3) {
+    // The AUTH before the CHALLENGE could have come: refused either way (bad-state, or a wrong proof).
+    s.actions.push({ k: 'write', slot: 0, bytes: F.auth(r.bytes(32)) });
+    s.actions.push({ k: 'answer', slot: 0, ms: 300, mustNotOpen: true, decided: true });
+  } else {
+    s.actions.push({ k: 'answer', slot: 0, ms: 300 });
+    if (c === 1) {
+      s.actions.push({ k: 'write', slot: 0, bytes: F.auth(r.bytes(32)) });
+      s.actions.push({ k: 'sleep', ms: r.int(5) });
+      s.actions.push({ k: 'answer', slot: 0, ms: 300, mustNotOpen: true, decided: true });
+    } else if (c === 2) {
+      for (const u of validUnits(r, p, r.range(1, 3))) s.actions.push({ k: 'write', slot: 0, bytes: u });
+      s.actions.push({ k: 'answer', slot: 0, ms: 300, mustNotOpen: true, decided: true });
+    } else if (c === 0 || c === 5) {
+      // An outsider's proof with its own key is wrong; an insider's is right and its session opens.
+      s.actions.push({ k: 'write', slot: 0, bytes: proofFor(key, identity, nonce, resource) });
+      s.actions.push({ k: 'answer', slot: 0, ms: 300, mustNotOpen: !insider, decided: true });
+      for (const u of validUnits(r, p, r.range(1, 4))) s.actions.push({ k: 'write', slot: 0, bytes: u, split: r.chance(0.3) ? r.u32() : undefined });
+      if (c === 5) {
+        // A join of that session: the right key or not, and the right proof (over the session's resource) or not.
+        const jn = r.bytes(32);
+        const good = insider && r.chance(0.6);
+        s.kind += good ? ':good-join' : ':bad-join';
+        s.actions.push({ k: 'dial', slot: 1 });
+        s.actions.push({ k: 'write', slot: 1, bytes: (v) => withAuth(F.hello({ sessionId: v.sessionId || 1n, key: v.key, ackSeq: v.sent, keepaliveMs: p.ka }), jn, identity) });
+        s.actions.push({ k: 'answer', slot: 1, ms: 300 });
+        s.actions.push({ k: 'write', slot: 1, bytes: good ? proofFor(key, identity, jn, resource) : F.auth(r.bytes(32)) });
+        s.actions.push({ k: 'answer', slot: 1, ms: 300, mustNotJoin: !good, decided: true });
+        for (const u of validUnits(r, p, r.range(1, 3))) s.actions.push({ k: 'write', slot: 1, bytes: u });
+        s.actions.push({ k: 'final', slot: 1, how: final(r) });
+      }
+    }
+    // c === 4: silent after the CHALLENGE; the handshake deadline lets it go.
+  }
+  s.actions.push({ k: 'final', slot: 0, how: final(r) });
 }
 
 /** n units of valid traffic: requests, one-way messages, acks, keepalives, sometimes batched. */

@@ -156,7 +156,7 @@ function closes(m: Map<number, number>): string {
   const out: string[] = [];
   let peer = 0;
   for (const [c, n] of [...m.entries()].sort((a, b) => a[0] - b[0])) {
-    if (c > 20) peer += n;
+    if (c > 22) peer += n;
     else out.push(`${codeName(c)}=${n}`);
   }
   if (peer) out.push(`other codes from peer ERROR frames=${peer}`);

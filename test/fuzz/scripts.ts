@@ -16,6 +16,10 @@
 //               the other keeps sending valid traffic
 //   interleave  two lanes of one session, cut mid-frame and interleaved,
 //               some messages on both: delivered exactly once, in order
+//   auth        (server) a HELLO with F_AUTH, the host's CHALLENGE, then a
+//               wrong proof (REJECT(auth)), a right one (the session opens
+//               and carries traffic, then one bad frame), or a frame the
+//               AUTH stage refuses (bad-state, malformed)
 // Every script is fed in random pieces (split points across rx calls); a
 // share of them is fed twice, whole and in pieces, to compare the events.
 
@@ -39,7 +43,7 @@ export interface TargetConfig {
 
 // Error codes (assembly/errors.ts).
 const MALFORMED = 1, TOO_LARGE = 2, BAD_TYPE = 3, BAD_STATE = 4, WINDOW = 5, VERSION = 6;
-const UNKNOWN_SESSION = 8, LIMIT = 14;
+const UNKNOWN_SESSION = 8, LIMIT = 14, AUTH = 22;
 
 /**
  * Bytes built when the step runs, from what the peer has learned by then
@@ -62,12 +66,12 @@ function floorPow2(x: number): number {
 function unknownType(r: Rng): number {
   for (;;) {
     const t = r.int(256);
-    if (t === 0 || (t > 0x04 && t < 0x10) || (t > 0x14 && t < 0x20) || (t > 0x23 && t !== 0x30)) return t;
+    if (t === 0 || (t > 0x06 && t < 0x10) || (t > 0x14 && t < 0x20) || (t > 0x23 && t !== 0x30)) return t;
   }
 }
 
 const MSG_TYPES = [T.REQUEST, T.RESPONSE, T.ONEWAY, T.CANCEL, T.CLOSE];
-const CTL_TYPES = [T.HELLO, T.ACCEPT, T.REJECT, T.REDIRECT, T.ACK, T.RECEIPT, T.KEEPALIVE, T.ERROR];
+const CTL_TYPES = [T.HELLO, T.ACCEPT, T.REJECT, T.REDIRECT, T.CHALLENGE, T.AUTH, T.ACK, T.RECEIPT, T.KEEPALIVE, T.ERROR];
 
 /** The hostile peer's side of a session: its numbering and what it may send. */
 class Peer {
@@ -415,9 +419,10 @@ function badControlAt(p: Peer): Mutation {
       return { name: 'control-too-small', unit: fixed(b), protocol: [MALFORMED] };
     }
     case 8: {
-      // Handshake frames on an open lane.
-      const f = r.int(4);
-      const b = f === 0 ? F.hello() : f === 1 ? F.accept() : f === 2 ? F.reject(7) : F.redirect(Buffer.from('tcp://x:1'));
+      // Handshake frames on an open lane (pre-shared-key ones included).
+      const f = r.int(6);
+      const b = f === 0 ? F.hello() : f === 1 ? F.accept() : f === 2 ? F.reject(7) : f === 3 ? F.redirect(Buffer.from('tcp://x:1'))
+        : f === 4 ? F.challenge(r.u64() | 1n, r.bytes(32)) : F.auth(r.bytes(32));
       return { name: 'handshake-when-open', unit: fixed(b), protocol: [BAD_STATE] };
     }
     case 9: {
@@ -451,8 +456,17 @@ function badControlAt(p: Peer): Mutation {
 /** A HELLO (or other frame) that a fresh server lane must refuse. */
 function badBeforeHello(r: Rng, tc: TargetConfig): Mutation {
   const p = new Peer(r, tc, 256, 1 << 20, 256);
-  const which = r.int(11);
+  const which = r.int(13);
   switch (which) {
+    case 11: {
+      const b = r.chance(0.5) ? F.auth(r.bytes(32)) : F.challenge(r.u64() | 1n, r.bytes(32));
+      return { name: 'auth-stage-before-hello', unit: fixed(b), protocol: [BAD_STATE] };
+    }
+    case 12: {
+      // F_AUTH with a trailer too short for a nonce and an identity, or an identity over 255 bytes.
+      const n = r.chance(0.5) ? r.int(33) : r.range(32 + 256, 600);
+      return { name: 'hello-auth-bad-trailer', unit: fixed(F.hello({ auth: r.bytes(n) })), protocol: [MALFORMED] };
+    }
     case 0: {
       const b = F.hello({ resource: r.bytes(r.int(30)), attrs: r.bytes(r.int(30)) });
       if (r.chance(0.5)) b.writeUInt16LE(b.readUInt16LE(12) + r.range(1, 20), 12);
@@ -521,8 +535,11 @@ function badBeforeHello(r: Rng, tc: TargetConfig): Mutation {
 /** What a hostile server sends a client lane in HELLO_SENT that it must refuse. */
 function badAfterHello(r: Rng, tc: TargetConfig): Mutation {
   const p = new Peer(r, tc, 256, 1 << 20, 256);
-  const which = r.int(12);
+  const which = r.int(13);
   switch (which) {
+    case 12:
+      // Our HELLO had no F_AUTH: nothing asked for a CHALLENGE.
+      return { name: 'challenge-unasked', unit: fixed(F.challenge(r.u64() | 1n, r.bytes(32))), protocol: [BAD_STATE] };
     case 10:
       // A valid REJECT: the session ends, its lane closes quietly.
       return { name: 'reject', unit: fixed(F.reject(r.int(30), r.bytes(r.int(30)))), close: 0 };
@@ -716,13 +733,13 @@ function rxSteps(r: Rng, lane: number, units: Lazy[], chaosSeed?: number): Step[
   return steps;
 }
 
-function helloStep(r: Rng, tc: TargetConfig): { step: Step; peer: Peer } {
+function helloStep(r: Rng, tc: TargetConfig, auth?: Buffer): { step: Step; peer: Peer } {
   const pm = r.pick([16, 32, 64, 100, 256, 1024]);
   const pb = r.pick([32768, 50000, 65536, 1 << 20]);
   const pr = r.pick([1, 2, 3, 8, 64, 300]);
   const h = F.hello({
     windowMsgs: pm, windowBytes: pb, maxRequests: pr, keepaliveMs: r.range(1, 5000),
-    resource: r.bytes(r.int(40)), attrs: r.bytes(r.size(20, 3000)),
+    resource: r.bytes(r.int(40)), attrs: r.bytes(r.size(20, 3000)), auth,
   });
   return { step: { k: 'rx', lane: 0, bytes: fixed(h), split: r.u32() }, peer: new Peer(r, tc, pm, pb, pr) };
 }
@@ -752,6 +769,7 @@ export function generate(seed: number, run: number, tc: TargetConfig): Script {
   else if (roll < 26) s = side === 'srv' ? preHelloScript(r, tc) : helloSentScript(r, tc);
   else if (roll < 38) s = joinScript(r, side, tc);
   else if (roll < 45) s = interleaveScript(r, side, tc);
+  else if (roll < 53 && side === 'srv') s = authScript(r, tc);
   else s = sessionScript(r, side, tc);
   // Diff runs compare events: the application must not answer in between.
   if (s.diff && r.chance(0.3)) s.respond = false;
@@ -828,6 +846,58 @@ function sessionScript(r: Rng, side: Side, tc: TargetConfig): Script {
     s.steps.push(...rxSteps(r, 0, [...prefix, ...body], r.u32()));
   }
   s.diff = true;
+  return s;
+}
+
+/**
+ * A new session whose HELLO carries F_AUTH (a random nonce and identity).
+ * The host answers each with a CHALLENGE between steps; then the peer sends
+ * a proof the host finds wrong (the lane ends with REJECT(auth), no
+ * protocol error), or right (the session opens and carries traffic, then
+ * one bad frame), or a frame the AUTH stage refuses.
+ */
+function authScript(r: Rng, tc: TargetConfig): Script {
+  const s = base('srv', 'srv-auth');
+  const hs = helloStep(r, tc, r.bytes(32 + r.range(1, 255)));
+  const p = hs.peer;
+  s.steps.push(hs.step);
+  const mode = r.int(5);
+  if (mode === 0) {
+    s.kind += ':wrong-proof';
+    s.auth = 'fail';
+    s.steps.push({ k: 'rx', lane: 0, bytes: fixed(F.auth(r.bytes(32))), split: r.u32() });
+    s.expect = { lane: 0, close: AUTH };
+  } else if (mode <= 2) {
+    s.auth = 'pass';
+    s.decision = r.pick(['accept', 'accept', 'reject', 'redirect']);
+    s.steps.push({ k: 'rx', lane: 0, bytes: fixed(F.auth(r.bytes(32))), split: r.u32() });
+    if (s.decision !== 'accept') {
+      s.kind += `:passed-${s.decision}`;
+      s.expect = { lane: 0, close: s.decision === 'reject' ? 7 : 0 };
+    } else {
+      s.respond = r.chance(0.6);
+      const m = mode === 1 ? badMessage(p) : badControl(p);
+      s.kind += `:passed:${m.name}`;
+      s.steps.push(...rxSteps(r, 0, [...p.validUnits(r.int(5)), m.unit]));
+      s.expect = { lane: 0, protocol: m.protocol, close: m.close };
+    }
+  } else if (mode === 3) {
+    // Waiting for the proof: anything but AUTH (or ERROR) is out of place.
+    const f = r.int(7);
+    const b = f === 0 ? F.keepalive() : f === 1 ? F.ack(0) : f === 2 ? F.receipt(0) : f === 3 ? F.hello()
+      : f === 4 ? F.challenge(r.u64() | 1n, r.bytes(32)) : f === 5 ? F.accept() : p.msg(r.pick(MSG_TYPES), (1 << 16) | 0, 0, r.chance(0.5));
+    s.kind += ':out-of-place';
+    s.steps.push({ k: 'rx', lane: 0, bytes: fixed(b), split: r.u32() });
+    s.expect = { lane: 0, protocol: [BAD_STATE] };
+  } else {
+    // An AUTH of the wrong size (fixed at 40 bytes).
+    const b = Buffer.concat([F.auth(r.bytes(32)), r.bytes(8)]);
+    const fl = r.chance(0.5) ? r.range(8, 39) : r.range(41, 48);
+    b.writeUInt32LE(fl, 4);
+    s.kind += ':auth-size';
+    s.steps.push({ k: 'rx', lane: 0, bytes: fixed(b.subarray(0, Math.max(8, fl))), split: r.u32() });
+    s.expect = { lane: 0, protocol: [MALFORMED] };
+  }
   return s;
 }
 

@@ -36,6 +36,9 @@ const SERVER2 = role === 'client' ? process.env.NEXIO_LAB_PEER2 : ME2;
 const LAB_IF = process.env.NEXIO_LAB_IF || 'eth0';
 const CTL = `tcp://${SERVER2 || SERVER}:${PORT + 4}/ctl`;
 const IFD = `rdma://${SERVER}:${PORT + 5}/ifd`;
+// pre-shared keys: a server on its own portal that every lane must prove PSK_KEY to
+const PSK = `rdma://${SERVER}:${PORT + 8}/psk`;
+const PSK_KEY = Buffer.from('rdma lab pre-shared key, 32 B...');
 const MiB = 1 << 20;
 const KA = 10000;
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -49,7 +52,7 @@ const laneEvents = [];
 dc.subscribe('nexio:lane', (m) => laneEvents.push(m));
 
 async function startServers() {
-  const state = { executions: new Map(), messages: [], aborted: new Set(), sessions: [] };
+  const state = { executions: new Map(), messages: [], aborted: new Set(), sessions: [], pskIdentities: [], pskHandled: 0 };
   let shutdown;
   const done = new Promise((r) => { shutdown = r; });
 
@@ -81,6 +84,11 @@ async function startServers() {
   const onMessage = (session, header, data) => state.messages.push(header.toString());
   const svc = await createServer({ portals: [`rdma://${ME}:${PORT}/svc`], handler, onMessage, onSession });
   const mix = await createServer({ portals: [`rdma://${ME}:${PORT + 2}/mix`, `tcp://${ME}:${PORT + 3}/mix`], handler, onMessage, onSession });
+  const psk = await createServer({
+    portals: [`rdma://${ME}:${PORT + 8}/psk`], psk: { 'lab-client': PSK_KEY },
+    onSession: (info) => { state.pskIdentities.push(String(info.identity)); return 'accept'; },
+    handler: (req) => { state.pskHandled++; return { header: req.header, data: req.data }; },
+  });
 
   // control: what the client (in the other guest) cannot see or do from there
   async function control(req) {
@@ -94,6 +102,7 @@ async function startServers() {
       case 'messages': return JSON.stringify(state.messages.filter((m) => m.startsWith(arg)));
       case 'aborted': return JSON.stringify([...state.aborted]);
       case 'sessions': return JSON.stringify(state.sessions);
+      case 'psk': return JSON.stringify({ identities: state.pskIdentities, handled: state.pskHandled, stats: (await psk.stats()).totals });
       case 'stats': return JSON.stringify(rdmaT.rdmaStats);
       case 'protocol-errors': return String(laneEvents.filter((e) => e.event === 'protocol-error').length);
       case 'kill-lane': return killLane(arg);
@@ -106,7 +115,7 @@ async function startServers() {
     portals: [`rdma://${ME}:${PORT + 5}/ifd`, `rdma://${ME2}:${PORT + 7}/ifd`, `tcp://${ME2}:${PORT + 6}/ifd`], handler, onMessage, onSession,
   }) : null;
   const ctl = role === 'server' ? await createServer({ portals: [`tcp://${ME2 || ME}:${PORT + 4}/ctl`], handler: control }) : null;
-  return { state, control, done, close: async () => { await svc.close(); await mix.close(); if (ifd) await ifd.close(); if (ctl) await ctl.close(); } };
+  return { state, control, done, close: async () => { await svc.close(); await mix.close(); await psk.close(); if (ifd) await ifd.close(); if (ctl) await ctl.close(); } };
 }
 
 /** Ends the server-side rdma lane whose peer is at `port` with a fault: 'qp-error' or 'destroy'. */
@@ -156,6 +165,34 @@ function clientTests() {
       const sessions = JSON.parse(await control('sessions', ''));
       assert.equal(sessions.filter((r) => r === '/redirect').length, 2, `onSession saw ${sessions}: at svc, then at mix`);
     } finally { await s.close(); }
+  });
+
+  test('pre-shared keys over rdma://: the right key opens 2 lanes (each proves it) and resumes after a lane is killed; a wrong key and no key are NEXIO_ERR_AUTH within 5 s, never reaching onSession', async () => {
+    const before = new Set(rdmaT.lanes);
+    const s = await within(30000, connect(PSK, { lanes: 2, psk: { identity: 'lab-client', key: PSK_KEY } }), 'connect with the key');
+    try {
+      assert.equal((await s.request('echo', 'keyed')).data.toString(), 'keyed');
+      for (let i = 0; i < 50 && s.stats().lanesUp < 2; i++) await sleep(100);
+      assert.equal(s.stats().lanesUp, 2, 'both rdma lanes proved the key');
+      assert.equal(myLanes(before).length, 2, 'two rdma lanes (queue pairs)');
+      // every lane killed: the session resumes, the new lanes proving the key again
+      const resumed = new Promise((r) => s.once('resumed', r));
+      for (const l of myLanes(before)) l.destroy();
+      await within(30000, resumed, 'resume');
+      assert.equal((await s.request('echo', 'after resume')).data.toString(), 'after resume');
+    } finally { await s.close(); }
+    const wrong = Buffer.from(PSK_KEY); wrong[0] ^= 1;
+    for (const [what, o] of [['wrong key', { psk: { identity: 'lab-client', key: wrong } }], ['no key', {}]]) {
+      const t0 = Date.now();
+      await rejectsWithCode(connect(PSK, { lanes: 1, timeout: 20000, ...o }), 'NEXIO_ERR_AUTH');
+      assert.ok(Date.now() - t0 < 5000, `${what}: refused in ${Date.now() - t0} ms`);
+    }
+    const st = JSON.parse(await control('psk', ''));
+    assert.deepEqual(st.identities, ['lab-client'], 'onSession ran once, for the keyed session');
+    assert.equal(st.handled, 2, 'the handler ran only for the keyed session');
+    assert.equal(st.stats.authFailures, 2, 'the server counted both failures');
+    assert.deepEqual(st.stats.authFailuresBy.map((f) => f.identity).sort(), ['', 'lab-client'], 'by identity');
+    diag(`psk over rdma://: ${JSON.stringify(st.stats.authFailuresBy)}`);
   });
 
   test('request/response at every size class (stream splits, ext in frames, rendezvous)', async () => {

@@ -74,8 +74,15 @@ export interface ResponderSpec {
   releaseMaxUs?: number;
 }
 
+/** The pre-shared key of the sim's clients, and the one a wrong-key client has instead. */
+export const SIM_IDENTITY = 'sim-client';
+const SIM_KEY = Buffer.from('sim pre-shared key, 32 bytes....');
+const WRONG_KEY = Buffer.from('not the sim key, but 32 bytes...');
+
 export interface ServerSpec {
   config: Partial<CoreConfig>;
+  /** Every lane must prove SIM_KEY. */
+  psk?: boolean;
   views?: boolean;
   admission?: AdmissionOptions;
 }
@@ -95,6 +102,8 @@ export interface ClientSpec {
   admission?: AdmissionOptions;
   /** With views: replies are released up to this long after they arrive (µs). */
   releaseMaxUs?: number;
+  /** Its sessions prove SIM_KEY ('right') or another key ('wrong': every connect must fail with NEXIO_ERR_AUTH). */
+  psk?: 'right' | 'wrong';
 }
 
 export interface Stats {
@@ -102,14 +111,14 @@ export interface Stats {
   backpressure: number; drains: number; lost: number; rejected: number; closed: number; peerClosed: number;
   destroyed: number; ctxClosed: number; gone: number; resumed: number; receipts: number; cancelsSeen: number;
   ext: number; hot: number; redirects: number; rejects: number; responded: number; views: number;
-  restarts: number; serverCloses: number; ctxCloses: number;
+  restarts: number; serverCloses: number; ctxCloses: number; authRefused: number;
 }
 
 export function newStats(): Stats {
   return {
     sent: 0, responses: 0, remoteErrors: 0, timeouts: 0, aborted: 0, refused: 0, backpressure: 0, drains: 0,
     lost: 0, rejected: 0, closed: 0, peerClosed: 0, destroyed: 0, ctxClosed: 0, gone: 0, resumed: 0, receipts: 0,
-    cancelsSeen: 0, ext: 0, hot: 0, redirects: 0, rejects: 0, responded: 0, views: 0, restarts: 0, serverCloses: 0, ctxCloses: 0,
+    cancelsSeen: 0, ext: 0, hot: 0, redirects: 0, rejects: 0, responded: 0, views: 0, restarts: 0, serverCloses: 0, ctxCloses: 0, authRefused: 0,
   };
 }
 
@@ -250,8 +259,13 @@ export class ClientApp {
     const ctx = this.host.ctx;
     inc.ctx = ctx;
     const op = this.#ledger.track(`client ${this.idx} inc ${inc.n}: connect()`, this.now);
-    connect(PORTAL, { context: ctx, lanes: this.lanes, timeout: CONNECT_MS, attrs: Buffer.from(`client=${this.idx}`) }).then((s) => {
+    const psk = this.host.spec.psk;
+    connect(PORTAL, {
+      context: ctx, lanes: this.lanes, timeout: CONNECT_MS, attrs: Buffer.from(`client=${this.idx}`),
+      ...(psk ? { psk: { identity: SIM_IDENTITY, key: psk === 'right' ? SIM_KEY : WRONG_KEY } } : {}),
+    }).then((s) => {
       this.#ledger.settle(op, this.now);
+      if (psk === 'wrong') this.#ledger.report('leaked', `client ${this.idx} inc ${inc.n}: a session opened with a wrong pre-shared key`);
       this.#opened(inc, s);
     }, (e) => {
       this.#ledger.settle(op, this.now);
@@ -260,6 +274,7 @@ export class ClientApp {
       let end: End;
       if (ctx.failed && e === ctx.failed) end = 'ctx-closed';
       else if (code === 'NEXIO_ERR_REJECTED' || code === 'NEXIO_ERR_LIMIT' || code === 'NEXIO_ERR_REDIRECT_LOOP') end = 'rejected';
+      else if (code === 'NEXIO_ERR_AUTH' && psk === 'wrong') { end = 'rejected'; this.w.stats.authRefused++; }
       // The server is not there (down, restarting: refused at once) or not in time.
       else if (code === 'NEXIO_ERR_TIMEOUT' || code === 'NEXIO_ERR_SESSION_LOST' || code === 'NEXIO_ERR_TRANSPORT') end = 'lost';
       else {
@@ -599,6 +614,7 @@ export class ServerApp {
       ? { hotHandler: (s: Session, tag: number, h: Buffer, d: Buffer) => this.#hot(s, tag, h, d), hotMessage: (_s: Session, h: Buffer, d: Buffer) => { this.#arrived('ow', h, d); } }
       : { handler: (req: IncomingRequest) => this.#handle(req), onMessage: (_s: Session, h: Buffer, d: Buffer, release?: () => void) => this.#message(h, d, release) };
     this.sessions = serveContext(this.ctx, handlers, (info) => this.#decide(info));
+    if (spec.psk) this.ctx.setPsk({ [SIM_IDENTITY]: SIM_KEY });
   }
 
   /**
@@ -646,7 +662,10 @@ export class ServerApp {
     await this.ctx.listen(PORTAL);
   }
 
-  #decide(_info: SessionRequestInfo): SessionDecision | Promise<SessionDecision> {
+  #decide(info: SessionRequestInfo): SessionDecision | Promise<SessionDecision> {
+    if (info.identity !== (this.spec.psk ? SIM_IDENTITY : undefined)) {
+      this.w.ledger.report('leaked', `server: onSession ran for ${info.attrs.toString()} with identity ${info.identity}`);
+    }
     const r = this.w.rng;
     const s = this.responder;
     let d: SessionDecision;

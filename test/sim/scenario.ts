@@ -148,7 +148,7 @@ export function generate(seed: number): Scenario {
   const closeAt = lastFault + 300 * MS;
   const serverViews = r.chance(0.3);
   const end = r.float();
-  return {
+  const sc: Scenario = {
     seed,
     // The server's lane table never the limit: 4 clients x 2 sessions x 3 lanes, plus lanes closing or in handshake.
     server: {
@@ -168,6 +168,14 @@ export function generate(seed: number): Scenario {
     endAt: closeAt + 10_000 * MS,
     serverEnd: end < 0.15 ? 'close' : end < 0.25 ? 'context' : undefined,
   };
+  // Pre-shared keys in some seeds: every lane proves the key, and a client
+  // with a wrong key must be refused (NEXIO_ERR_AUTH) every time it tries.
+  // Drawn last, so the seeds drawn before keys existed play as they did.
+  if (r.chance(0.3)) {
+    sc.server.psk = true;
+    for (const c of clients) c.psk = r.chance(0.15) ? 'wrong' : 'right';
+  }
+  return sc;
 }
 
 export interface Result {

@@ -5,6 +5,7 @@
 // byte the cores emit are the same on every run.
 
 import { Core, CoreConfig, CoreEvent, eventNames } from '../../host/core';
+import { pskProofs } from '../../host/psk';
 
 /** The config both cores run with. Explicit: the vectors depend on it. */
 export const vectorConfig: Partial<CoreConfig> = {
@@ -207,3 +208,77 @@ export class Pair {
 }
 
 export const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+// ---- pre-shared keys (docs/protocol.md section 10, "Pre-shared keys") ----
+
+/** The identity and key of the vectors' client; the nonces are fixed per lane position (0xc0 + i client, 0x5e + i server). */
+export const PSK_IDENTITY = 'vector-client';
+export const PSK_KEY = Buffer.from('nexio-psk-vector-key-00000000001');
+export const clientNonce = (i: number): Buffer => Buffer.alloc(32, 0xc0 + i);
+export const serverNonce = (i: number): Buffer => Buffer.alloc(32, 0x5e + i);
+
+/** Both proofs of a lane of the vectors' session (resource RESOURCE), as the hosts compute them. */
+export function vectorProofs(nc: Uint8Array, ns: Uint8Array, sessionId: bigint, key: Uint8Array = PSK_KEY): { client: Buffer; server: Buffer } {
+  return pskProofs(key, Buffer.from(PSK_IDENTITY), nc, ns, sessionId, Buffer.from(RESOURCE));
+}
+
+/**
+ * A Pair whose client proves a pre-shared key on every lane: the steps of
+ * the exchange, one at a time, each returning what went on the wire.
+ */
+export class PskPair extends Pair {
+  /** Client lane h (position i) is up with its nonce: returns its HELLO. */
+  pskLaneUp(h: number, i: number): Buffer {
+    const r = this.cli.core.authLane(h, clientNonce(i), Buffer.from(PSK_IDENTITY), this.now);
+    if (r < 0) throw new Error(`authLane: ${r}`);
+    const tx = this.laneUp(h);
+    if (tx.length !== 1) throw new Error(`${tx.length} transmits after laneUp`);
+    return tx[0].bytes;
+  }
+
+  /** Server lane sl got the HELLO: its host challenges with position i's nonce. Returns the CHALLENGE and the auth-request event. */
+  challenge(sl: number, hello: Buffer, i: number): { bytes: Buffer; ev: Ev } {
+    const evs = this.feed('srv', sl, hello);
+    if (evs.length !== 1 || evs[0].name !== 'auth-request') throw new Error(`events ${evs.map((e) => e.name)} for a HELLO with F_AUTH`);
+    this.srv.core.authChallenge(sl, serverNonce(i), this.now);
+    const tx = this.srv.transmit(this.now);
+    if (tx.length !== 1) throw new Error(`${tx.length} transmits after authChallenge`);
+    return { bytes: tx[0].bytes, ev: evs[0] };
+  }
+
+  /** Client lane h got the CHALLENGE: its host proves `key`. Returns the AUTH. */
+  prove(h: number, challenge: Buffer, key: Uint8Array = PSK_KEY): Buffer {
+    const evs = this.feed('cli', h, challenge);
+    if (evs.length !== 1 || evs[0].name !== 'auth-challenge') throw new Error(`events ${evs.map((e) => e.name)} for a CHALLENGE`);
+    const p = vectorProofs(evs[0].hdr, evs[0].data, challenge.readBigUInt64LE(8), key);
+    this.cli.core.authProof(h, p.client, p.server, this.now);
+    const tx = this.cli.transmit(this.now);
+    if (tx.length !== 1) throw new Error(`${tx.length} transmits after authProof`);
+    return tx[0].bytes;
+  }
+
+  /** Server lane sl got the AUTH; its host finds the proof right. Returns the events. */
+  pass(sl: number, auth: Buffer, nc: Buffer, ns: Buffer, sessionId: bigint): Ev[] {
+    const evs = this.feed('srv', sl, auth);
+    if (evs.length !== 1 || evs[0].name !== 'auth-proof') throw new Error(`events ${evs.map((e) => e.name)} for an AUTH`);
+    const p = vectorProofs(nc, ns, sessionId);
+    if (!evs[0].data.equals(p.client)) throw new Error('the proof is not the right one');
+    this.srv.core.authPassed(sl, p.server, this.now);
+    return this.srv.events();
+  }
+
+  /** A new session over `lanes` lanes with the first one's exchange done and accepted: returns the ACCEPT. */
+  pskOpen(lanes: number): Buffer {
+    const cl = this.connect(lanes)[0].lane;
+    const hello = this.pskLaneUp(cl, 0);
+    const sl = this.srvLanes[0];
+    const ch = this.challenge(sl, hello, 0);
+    const auth = this.prove(cl, ch.bytes);
+    this.pass(sl, auth, clientNonce(0), serverNonce(0), ch.bytes.readBigUInt64LE(8));
+    this.srvSession = this.srv.core.accept(sl, VECTOR_KEY, [], Buffer.alloc(0), this.now);
+    this.srv.events();
+    const tx = this.srv.transmit(this.now);
+    if (tx.length !== 1) throw new Error(`${tx.length} transmits after accept`);
+    return tx[0].bytes;
+  }
+}
