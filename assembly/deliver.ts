@@ -280,6 +280,7 @@ export function extDone(li: i32, now: u64): bool {
 function deliver(si: i32, li: i32, now: u64): bool {
   let s = session(si);
   let sh = sessionHandle(si);
+  let closeSeen = false;
   while (true) {
     let e = rxEntry(s, s.rxNext);
     if (load<u8>(e) != RX_PRESENT) break;
@@ -353,6 +354,7 @@ function deliver(si: i32, li: i32, now: u64): bool {
         setTag(ev, tag, 0);
       }
     } else if (type == T_CLOSE) {
+      closeSeen = true;
       if (s.state != S_CLOSING) {
         s.state = S_DRAINING;
         push(EV_SESSION_CLOSED, sh, 0, 16 /* E_CLOSED */);
@@ -365,7 +367,7 @@ function deliver(si: i32, li: i32, now: u64): bool {
     if (lent) store<u8>(e, RX_HELD);
   }
   advanceAck(s);
-  ackByRule(s, now);
+  ackByRule(s, now, closeSeen);
   markSession(si);
   maybeDrain(si);
   return true;
@@ -379,9 +381,9 @@ function deliver(si: i32, li: i32, now: u64): bool {
  * response, a request, a message). A sender out of credit has a whole
  * window unacked, so it never waits on the delay.
  */
-function ackByRule(s: Session, now: u64): void {
+function ackByRule(s: Session, now: u64, closeSeen: bool): void {
   if (s.rxAck <= s.ackSentSeq || (s.flags & SF_ACK)) return;
-  if (s.rxAck - s.ackSentSeq >= <u64>(s.M >> 2) || s.rxBase - s.ackSentBase >= (s.W >> 2) || s.state == S_DRAINING) {
+  if (s.rxAck - s.ackSentSeq >= <u64>(s.M >> 2) || s.rxBase - s.ackSentBase >= (s.W >> 2) || closeSeen || s.state == S_DRAINING) {
     s.flags = (s.flags | SF_ACK) & ~SF_ACK_LATER;
     s.ackAt = 0;
     return;

@@ -347,10 +347,18 @@ export class Context {
    * is read once per turn of the event loop: the first call of a turn keeps
    * the time until the turn's microtasks run, so a loop of 4096 trySend()s
    * reads it once, not 4096 times (performance.now() was 16% of a sender's
-   * profile). Code that runs synchronously for long sees the time its turn
-   * began: timers it arms fire late by at most that long. A HostClock of
-   * the caller's (the simulator's) is asked every time.
+   * profile). After long synchronous work in one turn the kept time is
+   * behind: what is stamped with it (a keepalive's last send, an ack's
+   * delay) comes due early by that much; a request's timeout is counted
+   * from freshNow(). A HostClock of the caller's (the simulator's) is asked
+   * every time.
    */
+  /** The clock read now (kept for the rest of the turn): for inputs that arm a user's timeout. */
+  freshNow(): number {
+    this.#nowKept = -1;
+    return this.now();
+  }
+
   now(): number {
     if (this.#nowKept >= 0) return this.#nowKept;
     const t = this.clock.now();

@@ -415,7 +415,7 @@ export class Session extends EventEmitter {
       const o: RequestOptions = options === undefined ? NO_OPTIONS : checkOptions('request', options, requestFields);
       const early = this.#refuse(o.signal);
       if (early) { reject(early); return; }
-      const hdr = headerBytes(header), dat = toBytes(data);
+      let hdr = headerBytes(header), dat = toBytes(data);
       const timeout = o.timeout ?? 0;
       const slot: Slot = { resolve, reject, signal: o.signal, t0: 0 };
       if (typeof o.receipt === 'function') slot.receipt = o.receipt;
@@ -465,6 +465,8 @@ export class Session extends EventEmitter {
       }
       // Queued behind others, run() has not armed the timeout yet.
       if (timeout > 0 && timer === undefined) timer = clock.setTimer(expire, timeout);
+      // Waiting: bytes lent by a hot receiver are reused once its call returns.
+      hdr = this.#own(hdr); dat = this.#own(dat);
       this.#queue.push({ run, fail });
     });
   }
@@ -476,7 +478,7 @@ export class Session extends EventEmitter {
       const options: SendOptions = opts === undefined ? NO_OPTIONS : checkOptions('send', opts, sendFields);
       const early = this.#refuse(undefined);
       if (early) { reject(early); return; }
-      const hdr = headerBytes(header), dat = toBytes(data);
+      let hdr = headerBytes(header), dat = toBytes(data);
       const run = (): boolean => {
         const seq = this.#oneway(hdr, dat, options.receipt ? FLAG_RECEIPT : 0);
         if (seq === -Code.BACKPRESSURE) return false;
@@ -487,6 +489,8 @@ export class Session extends EventEmitter {
       };
       if (this.#state === 'open' && this.#queue.length === 0 && run()) return;
       if (this.#queue.length >= this.#maxQueued) { reject(new BackpressureError(`more than ${this.#maxQueued} operations waiting for credit`)); return; }
+      // Waiting: bytes lent by a hot receiver are reused once its call returns.
+      hdr = this.#own(hdr); dat = this.#own(dat);
       this.#queue.push({ run, fail: reject });
     });
   }
@@ -553,7 +557,7 @@ export class Session extends EventEmitter {
     }
     // Waiting for credit: the bytes may be the lent request's own (an echo),
     // which the ring reuses once this turn is over. Keep copies.
-    const h = Buffer.from(hdr), d = Buffer.from(dat);
+    const h = this.#own(hdr), d = this.#own(dat);
     this.#queue.push({ run: () => this.#tryRespond(tag, h, d, 0), fail: () => undefined });
     return true;
   }
@@ -650,6 +654,15 @@ export class Session extends EventEmitter {
     return opError(code, hdr.length, hdr.length + dat.length, this.#ctx.core.config.maxMessageBytes);
   }
 
+  /**
+   * Bytes kept past the call that gave them: a view of the core's memory
+   * (lent to a hot receiver, or a views message) is copied, since the ring
+   * reuses it; anything else is the caller's and kept as it is.
+   */
+  #own(b: Uint8Array): Uint8Array {
+    return b.length !== 0 && b.buffer === this.#ctx.core.memory.buffer ? Buffer.from(b) : b;
+  }
+
   /** Removes and returns the slot of request `tag` (undefined if it is not in flight). */
   #take(tag: number): Slot | undefined {
     const slot = this.#slots.get(tag);
@@ -673,8 +686,11 @@ export class Session extends EventEmitter {
   #issue(hdr: Uint8Array, dat: Uint8Array, flags: number, timeoutMs: number, slot: Slot): number {
     const ctx = this.#ctx;
     const ext = hdr.length + dat.length > INLINE_MAX;
-    const id = ext ? ctx.holdExt(dat, this.#handle) : 0;
-    const now = ctx.now(); // one clock read: the core's time and the RTT's start
+    const id = ext ? ctx.holdExt(this.#own(dat), this.#handle) : 0;
+    // One clock read: the core's time and the RTT's start. A timeout is
+    // counted from a fresh read, not the turn's kept time (a long turn would
+    // shorten it).
+    const now = timeoutMs > 0 ? ctx.freshNow() : ctx.now();
     const tag = ctx.core.request(this.#handle, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), timeoutMs, id, now);
     if (tag < 0) {
       if (ext) ctx.dropExt(id);
@@ -703,7 +719,7 @@ export class Session extends EventEmitter {
   #oneway(hdr: Uint8Array, dat: Uint8Array, flags: number): number {
     const ctx = this.#ctx;
     const ext = hdr.length + dat.length > INLINE_MAX;
-    const id = ext ? ctx.holdExt(dat, this.#handle) : 0;
+    const id = ext ? ctx.holdExt(this.#own(dat), this.#handle) : 0;
     const seq = ctx.core.send(this.#handle, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), id, ctx.now());
     if (seq < 0) {
       if (ext) ctx.dropExt(id);
@@ -743,7 +759,7 @@ export class Session extends EventEmitter {
       if (this.#idle) this.#checkIdle();
       return;
     }
-    const h = hdr, d = dat, f = flags;
+    const h = this.#own(hdr), d = this.#own(dat), f = flags;
     this.#queue.push({ run: () => this.#tryRespond(tag, h, d, f), fail: () => undefined });
   }
 
@@ -754,7 +770,7 @@ export class Session extends EventEmitter {
     if (this.#ctx.failed) return true;
     const ctx = this.#ctx;
     const ext = hdr.length + dat.length > INLINE_MAX;
-    const id = ext ? ctx.holdExt(dat, this.#handle) : 0;
+    const id = ext ? ctx.holdExt(this.#own(dat), this.#handle) : 0;
     const res = ctx.core.respond(this.#handle, tag, hdr, ext ? dat.length : dat, flags | (ext ? FLAG_EXT : 0), id, ctx.now());
     if (res < 0 && ext) ctx.dropExt(id);
     if (res === -Code.BACKPRESSURE) return false;

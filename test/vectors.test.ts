@@ -1258,6 +1258,17 @@ t.test("acks by rule: the peer's CLOSE is acked at once (its session ends on tha
   tt.end();
 });
 
+t.test("acks by rule: a CLOSE that crosses ours is acked at once too (both sides closing)", (tt) => {
+  const p = Pair.open(1);
+  p.cli.core.close(p.cliSession, p.now);
+  p.srv.core.close(p.srvSession, p.now);
+  const fromCli = p.cli.transmit(p.now);
+  p.srv.transmit(p.now); // the server's own CLOSE goes out first
+  for (const tx of fromCli) p.feed('srv', p.srvLanes[0], tx.bytes);
+  tt.equal(hex(frameOf(p.srv.transmit(p.now), 0x20)), W.encodeAck({ ackSeq: 1n }).toString('hex'), 'ACK 1 at once, not after the delay');
+  tt.end();
+});
+
 // ---- pre-shared keys: what the vectors alone do not show ----
 
 t.test('psk: a join must prove the key when its session did, and must not when it did not', async (tt) => {
