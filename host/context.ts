@@ -266,6 +266,8 @@ export class Context {
   #pool: Pending[] = [];
   #count = 0;
   #flushQueued = false;
+  /** The turn's flush, made once (not a closure per turn). */
+  #flushLater = (): void => this.#flush();
   #timer: unknown;
   #timerAt = -1;
   #listeners: Listener[] = [];
@@ -770,7 +772,7 @@ export class Context {
     this.#drain();
     if (!this.#flushQueued) {
       this.#flushQueued = true;
-      queueMicrotask(() => this.#flush());
+      queueMicrotask(this.#flushLater);
     }
   }
 

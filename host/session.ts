@@ -419,6 +419,13 @@ export class Session extends EventEmitter {
       const timeout = o.timeout ?? 0;
       const slot: Slot = { resolve, reject, signal: o.signal, t0: 0 };
       if (typeof o.receipt === 'function') slot.receipt = o.receipt;
+      if (timeout === 0 && o.signal === undefined && this.#state === 'open' && this.#queue.length === 0) {
+        // The common case, into the core at once: none of the closures below
+        // (they are for waiting on credit, a timer or a signal).
+        const tag = this.#issue(hdr, dat, o.receipt ? FLAG_RECEIPT : 0, 0, slot);
+        if (tag > 0) return;
+        if (tag < 0) { reject(this.#opError(-tag, hdr, dat)); return; }
+      }
       const clock = this.#ctx.clock;
       let timer: unknown;
       // The abort listener of a queued request (#issue sets its own once the request is in the core).

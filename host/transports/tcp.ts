@@ -10,6 +10,8 @@ import { InvalidArgumentError, NexioError } from '../errors';
 class TcpLane implements Lane {
   #sock: net.Socket;
   #corked = false;
+  /** Ends the turn's cork (made once per lane, not a closure per write turn). */
+  #uncork = (): void => { this.#corked = false; this.#sock.uncork(); };
   readonly remote: string;
 
   constructor(sock: net.Socket, sink: LaneSink | undefined, remote: string) {
@@ -39,7 +41,7 @@ class TcpLane implements Lane {
     if (!this.#corked) {
       this.#corked = true;
       sock.cork();
-      process.nextTick(() => { this.#corked = false; sock.uncork(); });
+      process.nextTick(this.#uncork);
     }
     sock.write(bytes);
     if (ext) sock.write(ext);

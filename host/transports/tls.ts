@@ -71,6 +71,8 @@ function peerOf(sock: tls.TLSSocket): TlsPeer {
 class TlsLane implements Lane {
   #sock: tls.TLSSocket;
   #corked = false;
+  /** Ends the turn's cork (made once per lane, not a closure per write turn). */
+  #uncork = (): void => { this.#corked = false; this.#sock.uncork(); };
   #client: boolean;
   /** Client lanes: a certificate was offered; the handshake is over; a byte arrived. */
   #offered = false;
@@ -121,7 +123,7 @@ class TlsLane implements Lane {
     if (!this.#corked) {
       this.#corked = true;
       sock.cork();
-      process.nextTick(() => { this.#corked = false; sock.uncork(); });
+      process.nextTick(this.#uncork);
     }
     sock.write(bytes);
     if (ext) sock.write(ext);
