@@ -785,7 +785,23 @@ export class Context {
       if (n === 0) break;
       const start = this.#count;
       const ev = this.#ev;
+      const w = core.eventWords;
       for (let i = 0; i < n; i++) {
+        const q = core.eventWord(i);
+        const type = w[q];
+        // A message without an ext payload (most events, without views):
+        // straight into its dispatch record, its bytes left in the ring.
+        if ((type === Ev.REQUEST || type === Ev.MESSAGE || type === Ev.RESPONSE) && w[q + 12] === 0 && !this.views) {
+          let p = this.#pool[this.#count];
+          if (!p) p = this.#pool[this.#count] = new Pending();
+          this.#count++;
+          p.ev = type; p.session = w[q + 1]; p.lane = w[q + 2]; p.code = 0;
+          p.seq = w[q + 4] + w[q + 5] * 4294967296; p.tag = w[q + 6]; p.flags = w[q + 7];
+          const hp = w[q + 8], dp = w[q + 10];
+          p.lazy = true; p.hp = hp; p.hl = hp ? w[q + 9] : 0; p.dp = dp; p.dl = dp ? w[q + 11] : 0;
+          p.h = EMPTY; p.d = EMPTY; p.aux = 0; p.aux64 = 0n;
+          continue;
+        }
         core.event(i, ev);
         this.#read(ev, i);
       }

@@ -594,6 +594,18 @@ export class Core {
     return n;
   }
 
+  /**
+   * The event records as u32 words (valid until the next input): record i
+   * starts at word eventWord(i); fields as event() reads them.
+   */
+  get eventWords(): Uint32Array {
+    if (this.#u8.byteLength === 0) this.#refresh();
+    return this.#u32;
+  }
+  eventWord(i: number): number {
+    return (this.#events + i * EVENT_SIZE) >>> 2;
+  }
+
   /** Byte offset of event i in memory (for raw access). */
   eventOffset(i: number): number {
     return this.#events + i * EVENT_SIZE;
