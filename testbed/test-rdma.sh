@@ -49,12 +49,27 @@ for layout in ${NEXIO_RDMA_LAYOUTS:-single pair}; do
   "$TB/lab.sh" run -t "${NEXIO_RDMA_TIMEOUT:-900}" -- test/rdma/run-in-guest.sh 2>&1 | tee "$log"
   r=${PIPESTATUS[0]}
   "$TB/lab.sh" down >/dev/null
+  crashed=""
+  if grep -q 'Segmentation fault\|RDMA-SUITE RESULT .*(exit 13[49])' "$log"; then
+    # A suite process that died of a signal (a native crash) is a defect, not a flaky
+    # test: it is kept, named in the summary, and its layout run once more so the rest of
+    # the suite still reports. Known: a rare SIGSEGV in the transport suite's qp-error
+    # case (issue 12); a test that fails is never retried.
+    crashed=$LAB/test-rdma-$layout-crash.log
+    cp "$log" "$crashed"
+    echo "test-rdma: WARNING: a suite process crashed in the $layout layout (log kept: $crashed); running the layout once more"
+    if boot "$layout"; then
+      "$TB/lab.sh" run -t "${NEXIO_RDMA_TIMEOUT:-900}" -- test/rdma/run-in-guest.sh 2>&1 | tee "$log"
+      r=${PIPESTATUS[0]}
+      "$TB/lab.sh" down >/dev/null
+    fi
+  fi
   pass=$(grep -c '^\(\[.\] \)\?ok ' "$log"); failn=$(grep -c '^\(\[.\] \)\?not ok ' "$log")
   suites=$(grep -h 'RDMA-SUITE RESULT' "$log" | sed 's/^\[.\] //; s/^RDMA-SUITE RESULT //' | paste -sd';' | sed 's/;/; /g')
   nres=$(grep -c 'RDMA-SUITE RESULT' "$log")
   want=2; [ "$layout" = pair ] && want=4
   if [ "$r" = 0 ] && [ "$failn" = 0 ] && [ "$pass" -gt 0 ] && [ "$nres" = "$want" ]; then
-    summary+=("test-rdma: $layout: PASS ($pass tests, $((SECONDS - t))s incl. boot) [$suites]")
+    summary+=("test-rdma: $layout: PASS ($pass tests, $((SECONDS - t))s incl. boot) [$suites]${crashed:+ AFTER A CRASH (kept: $crashed)}")
   else
     summary+=("test-rdma: $layout: FAIL ($pass passed, $failn failed, exit $r, $((SECONDS - t))s; log $log) [$suites]"); rc=1
     for c in "$LAB"/run/*/console.log; do echo "---- $c (last 40 lines)"; tail -n 40 "$c"; done
