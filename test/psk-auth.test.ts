@@ -17,47 +17,7 @@ import { connect, createServer, NexioError, Server, registerTransport, mem, MemN
 import type { Lane, LaneSink, Transport } from '../host/transports/transport';
 import * as W from '../host/wire';
 import { serveContext } from '../host/server';
-
-interface Relay {
-  port: number;
-  /** Bytes per connection, client to server and server to client. */
-  up: Buffer[][];
-  down: Buffer[][];
-  sockets: Set<net.Socket>;
-  target: number;
-  /** Destroys every connection through the relay (both sides), as a network failure would. */
-  kill(): number;
-  close(): Promise<void>;
-}
-
-async function relay(): Promise<Relay> {
-  const r: Relay = {
-    port: 0, up: [], down: [], sockets: new Set(), target: 0,
-    kill() {
-      const n = r.sockets.size;
-      for (const s of r.sockets) s.destroy();
-      r.sockets.clear();
-      return n;
-    },
-    close: () => new Promise<void>((res) => { r.kill(); srv.close(() => res()); }),
-  };
-  const srv = net.createServer((c) => {
-    const up: Buffer[] = [], down: Buffer[] = [];
-    r.up.push(up);
-    r.down.push(down);
-    const s = net.connect(r.target, '127.0.0.1');
-    r.sockets.add(c);
-    r.sockets.add(s);
-    c.on('data', (b) => { up.push(Buffer.from(b)); s.write(b); });
-    s.on('data', (b) => { down.push(Buffer.from(b)); c.write(b); });
-    const end = () => { c.destroy(); s.destroy(); r.sockets.delete(c); r.sockets.delete(s); };
-    c.on('close', end); s.on('close', end);
-    c.on('error', () => undefined); s.on('error', () => undefined);
-  });
-  await new Promise<void>((res) => srv.listen(0, '127.0.0.1', () => res()));
-  r.port = (srv.address() as net.AddressInfo).port;
-  return r;
-}
+import { startRelay, freePort, Relay } from './fixtures/relay';
 
 /** Whether any 8-byte run of key appears in the bytes. */
 function leaks(bytes: Buffer, key: Buffer): boolean {
@@ -67,18 +27,9 @@ function leaks(bytes: Buffer, key: Buffer): boolean {
 
 interface Served { server: Server; relay: Relay; uri: string; sessions: string[]; handled: number }
 
-/** A port free a moment ago (the server binds it; its portals name what it advertises). */
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((res) => s.listen(0, '127.0.0.1', () => res()));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((res) => s.close(() => res()));
-  return port;
-}
-
 /** A psk server behind a relay (it advertises the relay, so every lane goes through it). */
 async function served(psk: Parameters<typeof createServer>[0]['psk']): Promise<Served> {
-  const rl = await relay();
+  const rl = await startRelay();
   rl.target = await freePort();
   const out: Served = { server: undefined as unknown as Server, relay: rl, uri: `tcp://127.0.0.1:${rl.port}/svc`, sessions: [], handled: 0 };
   out.server = await createServer({

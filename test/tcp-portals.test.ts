@@ -5,20 +5,12 @@
 // transport it came over.
 
 import t from 'tap';
-import * as net from 'node:net';
 import { connect, createServer, channels, LaneMessage } from '../host/index';
 import { installLaneControl } from './fixtures/lane-control';
 import { clientTls, serverTls, streamSchemes } from './fixtures/tls';
+import { freePort } from './fixtures/relay';
 
 const control = installLaneControl();
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 for (const scheme of streamSchemes) {
   const tls = scheme === 'tls' ? { tls: serverTls() } : {};

@@ -7,36 +7,26 @@ import * as net from 'node:net';
 import type { Transport, Lane, LaneSink, Listener } from './transport';
 import { InvalidArgumentError, NexioError } from '../errors';
 
-class TcpLane implements Lane {
-  #sock: net.Socket;
+/**
+ * What tcp:// and tls:// lanes share: Nagle off, and the writes of one
+ * flush corked until the next tick, so a batch and its ext payload go out in
+ * one writev (or TLS records) with the payload read from the caller's Buffer.
+ */
+export class StreamLane<S extends net.Socket = net.Socket> {
+  protected readonly sock: S;
   #corked = false;
   /** Ends the turn's cork (made once per lane, not a closure per write turn). */
-  #uncork = (): void => { this.#corked = false; this.#sock.uncork(); };
+  #uncork = (): void => { this.#corked = false; this.sock.uncork(); };
   readonly remote: string;
 
-  constructor(sock: net.Socket, sink: LaneSink | undefined, remote: string) {
-    this.#sock = sock;
+  constructor(sock: S, remote: string) {
+    this.sock = sock;
     this.remote = remote;
     sock.setNoDelay(true);
-    if (sink) this.bind(sink);
-  }
-
-  bind(sink: LaneSink): void {
-    const sock = this.#sock;
-    sock.on('data', (chunk: Buffer) => sink.data(chunk));
-    let done = false;
-    const closed = (err?: Error) => {
-      if (done) return;
-      done = true;
-      sink.closed(err);
-    };
-    sock.on('error', (err) => closed(new NexioError('NEXIO_ERR_TRANSPORT', `tcp ${this.remote}: ${err.message}`, 20, { cause: err })));
-    sock.on('close', () => closed());
-    sock.on('connect', () => sink.connected());
   }
 
   write(bytes: Uint8Array, ext?: Uint8Array): void {
-    const sock = this.#sock;
+    const sock = this.sock;
     if (sock.destroyed) return;
     if (!this.#corked) {
       this.#corked = true;
@@ -48,11 +38,32 @@ class TcpLane implements Lane {
   }
 
   end(): void {
-    if (!this.#sock.destroyed) this.#sock.end();
+    if (!this.sock.destroyed) this.sock.end();
   }
 
   destroy(): void {
-    this.#sock.destroy();
+    this.sock.destroy();
+  }
+}
+
+class TcpLane extends StreamLane implements Lane {
+  constructor(sock: net.Socket, sink: LaneSink | undefined, remote: string) {
+    super(sock, remote);
+    if (sink) this.bind(sink);
+  }
+
+  bind(sink: LaneSink): void {
+    const sock = this.sock;
+    sock.on('data', (chunk: Buffer) => sink.data(chunk));
+    let done = false;
+    const closed = (err?: Error) => {
+      if (done) return;
+      done = true;
+      sink.closed(err);
+    };
+    sock.on('error', (err) => closed(new NexioError('NEXIO_ERR_TRANSPORT', `tcp ${this.remote}: ${err.message}`, 20, { cause: err })));
+    sock.on('close', () => closed());
+    sock.on('connect', () => sink.connected());
   }
 }
 

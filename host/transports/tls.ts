@@ -24,7 +24,7 @@
 import * as tls from 'node:tls';
 import type { Transport, Lane, LaneSink, Listener, TransportOptions, TlsPeer } from './transport';
 import { InvalidArgumentError, NexioError, Code } from '../errors';
-import { hostPort } from './tcp';
+import { hostPort, StreamLane } from './tcp';
 
 /** Certificate checks of the client (ours or the server's) that a retry cannot mend. */
 const untrusted = new Set([
@@ -68,31 +68,24 @@ function peerOf(sock: tls.TLSSocket): TlsPeer {
   return peer;
 }
 
-class TlsLane implements Lane {
-  #sock: tls.TLSSocket;
-  #corked = false;
-  /** Ends the turn's cork (made once per lane, not a closure per write turn). */
-  #uncork = (): void => { this.#corked = false; this.#sock.uncork(); };
+class TlsLane extends StreamLane<tls.TLSSocket> implements Lane {
   #client: boolean;
   /** Client lanes: a certificate was offered; the handshake is over; a byte arrived. */
   #offered = false;
   #secure = false;
   #heard = false;
-  readonly remote: string;
   readonly tls: TlsPeer | undefined;
 
   constructor(sock: tls.TLSSocket, sink: LaneSink | undefined, remote: string, peer?: TlsPeer, offered = false) {
-    this.#sock = sock;
+    super(sock, remote);
     this.#client = !!sink;
     this.#offered = offered;
-    this.remote = remote;
     this.tls = peer;
-    sock.setNoDelay(true);
     if (sink) this.bind(sink);
   }
 
   bind(sink: LaneSink): void {
-    const sock = this.#sock;
+    const sock = this.sock;
     sock.on('data', (chunk: Buffer) => { this.#heard = true; sink.data(chunk); });
     let done = false;
     const closed = (err?: Error) => {
@@ -117,29 +110,17 @@ class TlsLane implements Lane {
     if (this.#client) sock.on('secureConnect', () => { this.#secure = true; sink.connected(); });
   }
 
-  write(bytes: Uint8Array, ext?: Uint8Array): void {
-    const sock = this.#sock;
-    if (sock.destroyed) return;
-    if (!this.#corked) {
-      this.#corked = true;
-      sock.cork();
-      process.nextTick(this.#uncork);
-    }
-    sock.write(bytes);
-    if (ext) sock.write(ext);
-  }
-
   /** We ended it (the lane was closed on our side): nobody refused anything. */
   #ended = false;
 
   end(): void {
     this.#ended = true;
-    if (!this.#sock.destroyed) this.#sock.end();
+    super.end();
   }
 
   destroy(): void {
     this.#ended = true;
-    this.#sock.destroy();
+    super.destroy();
   }
 }
 
