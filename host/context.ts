@@ -1132,7 +1132,9 @@ export class Context {
           if (lane === 0) break;
           const st = this.#lanes.get(lane);
           if (!st?.io) continue;
-          const bytes = Buffer.from(core.txView());
+          // Lent where the lane copies before it returns (tcp://, tls://, mem://):
+          // the batch is read straight out of core memory, no Buffer made for it.
+          const bytes = st.io.lends ? core.txView() : Buffer.from(core.txView());
           const ext = core.txExt();
           const rdv = ext ? core.txRdv() : -1;
           if (rdv >= 0 && st.io.unpin) {

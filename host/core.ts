@@ -52,7 +52,7 @@ export interface CoreConfig {
 export const defaultConfig: CoreConfig = {
   maxSessions: 1024,
   maxLanes: 4096,
-  windowMsgs: 1024,
+  windowMsgs: 4096,
   windowBytes: 256 * 1024,
   maxRequests: 256,
   keepaliveMs: 1000,

@@ -95,6 +95,8 @@ export class MemConn {
 }
 
 class MemLane implements Lane {
+  /** write() copies what it is given (Lane.lends). */
+  readonly lends = true;
   constructor(readonly conn: MemConn, readonly side: MemEnd) {}
   get remote(): string { return this.side.remote; }
 

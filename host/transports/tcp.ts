@@ -1,22 +1,36 @@
 // tcp://host:port/resource — one TCP connection per lane. Nagle is off
 // (setNoDelay): the core already coalesces, so a batch should leave now.
-// Writes of one flush are corked so a batch and its ext payload go out in
-// one writev, the payload straight from the caller's Buffer.
+// The batches of a turn are gathered into the lane's own buffer and leave in
+// one write on the next tick; an ext payload follows them in the same writev,
+// straight from the caller's Buffer.
 
 import * as net from 'node:net';
 import type { Transport, Lane, LaneSink, Listener } from './transport';
 import { InvalidArgumentError, NexioError } from '../errors';
 
+/** A lane's gather buffer starts this size and doubles as turns need, to GATHER_MAX. */
+const GATHER_MIN = 16 * 1024;
+const GATHER_MAX = 256 * 1024;
+
 /**
- * What tcp:// and tls:// lanes share: Nagle off, and the writes of one
- * flush corked until the next tick, so a batch and its ext payload go out in
- * one writev (or TLS records) with the payload read from the caller's Buffer.
+ * What tcp:// and tls:// lanes share: Nagle off, and the batches of one turn
+ * gathered (copied out of the core's memory, which they are lent from) into
+ * one buffer of the lane's, written once on the next tick. The buffer is
+ * used again next turn when the socket took the write whole at once (its
+ * writableLength back to 0: nothing of it is still referenced); a write the
+ * socket had to queue keeps its buffer, and the lane starts a fresh one.
+ * So a busy lane copies each batch once and allocates nothing per batch.
  */
 export class StreamLane<S extends net.Socket = net.Socket> {
+  /** write() copies the bytes it is given before it returns (Lane.lends). */
+  readonly lends = true;
   protected readonly sock: S;
-  #corked = false;
-  /** Ends the turn's cork (made once per lane, not a closure per write turn). */
-  #uncork = (): void => { this.#corked = false; this.sock.uncork(); };
+  #buf: Buffer | undefined;
+  #size = GATHER_MIN;
+  #n = 0;
+  #queued = false;
+  /** Sends the turn's bytes (made once per lane, not a closure per turn). */
+  #sendLater = (): void => { this.#queued = false; this.#send(); };
   readonly remote: string;
 
   constructor(sock: S, remote: string) {
@@ -28,20 +42,64 @@ export class StreamLane<S extends net.Socket = net.Socket> {
   write(bytes: Uint8Array, ext?: Uint8Array): void {
     const sock = this.sock;
     if (sock.destroyed) return;
-    if (!this.#corked) {
-      this.#corked = true;
-      sock.cork();
-      process.nextTick(this.#uncork);
+    const n = bytes.length;
+    let b = this.#buf;
+    if (b === undefined || this.#n + n > b.length) b = this.#room(n);
+    if (b !== undefined) {
+      b.set(bytes, this.#n);
+      this.#n += n;
+    } else {
+      sock.write(Buffer.from(bytes)); // larger than any gather buffer: a copy of its own
     }
-    sock.write(bytes);
-    if (ext) sock.write(ext);
+    if (ext) {
+      // The payload goes out right after, from the caller's Buffer: one writev.
+      sock.cork();
+      this.#send();
+      sock.write(ext);
+      sock.uncork();
+      this.#settle();
+      return;
+    }
+    if (!this.#queued) {
+      this.#queued = true;
+      process.nextTick(this.#sendLater);
+    }
+  }
+
+  /** Room for n more bytes: what was gathered is sent, the buffer grows if a turn outgrew it. */
+  #room(n: number): Buffer | undefined {
+    if (this.#buf !== undefined && this.#n > 0) {
+      this.#send();
+      this.#size = Math.min(GATHER_MAX, this.#size * 2);
+    }
+    const size = Math.max(this.#size, Math.min(GATHER_MAX, n));
+    if (this.#buf === undefined || this.#buf.length < size) this.#buf = Buffer.allocUnsafe(size);
+    return n <= this.#buf.length ? this.#buf : undefined;
+  }
+
+  /** Writes what the turn gathered. */
+  #send(): void {
+    const n = this.#n;
+    if (n === 0) return;
+    this.#n = 0;
+    const sock = this.sock;
+    if (sock.destroyed) return;
+    sock.write(this.#buf!.subarray(0, n));
+    this.#settle();
+  }
+
+  /** The gather buffer is ours again only if the socket is done with every write. */
+  #settle(): void {
+    if (this.sock.writableLength !== 0) this.#buf = undefined;
   }
 
   end(): void {
+    this.#send();
     if (!this.sock.destroyed) this.sock.end();
   }
 
   destroy(): void {
+    this.#n = 0;
     this.sock.destroy();
   }
 }

@@ -3,10 +3,13 @@
 // protocol decision stays in the core.
 //
 // Ownership: the bytes given to LaneSink.data() belong to the transport and
-// are valid only during the call (the context copies what it keeps). Buffers
-// given to Lane.write() must not be modified until the write completes; the
-// context passes fresh copies for core bytes and the caller's own Buffer for
-// ext payloads, which it keeps until the core releases them (acked).
+// are valid only during the call (the context copies what it keeps). A lane
+// that says `lends` copies the bytes given to Lane.write() before it returns
+// (into buffers of its own, reused once written): the context hands it the
+// core's batch where it lies in core memory. Other lanes get a fresh copy of
+// the batch, which they may keep until the write completes. Ext payloads are
+// the caller's own Buffer either way, kept by the context until the core
+// releases them (acked).
 
 export interface Capabilities {
   /** The transport is a byte stream (frames may split across reads). */
@@ -47,6 +50,11 @@ export interface Lane {
    * acked, then unpins it on every lane that sent it by rendezvous).
    */
   write(bytes: Uint8Array, ext?: Uint8Array, rdvAt?: number): void;
+  /**
+   * write() copies `bytes` before it returns: they may be a view of core
+   * memory, valid only during the call (no copy made for the lane).
+   */
+  readonly lends?: boolean;
   /** Rendezvous transports: one write's rendezvous of `ext` is over (acked): called once per such write. */
   unpin?(ext: Uint8Array): void;
   /**
