@@ -105,8 +105,13 @@ const ratioOf: { metric: Metric; key: string; target?: { op: '>=' | '<='; value:
   { metric: 'mib_cpu_us', key: 'mib_cpu' },
 ];
 
-/** nexio over tls://: not a peer, a variant of nexio (its ratios are tls / tcp). */
-const TLS = 'nexio-tls';
+/**
+ * Variants of nexio, not peers: each is reported as a ratio to nexio (the
+ * hot forms over tcp://): tls:// / tcp://, the Promise API / the hot forms,
+ * views / the hot forms. The ratio keys keep these names in the JSON.
+ */
+const VARIANTS: Record<string, string> = { 'nexio-tls': 'tls_vs_tcp', 'nexio-promise': 'promise_vs_hot', 'nexio-views': 'views_vs_hot' };
+const variantLabel = (name: string) => VARIANTS[name].replace('_vs_', '/');
 
 /**
  * The order of systems in round r: nexio and raw (the peer the targets name)
@@ -115,9 +120,8 @@ const TLS = 'nexio-tls';
  */
 function orderFor<T extends { sys: System }>(live: T[], r: number): T[] {
   const nx = live.filter((x) => x.sys.name === 'nexio' || x.sys.name === 'raw');
-  // nexio-tls right after the pair, so that tls:// and tcp:// see the same machine
-  const tls = live.filter((x) => x.sys.name === TLS);
-  nx.push(...tls);
+  // nexio's variants right after the pair, so that they and nexio see the same machine
+  nx.push(...live.filter((x) => x.sys.name in VARIANTS));
   if (r % 2) nx.reverse();
   const others = live.filter((x) => !nx.includes(x));
   const rot = others.map((_, i) => others[(i + r) % others.length]);
@@ -211,7 +215,7 @@ async function main(argv: string[]): Promise<number> {
     lanes: { type: 'string' }, 'bulk-inflight': { type: 'string' }, slice: { type: 'string' }, window: { type: 'string' }, warmup: { type: 'string' }, workloads: { type: 'string' }, help: { type: 'boolean' },
   } });
   if (values.help) {
-    process.stdout.write('usage: npm run bench -- [--json FILE] [--seconds S] [--rounds R] [--systems nexio,nexio-tls,raw,zeromq,grpc] [--workloads rr,oneway,ping,mib] [--lanes N] [--bulk-inflight N] [--slice S] [--warmup S] [--window MSGS,BYTES]\n');
+    process.stdout.write('usage: npm run bench -- [--json FILE] [--seconds S] [--rounds R] [--systems nexio,nexio-tls,nexio-promise,nexio-views,raw,zeromq,grpc] [--workloads rr,oneway,ping,mib] [--lanes N] [--bulk-inflight N] [--slice S] [--warmup S] [--window MSGS,BYTES]\n');
     return 0;
   }
   const seconds = num(values.seconds, 2, 'seconds');
@@ -316,7 +320,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const ratios: Record<string, number> = {};
   const targets: Record<string, { ratio: number; op: string; target: number; met: boolean }> = {};
-  for (const peer of Object.keys(samples).filter((n) => n !== 'nexio' && n !== TLS)) {
+  for (const peer of Object.keys(samples).filter((n) => n !== 'nexio' && !(n in VARIANTS))) {
     for (const { metric, key, target } of ratioOf) {
       const per: number[] = [];
       samples.nexio.forEach((nx, i) => {
@@ -332,25 +336,26 @@ async function main(argv: string[]): Promise<number> {
     }
   }
 
-  // The cost of encryption: nexio tls:// / nexio tcp://, per round, medians.
-  if (samples[TLS]) {
+  // The variants over nexio (the cost of encryption, of the Promise API, of views), per round, medians.
+  const variants = Object.keys(samples).filter((n) => n in VARIANTS);
+  for (const v of variants) {
     for (const { metric, key } of ratioOf) {
       const per: number[] = [];
       samples.nexio.forEach((nx, i) => {
-        const a = samples[TLS][i]?.[metric], b = nx[metric];
+        const a = samples[v][i]?.[metric], b = nx[metric];
         if (a !== undefined && b !== undefined && b > 0) per.push(a / b);
       });
-      if (per.length) ratios[`${key}_ratio_tls_vs_tcp`] = median(per);
+      if (per.length) ratios[`${key}_ratio_${VARIANTS[v]}`] = median(per);
     }
   }
-  const peers = Object.keys(samples).filter((n) => n !== 'nexio' && n !== TLS);
+  const peers = Object.keys(samples).filter((n) => n !== 'nexio' && !(n in VARIANTS));
   const cell = (name: string, m: Metric) => figures[name]?.[m] ?? '-';
   const ratioCell = (key: string, peer: string) => {
     const r = ratios[`${key}_ratio_vs_${peer}`];
     return r === undefined ? '-' : r.toFixed(2);
   };
   const rows: (string | number)[][] = [
-    ['workload', ...Object.keys(samples), ...(samples[TLS] ? ['tls/tcp'] : []), ...peers.map((p) => `nexio/${p}`), 'target vs raw'],
+    ['workload', ...Object.keys(samples), ...variants.map(variantLabel), ...peers.map((p) => `nexio/${p}`), 'target vs raw'],
     ...([
       ['req/resp 64 B x128 (ops/s)', 'rr_ops', 'rr'],
       ['one-way 64 B (msgs/s)', 'oneway_msgs', 'oneway'],
@@ -362,8 +367,8 @@ async function main(argv: string[]): Promise<number> {
       ['1 MiB CPU µs per op', 'mib_cpu_us', 'mib_cpu'],
     ] as [string, Metric, string][]).map(([label, m, key]) => {
       const t = targets[`${key}_ratio_vs_raw`];
-      const tlsCell = ratios[`${key}_ratio_tls_vs_tcp`];
-      return [label, ...Object.keys(samples).map((n) => cell(n, m)), ...(samples[TLS] ? [tlsCell === undefined ? '-' : tlsCell.toFixed(2)] : []),
+      const vCell = (v: string) => { const r = ratios[`${key}_ratio_${VARIANTS[v]}`]; return r === undefined ? '-' : r.toFixed(2); };
+      return [label, ...Object.keys(samples).map((n) => cell(n, m)), ...variants.map(vCell),
         ...peers.map((p) => ratioCell(key, p)),
         t ? `${t.op} ${t.target} ${t.met ? 'met' : 'MISSED'}` : ''];
     }),

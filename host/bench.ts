@@ -99,7 +99,7 @@ export async function onewayLoad(s: Session, o: LoadOptions): Promise<LoadResult
     s.on('drain', pump);
     pump();
   });
-  await s.request('', ''); // delivered in order after every message
+  (await s.request('', '')).release?.(); // delivered in order after every message (lent with views: given back)
   const secs = (performance.now() - start) / 1000;
   return { name: `one-way ${o.size} B`, ops: done, seconds: secs, opsPerSec: done / secs, mbPerSec: (done * o.size) / secs / 1e6, p50us: 0, p99us: 0, maxUs: 0 };
 }
@@ -109,7 +109,7 @@ export async function pingLoad(s: Session, count: number, size: number, h = hist
   const payload = Buffer.alloc(size, 0x63);
   for (let i = 0; i < count; i++) {
     const t = performance.now();
-    await s.request('', payload);
+    (await s.request('', payload)).release?.();
     h.recordValue(Math.max(1, Math.round((performance.now() - t) * 1000)));
   }
   return h;

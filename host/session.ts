@@ -237,6 +237,49 @@ class SlotTable {
   }
 }
 
+/**
+ * Tags of requests given to the hot handler and not yet answered: a table by
+ * the tag's index (the core's inbound table index, below maxRequests), the
+ * full tag checked; a tag whose index is taken (never by the core's own
+ * rules, which free an index before reusing it) goes to a Set beside it.
+ */
+class TagSet {
+  #tags: Uint32Array;
+  #over = new Set<number>();
+  size = 0;
+
+  constructor(n: number) {
+    this.#tags = new Uint32Array(n);
+  }
+
+  has(tag: number): boolean {
+    const i = tag & 0xffff;
+    if (i < this.#tags.length && this.#tags[i] === tag) return true;
+    return this.#over.size !== 0 && this.#over.has(tag);
+  }
+
+  add(tag: number): void {
+    const i = tag & 0xffff;
+    if (i < this.#tags.length && this.#tags[i] === 0) this.#tags[i] = tag;
+    else if (!this.#over.has(tag)) this.#over.add(tag);
+    else return;
+    this.size++;
+  }
+
+  delete(tag: number): boolean {
+    const i = tag & 0xffff;
+    if (i < this.#tags.length && this.#tags[i] === tag) { this.#tags[i] = 0; this.size--; return true; }
+    if (this.#over.delete(tag)) { this.size--; return true; }
+    return false;
+  }
+
+  clear(): void {
+    this.#tags.fill(0);
+    this.#over.clear();
+    this.size = 0;
+  }
+}
+
 const requestFields = { signal: signalCheck, timeout: ms(0, 'none'), receipt: either(bool, fn) };
 const sendFields = { receipt: bool };
 export const closeFields = { timeout: ms(0) };
@@ -340,7 +383,7 @@ export class Session extends EventEmitter {
   #hotHandler: HotHandler | undefined;
   #hotMessage: HotMessage | undefined;
   /** Requests given to the hot handler and not answered yet, by tag. */
-  #hotIn = new Set<number>();
+  #hotIn: TagSet;
   #opened: { resolve: (s: Session) => void; reject: (e: Error) => void } | undefined;
   #closing: Promise<void> | undefined;
   #closedResolve: (() => void) | undefined;
@@ -362,6 +405,7 @@ export class Session extends EventEmitter {
     this.#hotHandler = options.hotHandler;
     this.#hotMessage = options.hotMessage;
     this.#slots = new SlotTable(ctx.core.config.maxRequests);
+    this.#hotIn = new TagSet(ctx.core.config.maxRequests);
     if (options.open) {
       this.#state = 'open';
       this.#lanesUp = 1;
