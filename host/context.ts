@@ -248,6 +248,8 @@ export class Context {
   readonly views: boolean;
   #lanes = new Map<number, LaneState>();
   #sessions = new Map<number, SessionPeer>();
+  /** The same sessions by handle index (handle & 0xffff): dispatch finds a message's session without hashing. */
+  #peerAt: (SessionPeer | undefined)[] = [];
   #ext = new Map<number, { data: Uint8Array; session: number }>(); // outgoing ext payloads by id, until acked or their session ends
   #extRdv = new Map<number, Lane[]>();        // ... and the lanes that made them readable (rendezvous)
   #extIn = new Map<number, { buf: Buffer; session: number }>(); // received ext payloads by id, until delivered or their session ends
@@ -534,11 +536,13 @@ export class Context {
   /** Registers a session object for events of this handle. */
   attach(peer: SessionPeer): void {
     this.#sessions.set(peer.handle, peer);
+    this.#peerAt[peer.handle & 0xffff] = peer;
     if (this.#timer !== undefined) this.clock.refTimer?.(this.#timer, true);
   }
 
   detach(handle: number): void {
     this.#sessions.delete(handle);
+    if (this.#peerAt[handle & 0xffff]?.handle === handle) this.#peerAt[handle & 0xffff] = undefined;
     this.#laneOptions.delete(handle);
     if (this.#sessions.size === 0 && this.#timer !== undefined) this.clock.refTimer?.(this.#timer, false);
   }
@@ -912,7 +916,8 @@ export class Context {
       this.#auth(p);
       return;
     }
-    let peer = this.#sessions.get(p.session);
+    const at = this.#peerAt[p.session & 0xffff];
+    let peer = at !== undefined && at.handle === p.session ? at : this.#sessions.get(p.session);
     if (p.ev === Ev.SESSION_OPEN && !peer && this.#onAccepted) {
       this.#onAccepted(p.session, p.lane);
       peer = this.#sessions.get(p.session);
@@ -1267,6 +1272,7 @@ export class Context {
     this.#lingering.clear();
     const sessions = [...this.#sessions.values()];
     this.#sessions.clear();
+    this.#peerAt = [];
     for (const s of sessions) { try { s.onEnd(err); } catch (e) { process.nextTick(() => { throw e; }); } }
     this.#ext.clear();
     this.#extRdv.clear();
