@@ -36,15 +36,25 @@ const RDV_SCRATCH: usize = 64;
 /** EV_EXT_RX flags: bit 0 the payload is a duplicate's (drop it), bit 1 rendezvous (READ it). */
 const EXT_RX_RDV: u32 = 2;
 
+/** onMessageHeader's outcomes. */
+export const MH_CLOSED: i32 = 0;
+/** The header is taken; the body follows on the lane (l.bodyLeft bytes). */
+export const MH_BODY: i32 = 1;
+/** The whole frame was in the input: taken and delivered at once. */
+export const MH_DELIVERED: i32 = 2;
+
 /**
  * A message frame header (32 bytes at h) arrived on lane li. Checks it and
  * prepares the lane to receive the body: into the receive ring, or skipped
- * when it is a duplicate. Returns false if the lane was closed.
+ * when it is a duplicate. `whole`: the frame's body follows the header in
+ * the same input; the next message in order, with nothing held after it,
+ * is then copied and delivered in one go (no entry written and read back).
+ * Returns MH_CLOSED if the lane was closed, MH_BODY or MH_DELIVERED.
  */
-export function onMessageHeader(li: i32, h: usize, now: u64): bool {
+export function onMessageHeader(li: i32, h: usize, now: u64, whole: bool): i32 {
   let l = lane(li);
   let si = l.session;
-  if (si < 0 || l.state != L_OPEN) { protocolError(li, E_BAD_STATE, now); return false; }
+  if (si < 0 || l.state != L_OPEN) { protocolError(li, E_BAD_STATE, now); return MH_CLOSED; }
   let s = session(si);
   let type = load<u8>(h);
   let flags = load<u8>(h, 1);
@@ -56,34 +66,34 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
   let tag = load<u32>(h, 24);
   let ext = (flags & F_EXT) != 0;
   let rdv = (flags & F_RDV) != 0;
-  if ((flags & ~F_KNOWN_MSG) != 0 || load<u32>(h, 28) != 0) { protocolError(li, E_MALFORMED, now); return false; }
-  if (hdrLen > MAX_APP_HEADER) { protocolError(li, E_FRAME_TOO_LARGE, now); return false; }
+  if ((flags & ~F_KNOWN_MSG) != 0 || load<u32>(h, 28) != 0) { protocolError(li, E_MALFORMED, now); return MH_CLOSED; }
+  if (hdrLen > MAX_APP_HEADER) { protocolError(li, E_FRAME_TOO_LARGE, now); return MH_CLOSED; }
   // A rendezvous only where the host can READ (rdma:// lanes), and only for EXT payloads.
-  if (rdv && (!ext || l.rdvMin == 0)) { protocolError(li, E_MALFORMED, now); return false; }
+  if (rdv && (!ext || l.rdvMin == 0)) { protocolError(li, E_MALFORMED, now); return MH_CLOSED; }
   if (ext) {
     // The descriptor is not part of the sender's stream: it is read off the
     // lane, not into the ring, and the frame occupies frameLen - RDV_DESC there.
     if (rdv) frameLen -= RDV_DESC;
-    if (dataLen == 0 || frameLen != MSG_HEADER + hdrLen) { protocolError(li, E_MALFORMED, now); return false; }
+    if (dataLen == 0 || frameLen != MSG_HEADER + hdrLen) { protocolError(li, E_MALFORMED, now); return MH_CLOSED; }
     // The claim is checked before the host hears of it (EV_EXT_RX): it sizes nothing past our limit.
-    if (<u64>hdrLen + <u64>dataLen > <u64>cfg.maxMessage) { protocolError(li, E_FRAME_TOO_LARGE, now); return false; }
+    if (<u64>hdrLen + <u64>dataLen > <u64>cfg.maxMessage) { protocolError(li, E_FRAME_TOO_LARGE, now); return MH_CLOSED; }
   } else {
-    if (hdrLen + dataLen > INLINE_MAX) { protocolError(li, E_FRAME_TOO_LARGE, now); return false; }
-    if (frameLen != MSG_HEADER + hdrLen + dataLen) { protocolError(li, E_MALFORMED, now); return false; }
+    if (hdrLen + dataLen > INLINE_MAX) { protocolError(li, E_FRAME_TOO_LARGE, now); return MH_CLOSED; }
+    if (frameLen != MSG_HEADER + hdrLen + dataLen) { protocolError(li, E_MALFORMED, now); return MH_CLOSED; }
   }
   if (type == T_REQUEST || type == T_CANCEL) {
-    if ((tag & 0xffff) >= s.R || (tag >> 16) == 0) { protocolError(li, E_LIMIT, now); return false; }
+    if ((tag & 0xffff) >= s.R || (tag >> 16) == 0) { protocolError(li, E_LIMIT, now); return MH_CLOSED; }
   }
   // A server that said in its ACCEPT that it takes no one-way messages refuses one.
-  if (type == T_ONEWAY && cfg.refuseOneway && s.role == ROLE_SERVER) { protocolError(li, E_BAD_TYPE, now); return false; }
+  if (type == T_ONEWAY && cfg.refuseOneway && s.role == ROLE_SERVER) { protocolError(li, E_BAD_TYPE, now); return MH_CLOSED; }
   if ((type == T_CANCEL || type == T_CLOSE) && (hdrLen | dataLen | <u32>flags) != 0) {
     protocolError(li, E_MALFORMED, now);
-    return false;
+    return MH_CLOSED;
   }
   let pos = slot & (cfg.windowBytes - 1);
-  if (pos + frameLen > cfg.windowBytes) { protocolError(li, E_WINDOW, now); return false; }
+  if (pos + frameLen > cfg.windowBytes) { protocolError(li, E_WINDOW, now); return MH_CLOSED; }
   // Entries from rxAck on are in use (delivered ones may still be held).
-  if (seq >= s.rxAck + <u64>s.M) { protocolError(li, E_WINDOW, now); return false; }
+  if (seq >= s.rxAck + <u64>s.M) { protocolError(li, E_WINDOW, now); return MH_CLOSED; }
   l.bodySeq = seq;
   l.bodyLeft = frameLen - MSG_HEADER;
   l.rdvStage = rdv ? 1 : 0;
@@ -96,9 +106,22 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
     if (h != l.rxBuf) memory.copy(l.rxBuf, h, MSG_HEADER);
     if (seq < s.rxNext) { s.flags |= SF_ACK; markSession(si); }
   } else {
-    if (!inByteWindow(s, seq, slot, frameLen) || overlapsLent(s, pos, frameLen)) { protocolError(li, E_WINDOW, now); return false; }
+    if (!inByteWindow(s, seq, slot, frameLen) || overlapsLent(s, pos, frameLen)) { protocolError(li, E_WINDOW, now); return MH_CLOSED; }
     l.bodySkip = 0;
     let dst = s.rxRing + <usize>pos;
+    if (whole && !ext && seq == s.rxNext && s.rxHigh == seq && !cfg.holdRx) {
+      // In order, nothing held after it, its body here: one copy into the
+      // ring, delivered now (what onMessageBody and deliver would do).
+      memory.copy(dst, h, frameLen);
+      l.bodyLeft = 0;
+      s.rxHigh = seq + 1;
+      s.rxNext = seq + 1;
+      s.rxBase = slot + frameLen;
+      let r = deliverOne(s, si, sessionHandle(si), li, dst, type, flags, hdrLen, dataLen, tag, 0, seq, now);
+      if (r < 0) return MH_CLOSED;
+      deliverTail(s, si, now, r == DL_CLOSE);
+      return MH_DELIVERED;
+    }
     memory.copy(dst, h, MSG_HEADER);
     l.bodyDst = dst + MSG_HEADER;
     store<u8>(e, RX_RECEIVING);
@@ -113,7 +136,7 @@ export function onMessageHeader(li: i32, h: usize, now: u64): bool {
     store<u32>(e, tag, 28);
     if (seq >= s.rxHigh) s.rxHigh = seq + 1;
   }
-  return true;
+  return MH_BODY;
 }
 
 /** Stream end (slot + frameLen) of the message held in entry e. */
@@ -276,6 +299,10 @@ export function extDone(li: i32, now: u64): bool {
   return deliver(si, li, now);
 }
 
+/** deliverOne's outcomes besides a protocol error (-1): delivered, or delivered the peer's CLOSE. */
+const DL_OK: i32 = 0;
+const DL_CLOSE: i32 = 1;
+
 /** Delivers every message that is now in order. Returns false if lane li was closed. */
 function deliver(si: i32, li: i32, now: u64): bool {
   let s = session(si);
@@ -286,91 +313,112 @@ function deliver(si: i32, li: i32, now: u64): bool {
     if (load<u8>(e) != RX_PRESENT) break;
     // Everything from the entry, as checked on arrival (see RxEntry).
     let p = s.rxRing + <usize>load<u32>(e, 8);
-    let type = load<u8>(e, 1);
     let flags = load<u8>(e, 2);
     let hdrLen = load<u32>(e, 20);
     let seq = s.rxNext;
     let dataLen = load<u32>(e, 24);
-    let tag = load<u32>(e, 28);
-    let ext = load<u32>(e, 12);
     store<u8>(e, RX_EMPTY);
-    let lent = false;
     s.rxNext = seq + 1;
     s.rxBase = load<u32>(e, 16) + MSG_HEADER + hdrLen + ((flags & F_EXT) ? 0 : dataLen);
-    if (type == T_REQUEST) {
-      let ib = inbEntry(s, tag & 0xffff);
-      if (load<u8>(ib) != P_FREE) { advanceAck(s); protocolError(li, E_LIMIT, now); return false; }
-      store<u8>(ib, P_WAITING);
-      store<u32>(ib, tag, 4);
-      store<u64>(ib, seq, 8);
-      let ev = push(EV_REQUEST, sh, laneHandle(li), 0);
-      lent = cfg.holdRx != 0;
-      setSeq(ev, seq);
-      setTag(ev, tag, flags);
-      setHdr(ev, p + MSG_HEADER, hdrLen);
-      setData(ev, (flags & F_EXT) ? 0 : p + MSG_HEADER + hdrLen, dataLen);
-      setExt(ev, ext);
-    } else if (type == T_ONEWAY) {
-      let ev = push(EV_MESSAGE, sh, laneHandle(li), 0);
-      lent = cfg.holdRx != 0;
-      setSeq(ev, seq);
-      setTag(ev, 0, flags);
-      setHdr(ev, p + MSG_HEADER, hdrLen);
-      setData(ev, (flags & F_EXT) ? 0 : p + MSG_HEADER + hdrLen, dataLen);
-      setExt(ev, ext);
-    } else if (type == T_RESPONSE) {
-      // A response that matches no request of ours is dropped; its tag is
-      // range-checked before it names a table entry.
-      let idx = tag & 0xffff;
-      let pe = pendEntry(s, idx);
-      let st = idx < s.R ? load<u8>(pe) : P_FREE;
-      if (st != P_FREE && <u32>load<u16>(pe, 2) == tag >> 16) {
-        if (st == P_WAITING) {
-          store<u8>(pe, P_FREE);
-          let ev = push(EV_RESPONSE, sh, laneHandle(li), 0);
-          lent = cfg.holdRx != 0;
-          setSeq(ev, seq);
-          setTag(ev, tag, flags);
-          setHdr(ev, p + MSG_HEADER, hdrLen);
-          setData(ev, (flags & F_EXT) ? 0 : p + MSG_HEADER + hdrLen, dataLen);
-          setExt(ev, ext);
-        } else if (ext) {
-          // Cancelled: no response is delivered, but its payload must be dropped.
-          let ev = push(EV_EXT_RELEASE, sh, 0, 0);
-          setExt(ev, ext);
-          store<u32>(ev, 1, 28);
-        }
-      } else if (ext) {
-        let ev = push(EV_EXT_RELEASE, sh, 0, 0);
-        setExt(ev, ext);
-        store<u32>(ev, 1, 28);
-      }
-    } else if (type == T_CANCEL) {
-      let ib = inbEntry(s, tag & 0xffff);
-      if (load<u8>(ib) == P_WAITING && load<u32>(ib, 4) == tag) {
-        store<u8>(ib, P_FREE);
-        let ev = push(EV_CANCEL, sh, laneHandle(li), 0);
-        setSeq(ev, load<u64>(ib, 8));
-        setTag(ev, tag, 0);
-      }
-    } else if (type == T_CLOSE) {
-      closeSeen = true;
-      if (s.state != S_CLOSING) {
-        s.state = S_DRAINING;
-        push(EV_SESSION_CLOSED, sh, 0, 16 /* E_CLOSED */);
-      }
-    }
-    if ((flags & F_RECEIPT) && s.receiptCount < cfg.windowMsgs) {
-      store<u64>(s.receipts + (<usize>s.receiptCount << 3), seq);
-      s.receiptCount++;
-    }
-    if (lent) store<u8>(e, RX_HELD);
+    let r = deliverOne(s, si, sh, li, p, load<u8>(e, 1), flags, hdrLen, dataLen, load<u32>(e, 28), load<u32>(e, 12), seq, now);
+    if (r < 0) return false;
+    if (r == DL_CLOSE) closeSeen = true;
+    if (cfg.holdRx != 0 && r == DL_LENT) store<u8>(e, RX_HELD);
   }
+  deliverTail(s, si, now, closeSeen);
+  return true;
+}
+
+/** What follows a delivery: the ack point, the ack by rule, the session's turn to send, credit back. */
+function deliverTail(s: Session, si: i32, now: u64, closeSeen: bool): void {
   advanceAck(s);
   ackByRule(s, now, closeSeen);
   markSession(si);
   maybeDrain(si);
-  return true;
+}
+
+/** deliverOne: delivered and lent to the host (holdRx: the entry stays held until release). */
+const DL_LENT: i32 = 2;
+
+/**
+ * Delivers message seq (the next in order; rxNext is already past it),
+ * whose frame is at p in the ring: an event for the host, the request and
+ * response tables, a receipt to send. Returns DL_OK, DL_CLOSE (the peer's
+ * CLOSE), DL_LENT (holdRx: its bytes are lent), or -1 after a protocol
+ * error closed lane li.
+ */
+function deliverOne(
+  s: Session, si: i32, sh: u32, li: i32, p: usize, type: u8, flags: u8, hdrLen: u32, dataLen: u32, tag: u32, ext: u32, seq: u64, now: u64,
+): i32 {
+  let r = DL_OK;
+  if (type == T_REQUEST) {
+    let ib = inbEntry(s, tag & 0xffff);
+    if (load<u8>(ib) != P_FREE) { advanceAck(s); protocolError(li, E_LIMIT, now); return -1; }
+    store<u8>(ib, P_WAITING);
+    store<u32>(ib, tag, 4);
+    store<u64>(ib, seq, 8);
+    let ev = push(EV_REQUEST, sh, laneHandle(li), 0);
+    if (cfg.holdRx != 0) r = DL_LENT;
+    setSeq(ev, seq);
+    setTag(ev, tag, flags);
+    setHdr(ev, p + MSG_HEADER, hdrLen);
+    setData(ev, (flags & F_EXT) ? 0 : p + MSG_HEADER + hdrLen, dataLen);
+    setExt(ev, ext);
+  } else if (type == T_ONEWAY) {
+    let ev = push(EV_MESSAGE, sh, laneHandle(li), 0);
+    if (cfg.holdRx != 0) r = DL_LENT;
+    setSeq(ev, seq);
+    setTag(ev, 0, flags);
+    setHdr(ev, p + MSG_HEADER, hdrLen);
+    setData(ev, (flags & F_EXT) ? 0 : p + MSG_HEADER + hdrLen, dataLen);
+    setExt(ev, ext);
+  } else if (type == T_RESPONSE) {
+    // A response that matches no request of ours is dropped; its tag is
+    // range-checked before it names a table entry.
+    let idx = tag & 0xffff;
+    let pe = pendEntry(s, idx);
+    let st = idx < s.R ? load<u8>(pe) : P_FREE;
+    if (st != P_FREE && <u32>load<u16>(pe, 2) == tag >> 16) {
+      if (st == P_WAITING) {
+        store<u8>(pe, P_FREE);
+        let ev = push(EV_RESPONSE, sh, laneHandle(li), 0);
+        if (cfg.holdRx != 0) r = DL_LENT;
+        setSeq(ev, seq);
+        setTag(ev, tag, flags);
+        setHdr(ev, p + MSG_HEADER, hdrLen);
+        setData(ev, (flags & F_EXT) ? 0 : p + MSG_HEADER + hdrLen, dataLen);
+        setExt(ev, ext);
+      } else if (ext) {
+        // Cancelled: no response is delivered, but its payload must be dropped.
+        let ev = push(EV_EXT_RELEASE, sh, 0, 0);
+        setExt(ev, ext);
+        store<u32>(ev, 1, 28);
+      }
+    } else if (ext) {
+      let ev = push(EV_EXT_RELEASE, sh, 0, 0);
+      setExt(ev, ext);
+      store<u32>(ev, 1, 28);
+    }
+  } else if (type == T_CANCEL) {
+    let ib = inbEntry(s, tag & 0xffff);
+    if (load<u8>(ib) == P_WAITING && load<u32>(ib, 4) == tag) {
+      store<u8>(ib, P_FREE);
+      let ev = push(EV_CANCEL, sh, laneHandle(li), 0);
+      setSeq(ev, load<u64>(ib, 8));
+      setTag(ev, tag, 0);
+    }
+  } else if (type == T_CLOSE) {
+    r = DL_CLOSE;
+    if (s.state != S_CLOSING) {
+      s.state = S_DRAINING;
+      push(EV_SESSION_CLOSED, sh, 0, 16 /* E_CLOSED */);
+    }
+  }
+  if ((flags & F_RECEIPT) && s.receiptCount < cfg.windowMsgs) {
+    store<u64>(s.receipts + (<usize>s.receiptCount << 3), seq);
+    s.receiptCount++;
+  }
+  return r;
 }
 
 /**

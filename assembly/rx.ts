@@ -12,7 +12,7 @@ import { evRoom } from "./events";
 import { protocolError, closeLane } from "./lanes";
 import { onHello, onAccept, onReject, onRedirect } from "./handshake";
 import { onChallenge, onAuthFrame } from "./auth";
-import { onMessageHeader, onMessageBody, onAck, onReceipt } from "./deliver";
+import { onMessageHeader, onMessageBody, onAck, onReceipt, MH_CLOSED, MH_DELIVERED } from "./deliver";
 import {
   FRAME_HEADER, MSG_HEADER, MAX_CONTROL_FRAME, MAX_MSG_FRAME, MAX_BATCH, BATCH_SIZE, isMessage,
   T_HELLO, T_ACCEPT, T_REJECT, T_REDIRECT, T_ACK, T_RECEIPT, T_KEEPALIVE, T_ERROR, T_BATCH,
@@ -86,7 +86,9 @@ export function laneRx(li: i32, src: usize, len: u32, now: u64): u32 {
       if (isMessage(t)) {
         p += MSG_HEADER;
         traceFrame(li, f, frameLen);
-        if (!onMessageHeader(li, f, now)) return len;
+        let r = onMessageHeader(li, f, now, frameLen <= len - (p - MSG_HEADER));
+        if (r == MH_CLOSED) return len;
+        if (r == MH_DELIVERED) { p += frameLen - MSG_HEADER; continue; }
         if (l.bodyLeft == 0 && !onMessageBody(li, now)) return len;
         continue;
       }
@@ -127,7 +129,7 @@ export function laneRx(li: i32, src: usize, len: u32, now: u64): u32 {
     l.need = FRAME_HEADER;
     traceFrame(li, f, frameLen);
     if (isMessage(t)) {
-      if (!onMessageHeader(li, f, now)) return len;
+      if (onMessageHeader(li, f, now, false) == MH_CLOSED) return len;
       if (l.bodyLeft == 0 && !onMessageBody(li, now)) return len;
     } else if (!onControl(li, t, f, frameLen, now)) {
       return len;
