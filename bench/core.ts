@@ -441,7 +441,7 @@ function main(): void {
   const wasm = raw.cpuNsPerPair - calls * call - 2 * copy;
   console.log(`  raw = WASM + ${calls.toFixed(2)} JS->WASM calls per pair (${call.toFixed(1)} ns each) + two ${SIZE}-byte staging copies ` +
     `(${copy.toFixed(1)} ns each): WASM about ${wasm.toFixed(0)} ns/pair, ${(wasm / 2).toFixed(0)} ns per message through both cores`);
-  console.log(`  target 100 ns/pair: ${core.cpuNsPerPair <= 100 ? 'met' : 'not met'} (host/core.ts ${core.cpuNsPerPair.toFixed(0)} cpu ns/pair; floor with raw exports ${raw.cpuNsPerPair.toFixed(0)})`);
+  console.log(`  target (issue 9) 100 ns per message, 200 per pair: ${core.cpuNsPerPair <= 200 ? 'met' : 'not met'} (host/core.ts ${(core.cpuNsPerPair / 2).toFixed(0)} cpu ns per message; floor with raw exports ${(raw.cpuNsPerPair / 2).toFixed(0)})`);
 }
 
 function loadavg(): string {

@@ -10,7 +10,7 @@ import { InvalidArgumentError, NexioError } from '../errors';
 
 /** A lane's gather buffer starts this size and doubles as turns need, to GATHER_MAX. */
 const GATHER_MIN = 16 * 1024;
-const GATHER_MAX = 256 * 1024;
+const GATHER_MAX = 64 * 1024; // a core batch is at most 64 KiB
 
 /**
  * What tcp:// and tls:// lanes share: Nagle off, and the batches of one turn
