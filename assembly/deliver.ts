@@ -30,6 +30,8 @@ import {
 } from "./errors";
 
 let extCounter: u32 = 0;
+/** Receive-window entries visited by inByteWindow's scans, in all (a diagnostic: index.ts rxScanSteps). */
+export let scanSteps: u64 = 0;
 
 /** Where a rendezvous descriptor is read to, in the lane's control buffer. */
 const RDV_SCRATCH: usize = 64;
@@ -153,8 +155,12 @@ export function onMessageHeader(li: i32, h: usize, now: u64, whole: bool): i32 {
  * has unacked within W bytes from its oldest unacked message, at or after
  * rxBase (padded at most to the next multiple of W). Offsets are taken
  * relative to rxBase (u32, wrapping). Held messages are in seq and slot
- * order, so only the neighbours matter; the scans run only across a gap
- * (nothing is held when messages arrive in order).
+ * order, so only the neighbours matter: the nearest held below and above
+ * seq, and the lowest and highest held, each found by a scan that stops at
+ * the first held entry. The lowest is searched from the session's hint
+ * (every entry below it is empty), so with batches held behind a missing
+ * one (lanes that overtake each other) a message costs O(1), not a scan of
+ * the gap: that made two-lane sessions quadratic in the window.
  */
 function inByteWindow(s: Session, seq: u64, slot: u32, frameLen: u32): bool {
   let W = s.W;
@@ -163,28 +169,45 @@ function inByteWindow(s: Session, seq: u64, slot: u32, frameLen: u32): bool {
   if (start > pad + W || start + frameLen > pad + W) return false;
   let lo = start;
   let hi = start + frameLen;
-  // Held below seq: the nearest must end at or before slot; the lowest sets lo.
-  let below = true;
-  for (let q = seq; q > s.rxNext;) {
-    q--;
-    let e = rxEntry(s, q);
-    if (load<u8>(e) == RX_EMPTY) continue;
-    if (below) {
-      if (heldEnd(e) - s.rxBase > start) return false;
-      below = false;
-    }
-    lo = load<u32>(e, 16) - s.rxBase;
+  let next = s.rxNext;
+  let high = s.rxHigh;
+  // The lowest held at or above rxNext (high if none): the entry at rxNext
+  // on its own, then from the hint up (every entry in (rxNext, hint) is empty).
+  let hint = s.rxLowHint > next && s.rxLowHint - next < <u64>s.M ? s.rxLowHint : next + 1;
+  let low = next;
+  if (low >= high || load<u8>(rxEntry(s, low)) == RX_EMPTY) {
+    low = hint;
+    while (low < high && load<u8>(rxEntry(s, low)) == RX_EMPTY) { low++; scanSteps++; }
+    if (low > high) low = high;
+    hint = low; // (rxNext, low) is empty
   }
-  // Held above seq: the nearest must start at or after its end; the highest sets hi.
-  let above = true;
-  for (let q = seq + 1; q < s.rxHigh; q++) {
-    let e = rxEntry(s, q);
-    if (load<u8>(e) == RX_EMPTY) continue;
-    if (above) {
-      if (load<u32>(e, 16) - s.rxBase < start + frameLen) return false;
-      above = false;
+  // seq, above rxNext, may be held next: the hint must not pass it.
+  s.rxLowHint = seq > next && seq < hint ? seq : hint;
+  let above = high; // the nearest held above seq (high if none)
+  if (low < seq && low < high) {
+    // Held below seq: the lowest sets lo; the nearest must end at or before slot.
+    lo = load<u32>(rxEntry(s, low), 16) - s.rxBase;
+    let n = seq - 1;
+    while (load<u8>(rxEntry(s, n)) == RX_EMPTY) { n--; scanSteps++; } // stops at low at the latest
+    if (heldEnd(rxEntry(s, n)) - s.rxBase > start) return false;
+    if (seq + 1 < high) {
+      // From the last arrival's neighbour when seq lies between them (arrivals in
+      // order on a lane): (rxUpFrom, rxUpAt) is empty.
+      let up = s.rxUpFrom < seq && seq < s.rxUpAt && s.rxUpAt < high ? s.rxUpAt : seq + 1;
+      while (up < high && load<u8>(rxEntry(s, up)) == RX_EMPTY) { up++; scanSteps++; }
+      above = up;
     }
-    hi = heldEnd(e) - s.rxBase;
+  } else if (low > seq) {
+    above = low;
+  }
+  s.rxUpFrom = seq;
+  s.rxUpAt = above;
+  if (above < high) {
+    // Held above seq: the nearest must start at or after its end; the highest sets hi.
+    if (load<u32>(rxEntry(s, above), 16) - s.rxBase < start + frameLen) return false;
+    let top = high - 1;
+    while (load<u8>(rxEntry(s, top)) == RX_EMPTY) { top--; scanSteps++; } // stops at above at the latest
+    hi = heldEnd(rxEntry(s, top)) - s.rxBase;
   }
   return hi - lo <= W;
 }

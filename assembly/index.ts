@@ -78,6 +78,8 @@ export function stagingPtr(): usize { return staging; }
 export function eventsPtr(): usize { return ev.evBase; }
 export function eventCapacity(): u32 { return cfg.eventCap; }
 export function eventOverflow(): u32 { return ev.evOverflow; }
+/** Receive-window entries the byte-credit check scanned so far (a diagnostic for tests and benches). */
+export function rxScanSteps(): f64 { return <f64>dl.scanSteps; }
 
 // ---- lanes ----
 

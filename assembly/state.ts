@@ -128,6 +128,16 @@ export const SF_AUTH: u8 = 0x80;
   ackSentSeq: u64;
   ackSentBase: u32;
   closeSeq: u64;
+  /**
+   * Where deliver.ts inByteWindow starts its scans (each a hint, checked
+   * against the entries before use): every entry in (rxNext, rxLowHint) is
+   * empty; and every entry in (rxUpFrom, rxUpAt) is empty, rxUpAt being the
+   * nearest message held above rxUpFrom (the last one that arrived) when it
+   * was looked for.
+   */
+  rxLowHint: u64;
+  rxUpFrom: u64;
+  rxUpAt: u64;
   cancelsUnsent: u32;
   receiptCount: u32;
   portalsLen: u32;
@@ -468,6 +478,9 @@ export function allocSession(role: u8, state: u8): i32 {
     s.ackAt = 0;
     s.ackSentSeq = 0;
     s.ackSentBase = 0;
+    s.rxLowHint = 0;
+    s.rxUpFrom = 0;
+    s.rxUpAt = 0;
     s.closeSeq = 0;
     s.cancelsUnsent = 0;
     s.receiptCount = 0;

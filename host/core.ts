@@ -133,7 +133,7 @@ export const enum Op {
 interface Exports {
   memory: WebAssembly.Memory;
   configPtr(): number; init(): number; stagingPtr(): number; eventsPtr(): number; eventCountPtr(): number;
-  eventCapacity(): number; eventOverflow(): number;
+  eventCapacity(): number; eventOverflow(): number; rxScanSteps(): number;
   connect(uriLen: number, resourceLen: number, attrsLen: number, lanes: number, now: number): number;
   laneAccepted(now: number): number;
   laneUp(h: number, now: number): number;
@@ -706,6 +706,8 @@ export class Core {
 
   /** Events the core could not queue: a core bug if ever non-zero. */
   eventOverflow(): number { return this.#x.eventOverflow(); }
+  /** Receive-window entries the core's byte-credit check has scanned (a diagnostic: tests, benches). */
+  rxScanSteps(): number { return this.#x.rxScanSteps(); }
 
   /** Session counters: [state, txNextSeq, txAcked, rxNext, id, windowMsgs, windowBytes, maxRequests]. */
   sessionInfo(session: number): number[] | undefined {
