@@ -1,7 +1,9 @@
 #!/bin/bash
 # The soft-RoCE lab bench (host side): boots the qemu pair (testbed/), and in ONE run between the
-# same two guests measures perftest's ib_send_lat and ib_write_bw, then nexio rdma:// and tcp://
-# (bench/lab.js: latency p50/p99, messages/s, bandwidth, CPU per message). Appends the figures
+# same two guests measures perftest's ib_send_lat and ib_write_bw, then nexio rdma:// in each
+# completion polling mode (adaptive, event, spin:50) and tcp:// (bench/lab.js: latency p50/p99,
+# messages/s, bandwidth, user and system CPU per message on both sides), and a 64 B ping-pong over
+# the addon alone (where a round trip's time goes). Appends the figures
 # and the RDMA/TCP ratios to docs/benchmarks.md under "soft-RoCE lab" (--no-append: print only).
 # qemu runs under TCG here: absolute numbers mean little, the ratios are the figures.
 #   --json FILE: also the figures and a `ratios` object as JSON. A perftest phase that fails twice

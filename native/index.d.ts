@@ -72,6 +72,10 @@ export declare class RdmaDevice {
   readonly watchFailed?: boolean;
   /** Registers the whole ArrayBuffer behind `buffer` once (cached per ArrayBuffer). */
   register(buffer: ArrayBuffer | ArrayBufferView, options?: { remoteAccess?: boolean | 'read' }): Registration;
+  /** register() with ibv_reg_mr on the libuv thread pool (the JS thread goes on meanwhile). */
+  registerAsync(buffer: ArrayBuffer | ArrayBufferView, options?: { remoteAccess?: boolean | 'read' }): Promise<Registration>;
+  /** Registrations running on the thread pool. */
+  readonly registering: number;
   isRegistered(buffer: ArrayBuffer | ArrayBufferView): boolean;
   deregister(buffer: ArrayBuffer | ArrayBufferView): boolean;
   /** remoteAccess as in register(): false for READ targets (local writes only). */

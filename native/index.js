@@ -24,6 +24,9 @@ class RdmaError extends Error {
     this.name = 'RdmaError';
     this.code = code;
     if (props) Object.assign(this, props);
+    // Formatted now: until then V8 keeps the stack's receivers (the connection, its queue pair and
+    // its 1 MiB receive ring) alive for as long as anybody keeps the error (a log, an event list).
+    void this.stack;
   }
 }
 
@@ -118,6 +121,8 @@ class RdmaDevice {
   #cache = new WeakMap(); // ArrayBuffer -> MemoryRegion (whole backing store, registered once)
   #regions = new Set();
   #conns = new Map(); // qp number -> RdmaConnection (for asynchronous events)
+  #registering = new Map(); // ArrayBuffer -> Promise<MemoryRegion> (registerAsync in progress)
+  #closed = false;
   constructor(nativeDevice) {
     this.#native = nativeDevice;
     this.info = nativeDevice.query();
@@ -184,6 +189,42 @@ class RdmaDevice {
     return { addr: mr.addr + BigInt(offset), length, lkey: mr.lkey, rkey: mr.rkey, region: mr };
   }
 
+  /**
+   * register() off the JS thread: ibv_reg_mr runs on the libuv thread pool (it pins and maps
+   * every page, as long as a copy of the bytes or longer: native/README.md). Resolves with the
+   * same keys as register(); a registration cached or in progress is shared. Rejects with
+   * NEXIO_ERR_RDMA_CLOSED when the device closes meanwhile (the registration is undone).
+   */
+  registerAsync(buffer, { remoteAccess = true } = {}) {
+    const ab = buffer instanceof ArrayBuffer ? buffer : buffer.buffer;
+    const offset = buffer instanceof ArrayBuffer ? 0 : buffer.byteOffset;
+    const length = buffer.byteLength;
+    const keys = (mr) => ({ addr: mr.addr + BigInt(offset), length, lkey: mr.lkey, rkey: mr.rkey, region: mr });
+    const mr = this.#cache.get(ab);
+    if (mr) return Promise.resolve(keys(mr));
+    let p = this.#registering.get(ab);
+    if (!p) {
+      if (this.#closed) return Promise.reject(new RdmaError('NEXIO_ERR_RDMA_CLOSED', 'register: the device is closed'));
+      p = new Promise((resolve, reject) => {
+        this.#native.registerAsync(ab, remoteAccess, (err, region) => {
+          this.#registering.delete(ab);
+          if (err) { reject(err); return; }
+          if (this.#closed) { region.deregister(); reject(new RdmaError('NEXIO_ERR_RDMA_CLOSED', 'register: the device closed meanwhile')); return; }
+          const had = this.#cache.get(ab); // registered synchronously meanwhile: keep that one
+          if (had) { region.deregister(); resolve(had); return; }
+          this.#cache.set(ab, region);
+          this.#regions.add(region);
+          resolve(region);
+        });
+      });
+      this.#registering.set(ab, p);
+    }
+    return p.then(keys);
+  }
+
+  /** Registrations running on the thread pool (registerAsync). */
+  get registering() { return this.#registering.size; }
+
   isRegistered(buffer) {
     return this.#cache.has(buffer instanceof ArrayBuffer ? buffer : buffer.buffer);
   }
@@ -202,6 +243,7 @@ class RdmaDevice {
   pool(chunkSize, count, { remoteAccess = true } = {}) { return new BufferPool(this, chunkSize, count, remoteAccess); }
 
   close() {
+    this.#closed = true;
     this.#conns.clear();
     for (const mr of this.#regions) mr.deregister();
     this.#regions.clear();
@@ -452,6 +494,8 @@ class ConnectionRequest {
 /** One per thread: the rdma_cm event channel, the devices, the connections and listeners. */
 class RdmaContext {
   #channel; #devices = new Map(); #objects = new Set(); #closed = false;
+  /** Connects in progress (not yet connections): close() fails them. */
+  #attempts = new Set();
   constructor() {
     this.#channel = new binding.CmChannel((id, ev, status, pdata, child, info) => {
       const h = id && id[kHandler];
@@ -513,11 +557,13 @@ class RdmaContext {
       const id = new binding.CmId(this.#channel);
       let conn = null, timer = null;
       const fail = (err) => {
+        this.#attempts.delete(fail);
         clearTimeout(timer);
         id[kHandler] = null;
         if (conn) conn._teardown(); else id.close();
         reject(err);
       };
+      this.#attempts.add(fail);
       timer = setTimeout(() => fail(new RdmaError('NEXIO_ERR_RDMA_TIMEOUT', `connect to ${host}:${port} timed out`)),
         Math.max(0, deadline - Date.now()));
       const step = (ev, status, pd) => {
@@ -533,6 +579,7 @@ class RdmaContext {
               break;
             }
             case EV.ESTABLISHED:
+              this.#attempts.delete(fail);
               clearTimeout(timer);
               id[kHandler] = (e, s) => conn._onCmEvent(e, s);
               this._track(conn);
@@ -569,6 +616,8 @@ class RdmaContext {
   async close() {
     if (this.#closed) return;
     this.#closed = true;
+    // connects in progress end now (their ids go before the channel), not at their timeout
+    for (const fail of [...this.#attempts]) fail(new RdmaError('NEXIO_ERR_RDMA_CLOSED', 'connect: the context closed'));
     const objs = [...this.#objects];
     await Promise.all(objs.filter((o) => o instanceof RdmaConnection).map((c) => c.close()));
     for (const o of objs) if (o instanceof RdmaListener) o.close();

@@ -57,6 +57,15 @@ for layout in ${NEXIO_RDMA_LAYOUTS:-single pair}; do
     # case (issue 12); a test that fails is never retried.
     crashed=$LAB/test-rdma-$layout-crash.log
     cp "$log" "$crashed"
+    # the guest's core (test/rdma/run-in-guest.sh), read with the host's node and gdb
+    for core in "$LAB"/run/*/core.*; do
+      [ -f "$core" ] || continue
+      { echo "---- backtrace of $core"
+        gdb -batch -ex 'thread apply all bt 30' "$(command -v node)" "$core" 2>&1 | tail -n 200
+      } >> "$crashed"
+      mv "$core" "$LAB/$(basename "$core")-$layout"
+      echo "test-rdma: core kept as $LAB/$(basename "$core")-$layout, backtrace in $crashed"
+    done
     echo "test-rdma: WARNING: a suite process crashed in the $layout layout (log kept: $crashed); running the layout once more"
     if boot "$layout"; then
       "$TB/lab.sh" run -t "${NEXIO_RDMA_TIMEOUT:-900}" -- test/rdma/run-in-guest.sh 2>&1 | tee "$log"

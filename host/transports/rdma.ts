@@ -23,13 +23,17 @@
 // Rendezvous (docs/protocol.md §9). The core sends an ext payload of at
 // least RDV_THRESHOLD (64 KiB) bytes on this transport as an F_RDV frame:
 // the frame ends in a 16-byte descriptor at rdvAt and no payload follows on
-// the stream. write() registers the payload (the caller's Buffer, which the
-// context keeps until the peer acked the message) for remote READ, in a
-// cache keyed by its ArrayBuffer (the same application Buffer sent again
-// costs no registration), and writes addr and rkey into the descriptor. The
-// registration is pinned until the context unpins it (the core released the
-// payload: acked) or the lane ends; unpinned entries are evicted LRU above
-// REG_CACHE_BYTES. The receiving context calls read(): READs of RDV_CHUNK
+// the stream. write() makes the payload (the caller's Buffer, which the
+// context keeps until the peer acked the message) readable by the peer and
+// writes addr and rkey into the descriptor, without registering memory on
+// the JS thread: a Buffer registered before (a cache keyed by its
+// ArrayBuffer: the same application Buffer sent again costs nothing) goes as
+// it is; a first-seen one up to STAGE_MAX (256 KiB) is copied into a
+// registered staging arena; a larger one is registered on the libuv thread
+// pool, and the lane holds that write and every later one (FIN included) in
+// order until it is done. What it advertised is pinned until the context
+// unpins it (the core released the payload: acked) or the lane ends;
+// unpinned registrations are evicted LRU above REG_CACHE_BYTES. The receiving context calls read(): READs of RDV_CHUNK
 // (64 KiB), RDV_READS in flight, into a small registered staging pool (no
 // allocation by the peer's declared length), each copied into the
 // destination at its offset. Payloads below the threshold follow their frame
@@ -69,6 +73,23 @@ const RDV_CHUNK = 64 * 1024;
 const RDV_READS = 4;
 /** Bytes of application memory kept registered for rendezvous (LRU, unreferenced entries evicted). */
 const REG_CACHE_BYTES = Number(process.env.NEXIO_RDMA_REG_CACHE) || 256 * 1024 * 1024;
+/**
+ * Registration stays off the lane's write (the JS thread): a rendezvous source seen for the first
+ * time is copied into a registered staging arena when it fits STAGE_MAX (measured in the lab: up to
+ * 256 KiB a copy costs less than ibv_reg_mr + ibv_dereg_mr; native/README.md), else registered on
+ * the libuv thread pool while the lane holds that write and every later one, in order.
+ * NEXIO_RDMA_STAGE_MAX=0 turns staging off; NEXIO_RDMA_REG=sync registers on the JS thread as
+ * before (lab comparisons only).
+ */
+const STAGE_UNIT = 64 * 1024;
+const STAGE_MAX = envBytes('NEXIO_RDMA_STAGE_MAX', 256 * 1024);
+const STAGE_BYTES = Math.max(STAGE_MAX, envBytes('NEXIO_RDMA_STAGE_BYTES', 4 * 1024 * 1024));
+const REG_SYNC = process.env.NEXIO_RDMA_REG === 'sync';
+
+function envBytes(name: string, def: number): number {
+  const v = Number(process.env[name]);
+  return process.env[name] !== undefined && Number.isInteger(v) && v >= 0 ? v : def;
+}
 const PDATA = 'nexio-rdma/2';
 const CONNECT_TIMEOUT_MS = 10000;
 const END_TIMEOUT_MS = 2000;
@@ -144,6 +165,7 @@ function release(): void {
     const c = rctx;
     rctx = undefined;
     regCaches = new WeakMap();
+    stages = new WeakMap();
     devices = new Set();
     c.close().catch(() => {});
   });
@@ -151,8 +173,11 @@ function release(): void {
 
 // ---- registration cache for rendezvous sources ----
 
-/** transient: a private copy (the caller's memory could not be registered), deregistered once unpinned. */
-interface RegEntry { ab: ArrayBufferLike; refs: number; bytes: number; app: boolean; transient?: RegCache }
+/**
+ * transient: a private copy (the caller's memory could not be registered), deregistered once unpinned.
+ * free: a staged copy (units of a staging arena), given back once unpinned.
+ */
+interface RegEntry { ab: ArrayBufferLike; refs: number; bytes: number; app: boolean; transient?: RegCache; free?: () => void }
 interface RegCache { device: Native.RdmaDevice; entries: Map<ArrayBufferLike, RegEntry>; bytes: number }
 let regCaches = new WeakMap<Native.RdmaDevice, RegCache>();
 
@@ -162,13 +187,69 @@ export const rdmaStats = {
   registrations: 0, registrationHits: 0, registrationEvictions: 0, inlineExt: 0, protocolErrors: 0,
   /** Bytes of registered rendezvous sources some lane still needs (the peer has not acked them). */
   pinnedBytes: 0,
+  /** Rendezvous sources copied into a staging arena (first seen, at most STAGE_MAX bytes). */
+  staged: 0,
+  /** Registrations run on the libuv thread pool for a lane's write (the lane held its writes meanwhile). */
+  registrationsAsync: 0,
+  /** Registrations run on the JS thread by a lane's write (NEXIO_RDMA_REG=sync only). */
+  registrationsSync: 0,
 };
+
+// ---- staging arenas: registered memory for first-seen rendezvous sources up to STAGE_MAX ----
+
+interface Stage { memory: Buffer; keys?: Native.Registration; used: Uint8Array }
+let stages = new WeakMap<Native.RdmaDevice, Stage>();
+
+/** The device's arena, once registered (on the thread pool, from the first lane on the device). */
+function stageOf(device: Native.RdmaDevice): Stage | undefined {
+  if (STAGE_MAX === 0) return undefined;
+  let st = stages.get(device);
+  if (!st) {
+    const stage: Stage = st = { memory: Buffer.alloc(STAGE_BYTES), used: new Uint8Array(Math.ceil(STAGE_BYTES / STAGE_UNIT)) };
+    stages.set(device, stage);
+    device.registerAsync(stage.memory, { remoteAccess: 'read' }).then((k) => { stage.keys = k; }, () => { /* no staging on this device */ });
+  }
+  return st.keys ? st : undefined;
+}
+
+/** A staged copy of src (first fit of whole units), or undefined when the arena is not ready or full. */
+function stageAcquire(device: Native.RdmaDevice, src: Uint8Array): { entry: RegEntry; keys: { addr: bigint; rkey: number } } | undefined {
+  if (src.length > STAGE_MAX) return undefined;
+  const st = stageOf(device);
+  if (!st || !st.keys) return undefined;
+  const units = Math.ceil(src.length / STAGE_UNIT);
+  const used = st.used;
+  for (let i = 0; i + units <= used.length;) {
+    let j = 0;
+    while (j < units && !used[i + j]) j++;
+    if (j < units) { i += j + 1; continue; }
+    used.fill(1, i, i + units);
+    const off = i * STAGE_UNIT;
+    st.memory.set(src, off);
+    rdmaStats.staged++;
+    const entry: RegEntry = { ab: st.memory.buffer, refs: 0, bytes: units * STAGE_UNIT, app: false, free: () => used.fill(0, i, i + units) };
+    return { entry, keys: { addr: st.keys.addr + BigInt(off), rkey: st.keys.rkey } };
+  }
+  return undefined;
+}
+
+/** The device's staging arena is registered (tests). */
+export function stagingReady(device: object): boolean {
+  return !!stages.get(device as Native.RdmaDevice)?.keys;
+}
+
+/** Formats err's stack now: until then V8 keeps the stack's receivers (the lane, its connection, rings) alive. */
+function formatted<E extends Error>(err: E): E {
+  void err.stack;
+  return err;
+}
 
 function pin(e: RegEntry, n: number): void {
   if (e.refs === 0 && n > 0) rdmaStats.pinnedBytes += e.bytes;
   e.refs += n;
   if (e.refs === 0 && n < 0) {
     rdmaStats.pinnedBytes -= e.bytes;
+    e.free?.();
     const c = e.transient;
     if (c && c.entries.get(e.ab) === e) {
       try { c.device.deregister(e.ab as ArrayBuffer); } catch { /* device closed */ }
@@ -183,8 +264,15 @@ function cacheOf(device: Native.RdmaDevice): RegCache {
   if (!c) {
     regCaches.set(device, c = { device, entries: new Map(), bytes: 0 });
     devices.add(device);
-    // a device seen for the first time: the application's registrations go on it now
-    for (const ab of appRegs.keys()) { try { regAcquire(device, new Uint8Array(ab)); } catch { /* registered at first send */ } }
+    stageOf(device); // its staging arena registers on the thread pool meanwhile
+    // a device seen for the first time: the application's registrations go on it, on the thread pool
+    // (a write from one of them meanwhile waits for the same registration)
+    for (const ab of appRegs.keys()) {
+      device.registerAsync(new Uint8Array(ab), { remoteAccess: 'read' }).then(() => {
+        if (!appRegs.has(ab) || regCaches.get(device) !== c) return;
+        try { regAcquire(device, new Uint8Array(ab)); } catch { /* registered at first send */ }
+      }, () => { /* registered at first send */ });
+    }
   }
   return c;
 }
@@ -328,6 +416,12 @@ export class RdmaLane implements Lane {
   /** Rendezvous sources this lane made readable, pinned until unpin() or the lane's end. */
   #pinned = new Map<Uint8Array, RegEntry[]>(); // per payload, one entry per rendezvous write
   #endTimer: NodeJS.Timeout | undefined;
+  /** Writes waiting (in order) for a registration on the thread pool; undefined when none runs. */
+  #held: (() => void)[] | undefined;
+  /** Private copies of rendezvous sources the device refused as they were (registered meanwhile). */
+  #copies: Map<Uint8Array, Buffer> | undefined;
+  /** Sources whose registration a held write started early (#prefetch). */
+  #prefetched: WeakSet<Uint8Array> | undefined;
   #early: Buffer[] | undefined;      // frames before the sink was bound (copied)
   #acc: Buffer | undefined;          // DATA of one completion batch, handed to the sink at once
   #accLen = 0;
@@ -381,11 +475,32 @@ export class RdmaLane implements Lane {
 
   write(bytes: Uint8Array, ext?: Uint8Array, rdvAt?: number): void {
     if (this.#state === 'connecting') { if (!this.#destroyed) this.#pre.push([bytes, ext, rdvAt]); return; }
+    if (this.#state !== 'open') return;
+    this.#send(bytes, ext, rdvAt);
+  }
+
+  /** Posts a write now, or queues it behind the registration the lane waits for (order kept). */
+  #send(bytes: Uint8Array, ext?: Uint8Array, rdvAt?: number): void {
+    if (this.#held) {
+      if (ext && rdvAt !== undefined) this.#prefetch(ext);
+      this.#held.push(() => this.#send(bytes, ext, rdvAt));
+      return;
+    }
     const conn = this.#conn;
-    if (this.#state !== 'open' || !conn || conn.state !== 'open') return;
+    if (!conn || conn.state !== 'open') return;
     if (ext && rdvAt !== undefined) {
-      // F_RDV: the payload stays where it is; the frame says where
-      if (!this.#rendezvous(conn, bytes, ext, rdvAt)) return;
+      // F_RDV: the payload stays where it is (or in a staged copy); the frame says where
+      const r = this.#rendezvous(conn, bytes, ext, rdvAt);
+      if (r === false) return;
+      if (r !== true) {
+        // ext is being registered on the thread pool: this write and every later one wait for it
+        this.#held = [];
+        r.then(() => this.#resume(() => this.#send(bytes, ext, rdvAt)), (e: Error) => {
+          this.#held = undefined;
+          this.#fail(e);
+        });
+        return;
+      }
       ext = undefined;
     }
     const frames: Uint8Array[] = [];
@@ -394,21 +509,46 @@ export class RdmaLane implements Lane {
     if (frames.length) this.#post(frames);
   }
 
-  /** Makes ext readable by the peer and fills in the descriptor at bytes[at, at + 16). */
-  #rendezvous(conn: Native.RdmaConnection, bytes: Uint8Array, ext: Uint8Array, at: number): boolean {
+  /** The registration the lane waited for is done: the held write first, then the others in order. */
+  #resume(first: () => void): void {
+    const held = this.#held ?? [];
+    this.#held = undefined;
+    if (this.#state === 'closed') return;
+    first();
+    // one that has to wait again queues itself, and so every one after it (#send checks #held)
+    for (const f of held) f();
+  }
+
+  /**
+   * Makes ext readable by the peer and fills in the descriptor at bytes[at, at + 16): true when
+   * done, false when the lane failed, or a promise when ext must be registered first (off the JS
+   * thread; the caller holds the lane's writes until it settles, then calls this again).
+   */
+  #rendezvous(conn: Native.RdmaConnection, bytes: Uint8Array, ext: Uint8Array, at: number): boolean | Promise<unknown> {
     if (at < 0 || at + 16 > bytes.length) { this.#fail(new NexioError('NEXIO_ERR_INTERNAL', `rdma lane: descriptor at ${at} of ${bytes.length}`, 1)); return false; }
-    let src = ext;
-    let reg;
+    const dev = conn.device;
+    let reg: { entry: RegEntry; keys: { addr: bigint; rkey: number } } | undefined;
+    const copy = this.#copies?.get(ext);
     try {
-      reg = regAcquire(conn.device, src);
-    } catch {
-      // Not registrable as it is (a SharedArrayBuffer, a view the device refuses): a private copy
-      // is, registered for this write only and deregistered once the peer has it (unpinned).
-      try {
-        src = Buffer.from(ext);
-        reg = regAcquire(conn.device, src);
-        reg.entry.transient = cacheOf(conn.device);
-      } catch (e) { this.#fail(e as Error); return false; }
+      if (copy) {
+        // ext could not be registered as it is: its private copy was registered meanwhile
+        this.#copies!.delete(ext);
+        reg = regAcquire(dev, copy);
+        reg.entry.transient = cacheOf(dev);
+      } else if (dev.isRegistered(ext)) {
+        reg = regAcquire(dev, ext); // cached: no registration
+      } else if ((reg = stageAcquire(dev, ext))) {
+        // first seen and small enough: a copy into the registered arena
+      } else if (REG_SYNC) {
+        rdmaStats.registrationsSync++;
+        reg = regAcquire(dev, ext);
+      } else {
+        if (!this.#prefetched?.has(ext)) rdmaStats.registrationsAsync++;
+        return this.#registerOff(dev, ext);
+      }
+    } catch (e) {
+      this.#fail(e as Error);
+      return false;
     }
     const p = this.#pinned.get(ext);
     if (p) p.push(reg.entry);
@@ -420,6 +560,50 @@ export class RdmaLane implements Lane {
     dv.setUint32(12, 0, true);
     rdmaStats.rendezvousSent++;
     return true;
+  }
+
+  /**
+   * A write queued behind a registration whose source needs one too: its registration starts now
+   * (the thread pool runs several at once) instead of when its turn comes; the write still goes in
+   * its turn. Undone if the lane closes first (nobody else uses it).
+   */
+  #prefetch(ext: Uint8Array): void {
+    const dev = this.#conn?.device;
+    if (!dev || REG_SYNC || ext.length <= STAGE_MAX || !(ext.buffer instanceof ArrayBuffer) || dev.isRegistered(ext)) return;
+    const seen = this.#prefetched ??= new WeakSet();
+    if (seen.has(ext)) return;
+    seen.add(ext);
+    rdmaStats.registrationsAsync++;
+    dev.registerAsync(ext, { remoteAccess: 'read' }).then(() => {
+      if (this.#state === 'closed' && !appRegs.has(ext.buffer) && !regCaches.get(dev)?.entries.has(ext.buffer)) {
+        try { dev.deregister(ext); } catch { /* device closed */ }
+      }
+    }, () => { /* its write registers it again, or copies it, in its turn */ });
+  }
+
+  /**
+   * Registers ext on the thread pool. Memory the device refuses as it is (a SharedArrayBuffer, a
+   * view it cannot pin) goes by a private copy, registered the same way and deregistered once the
+   * peer has it (unpinned). Registered for a lane that closed meanwhile: undone (nobody uses it).
+   */
+  #registerOff(dev: Native.RdmaDevice, ext: Uint8Array): Promise<unknown> {
+    const keep = (): void => {
+      if (this.#state === 'closed' && !appRegs.has(ext.buffer) && !regCaches.get(dev)?.entries.has(ext.buffer)) {
+        try { dev.deregister(ext); } catch { /* device closed */ }
+      }
+    };
+    const viaCopy = (): Promise<unknown> => {
+      const copy = Buffer.from(ext);
+      (this.#copies ??= new Map()).set(ext, copy);
+      return dev.registerAsync(copy, { remoteAccess: 'read' }).then(() => {
+        if (this.#state === 'closed') { this.#copies?.delete(ext); try { dev.deregister(copy); } catch { /* device closed */ } }
+      });
+    };
+    if (!(ext.buffer instanceof ArrayBuffer)) return viaCopy();
+    return dev.registerAsync(ext, { remoteAccess: 'read' }).then(keep, (e: Error & { code?: string }) => {
+      if (e.code === 'NEXIO_ERR_RDMA_CLOSED') throw e;
+      return viaCopy();
+    });
   }
 
   /** The context is done with one rendezvous of ext on this lane (the peer acked it): one unpin per write. */
@@ -496,7 +680,7 @@ export class RdmaLane implements Lane {
     const job = this.#job;
     if (!job) return;
     this.#job = undefined;
-    job.done(err);
+    job.done(formatted(err));
   }
 
   #post(frames: Uint8Array[]): void {
@@ -512,9 +696,14 @@ export class RdmaLane implements Lane {
     if (this.#state !== 'open') return;
     this.#state = 'ending';
     this.#ended = true;
-    // FIN goes after everything queued; the peer disconnects when it has read it.
-    this.#post([FIN_FRAME]);
+    // FIN goes after everything queued (held writes too); the peer disconnects when it has read it.
+    this.#sendFin();
     this.#endTimer = setTimeout(() => this.#conn?.close({ timeoutMs: 0 }).catch(() => {}), END_TIMEOUT_MS);
+  }
+
+  #sendFin(): void {
+    if (this.#held) { this.#held.push(() => this.#sendFin()); return; }
+    if (this.#conn?.state === 'open') this.#post([FIN_FRAME]);
   }
 
   destroy(): void {
@@ -591,6 +780,8 @@ export class RdmaLane implements Lane {
   #closed(): void {
     if (this.#state === 'closed') return;
     this.#state = 'closed';
+    this.#held = undefined; // writes held behind a registration go nowhere now: the core resends them elsewhere
+    this.#copies = undefined;
     clearTimeout(this.#endTimer);
     for (const p of this.#pinned.values()) for (const e of p) pin(e, -1);
     this.#pinned.clear();
@@ -617,7 +808,7 @@ export class RdmaLane implements Lane {
       const code = (err as { code?: string }).code ?? '';
       err = new NexioError(KEPT_CODES.has(code) ? code : 'NEXIO_ERR_TRANSPORT', `rdma ${this.remote}: ${err.message}`, 20, { cause: err });
     }
-    this.#sink.closed(err);
+    this.#sink.closed(err && formatted(err));
   }
 }
 

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 
 namespace nexio {
@@ -112,6 +113,10 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
     delete data;
     ThrowRdma(env, "INIT", "napi_set_instance_data", 0);
     return exports;
+  }
+  // Test-only fault injection, read once: never set it outside tests (native/README.md).
+  if (const char* f = getenv("NEXIO_RDMA_TEST_FAULT")) {
+    if (strncmp(f, "adopt:", 6) == 0) data->faultAdopt = static_cast<uint32_t>(strtoul(f + 6, nullptr, 10));
   }
   // Runs at env teardown (process exit, worker exit) before finalizers: closes what is open.
   if (napi_add_env_cleanup_hook(env, CleanupHook, data) != napi_ok) {

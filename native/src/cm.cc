@@ -39,6 +39,9 @@ CmChannel::CmChannel(const Napi::CallbackInfo& info)
 CmChannel::~CmChannel() { Release(); }
 
 void CmChannel::Release() {
+  // the ids first, newest first (each detaches itself): destroying the channel under an open
+  // id would leave rdma_destroy_id writing to a freed channel's fd
+  while (!ids_.empty()) ids_.back()->Release();
   if (poll_) {
     poll_->data = nullptr;
     uv_close(reinterpret_cast<uv_handle_t*>(poll_), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
@@ -152,6 +155,11 @@ CmId::CmId(const Napi::CallbackInfo& info)
   if (env.IsExceptionPending()) return;
   if (!ch || !ch->channel()) { ThrowRdma(env, "CLOSED", "rdma_create_id", EBADF, "the event channel is closed"); return; }
   if (info.Length() > 1 && info[1].IsExternal()) {
+    if (data_->faultAdopt > 0) {  // test only: fail before the id is taken (the caller still owns it)
+      data_->faultAdopt--;
+      ThrowRdma(env, "TEST_FAULT", "CmId", EIO, "test-only fault NEXIO_RDMA_TEST_FAULT=adopt");
+      return;
+    }
     id_ = info[1].As<Napi::External<rdma_cm_id>>().Data();
     id_->context = this;
   } else if (rdma_create_id(ch->channel(), &id_, this, RDMA_PS_TCP) != 0) {
@@ -160,6 +168,8 @@ CmId::CmId(const Napi::CallbackInfo& info)
     return;
   }
   channel_ = Napi::Persistent(chObj);
+  ch_ = ch;
+  chPos_ = ch->Attach(this);
   Ref();  // alive while the id can receive events
 }
 
@@ -171,6 +181,7 @@ void CmId::Release() {
     id_->context = nullptr;
     rdma_destroy_id(id_);
     id_ = nullptr;
+    if (ch_) { ch_->Detach(chPos_); ch_ = nullptr; }
     channel_.Reset();
     Unref();
   }

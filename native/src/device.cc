@@ -10,6 +10,7 @@ namespace nexio {
 Napi::Function Device::Init(Napi::Env env, AddonData*) {
   return DefineClass(env, "Device", {
       InstanceMethod("register", &Device::Register),
+      InstanceMethod("registerAsync", &Device::RegisterAsync),
       InstanceMethod("query", &Device::Query),
       InstanceMethod("close", &Device::Close),
       InstanceMethod("watch", &Device::Watch),
@@ -36,15 +37,27 @@ Device::~Device() { Release(); }
 
 void Device::Release() {
   StopWatching();
-  if (pd_) {
-    // EBUSY here means a QP or MR of this PD is still open: Tracked order prevents that at teardown.
-    if (ibv_dealloc_pd(pd_) == 0) pd_ = nullptr;
-  }
+  DeallocPd();
+}
+
+// Deallocates the PD now, or once the registrations running on the thread pool are done.
+void Device::DeallocPd() {
+  if (!pd_) return;
+  if (pendingRegs_ > 0) { closeDeferred_ = true; return; }
+  // EBUSY here means a QP or MR of this PD is still open: Tracked order prevents that at teardown.
+  if (ibv_dealloc_pd(pd_) == 0) pd_ = nullptr;
+  closeDeferred_ = false;
+}
+
+void Device::RegistrationDone() {
+  if (pendingRegs_ > 0) pendingRegs_--;
+  if (closeDeferred_ && pendingRegs_ == 0) DeallocPd();
 }
 
 Napi::Value Device::Close(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   StopWatching();
+  if (pd_ && pendingRegs_ > 0) { closeDeferred_ = true; return env.Undefined(); }  // done by the last job
   if (pd_) {
     int r = ibv_dealloc_pd(pd_);
     if (r != 0) return ThrowRdma(env, "DEALLOC_PD", "ibv_dealloc_pd", r, "close its queue pairs and memory regions first");
@@ -182,10 +195,88 @@ Napi::Value Device::Register(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsArrayBuffer()) return ThrowType(env, "register(arrayBuffer[, remoteAccess])");
   Napi::Value remote = info.Length() < 2 ? Napi::Boolean::New(env, true)
                        : info[1].IsString() ? info[1] : Napi::Boolean::New(env, info[1].ToBoolean().Value());
-  if (!pd_) return ThrowRdma(env, "CLOSED", "ibv_reg_mr", EBADF, "the device is closed");
+  if (!pd()) return ThrowRdma(env, "CLOSED", "ibv_reg_mr", EBADF, "the device is closed");
   Napi::Object mr = env.GetInstanceData<AddonData>()->memoryRegionCtor.New({Value(), info[0], remote});
   if (env.IsExceptionPending()) return env.Undefined();
   return mr;
+}
+
+int AccessFlags(Napi::Value remote) {
+  int access = IBV_ACCESS_LOCAL_WRITE;
+  if (remote.IsString() && remote.As<Napi::String>().Utf8Value() == "read") access |= IBV_ACCESS_REMOTE_READ;  // rendezvous sources
+  else if (remote.ToBoolean().Value()) access |= IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
+  return access;
+}
+
+// ibv_reg_mr on the libuv thread pool. It pins and maps every page of the buffer: on the JS thread
+// a first-time rendezvous source would stall the event loop for as long (native/README.md, the
+// measurements). The job holds the ArrayBuffer and the Device (whose PD stays allocated until the
+// job is done, see Device::DeallocPd); the callback gets (err, MemoryRegion).
+class RegisterJob : public Napi::AsyncWorker {
+ public:
+  RegisterJob(Napi::Function cb, Device* dev, Napi::Object devObj, Napi::ArrayBuffer ab, Napi::Value remote)
+      : Napi::AsyncWorker(cb, "nexio:rdma_reg_mr"), dev_(dev), pd_(dev->jobPd()),
+        addr_(ab.Data()), len_(ab.ByteLength()), access_(AccessFlags(remote)) {
+    devObj_ = Napi::Persistent(devObj);
+    ab_ = Napi::Persistent(ab);
+    remoteWasRead_ = remote.IsString();
+    remoteFlag_ = remote.ToBoolean().Value();
+  }
+  void Execute() override {
+    mr_ = ibv_reg_mr(pd_, addr_, len_, access_);
+    if (!mr_) err_ = errno;
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    bool closed = dev_->jobPd() == nullptr;  // closed (or closing) while registering
+    if (mr_ && closed) { ibv_dereg_mr(mr_); mr_ = nullptr; }
+    dev_->RegistrationDone();
+    if (!mr_) {
+      Napi::Error e = closed ? RdmaError(env, "CLOSED", "ibv_reg_mr", EBADF, "the device closed while registering")
+                             : RdmaError(env, "REG_MR", "ibv_reg_mr", err_, std::to_string(len_) + " bytes");
+      Callback().Call({e.Value()});
+      return;
+    }
+    // the MemoryRegion adopts mr_ (it deregisters it if it cannot be made)
+    Napi::Value remote = remoteWasRead_ ? Napi::String::New(env, "read").As<Napi::Value>() : Napi::Boolean::New(env, remoteFlag_);
+    Napi::Object mr = env.GetInstanceData<AddonData>()->memoryRegionCtor.New(
+        {devObj_.Value(), ab_.Value(), remote, Napi::External<ibv_mr*>::New(env, &mr_)});
+    if (mr_) { ibv_dereg_mr(mr_); mr_ = nullptr; }  // the constructor never ran (env going away)
+    if (env.IsExceptionPending() || mr.IsEmpty()) {
+      if (env.IsExceptionPending()) Callback().Call({env.GetAndClearPendingException().Value()});
+      return;
+    }
+    Callback().Call({env.Null(), mr});
+  }
+
+ private:
+  Device* dev_;
+  ibv_pd* pd_;
+  void* addr_;
+  size_t len_;
+  int access_;
+  ibv_mr* mr_ = nullptr;
+  int err_ = 0;
+  bool remoteWasRead_ = false, remoteFlag_ = false;
+  Napi::ObjectReference devObj_;
+  Napi::Reference<Napi::ArrayBuffer> ab_;
+};
+
+// registerAsync(arrayBuffer, remoteAccess, callback(err, MemoryRegion)): the registration runs on
+// the libuv thread pool; the callback comes on the loop.
+Napi::Value Device::RegisterAsync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 3 || !info[0].IsArrayBuffer() || !info[2].IsFunction())
+    return ThrowType(env, "registerAsync(arrayBuffer, remoteAccess, callback)");
+  if (!pd()) return ThrowRdma(env, "CLOSED", "ibv_reg_mr", EBADF, "the device is closed");
+  Napi::ArrayBuffer ab = info[0].As<Napi::ArrayBuffer>();
+  if (ab.ByteLength() == 0) return ThrowType(env, "registerAsync: empty buffer");
+  Napi::Value remote = info[1].IsString() ? info[1] : Napi::Boolean::New(env, info[1].ToBoolean().Value());
+  auto* job = new RegisterJob(info[2].As<Napi::Function>(), this, Value(), ab, remote);
+  pendingRegs_++;
+  job->Queue();
+  return env.Undefined();
 }
 
 // ---------------------------------------------------------------- MemoryRegion
@@ -196,20 +287,27 @@ Napi::Function MemoryRegion::Init(Napi::Env env, AddonData* data) {
   return f;
 }
 
-// new MemoryRegion(device, arrayBuffer, remoteAccess: bool | 'read'); sets addr (bigint), length, lkey, rkey
+// new MemoryRegion(device, arrayBuffer, remoteAccess: bool | 'read'[, External<ibv_mr*>]); sets addr
+// (bigint), length, lkey, rkey. With the External it adopts a registration made on the thread pool
+// (RegisterJob): it takes the ibv_mr out of the slot (nulls it), and deregisters it if the object
+// cannot be made.
 MemoryRegion::MemoryRegion(const Napi::CallbackInfo& info)
     : Napi::ObjectWrap<MemoryRegion>(info), Tracked(info.Env().GetInstanceData<AddonData>()) {
   Napi::Env env = info.Env();
-  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsArrayBuffer()) { ThrowType(env, "MemoryRegion(device, arrayBuffer, remoteAccess)"); return; }
+  ibv_mr* adopt = nullptr;
+  if (info.Length() > 3 && info[3].IsExternal()) {
+    ibv_mr** slot = info[3].As<Napi::External<ibv_mr*>>().Data();
+    adopt = *slot;
+    *slot = nullptr;
+  }
+  auto fail = [&]() { if (adopt) ibv_dereg_mr(adopt); };
+  if (info.Length() < 3 || !info[0].IsObject() || !info[1].IsArrayBuffer()) { fail(); ThrowType(env, "MemoryRegion(device, arrayBuffer, remoteAccess)"); return; }
   Device* dev = Device::Unwrap(info[0].As<Napi::Object>());
-  if (env.IsExceptionPending()) return;
-  if (!dev || !dev->pd()) { ThrowRdma(env, "CLOSED", "ibv_reg_mr", EBADF, "the device is closed"); return; }
+  if (env.IsExceptionPending()) { fail(); return; }
+  if (!dev || !dev->pd()) { fail(); ThrowRdma(env, "CLOSED", "ibv_reg_mr", EBADF, "the device is closed"); return; }
   Napi::ArrayBuffer ab = info[1].As<Napi::ArrayBuffer>();
-  if (ab.ByteLength() == 0) { ThrowType(env, "register: empty buffer"); return; }
-  int access = IBV_ACCESS_LOCAL_WRITE;
-  if (info[2].IsString() && info[2].As<Napi::String>().Utf8Value() == "read") access |= IBV_ACCESS_REMOTE_READ;  // rendezvous sources
-  else if (info[2].ToBoolean().Value()) access |= IBV_ACCESS_REMOTE_WRITE | IBV_ACCESS_REMOTE_READ;
-  ibv_mr* mr = ibv_reg_mr(dev->pd(), ab.Data(), ab.ByteLength(), access);
+  if (ab.ByteLength() == 0) { fail(); ThrowType(env, "register: empty buffer"); return; }
+  ibv_mr* mr = adopt ? adopt : ibv_reg_mr(dev->pd(), ab.Data(), ab.ByteLength(), AccessFlags(info[2]));
   if (!mr) { ThrowRdma(env, "REG_MR", "ibv_reg_mr", errno, std::to_string(ab.ByteLength()) + " bytes"); return; }
   mr_ = mr;
   buffer_ = Napi::Persistent(ab);

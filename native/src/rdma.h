@@ -53,8 +53,14 @@ struct AddonData {
   // poll one fd twice), shared by every Device of this thread on that context.
   std::map<ibv_context*, AsyncWatch*> asyncWatches;
   bool finalized = false;    // env instance data finalizer ran; delete when `live` empties
+  // TEST ONLY (NEXIO_RDMA_TEST_FAULT=adopt:N, read once at load; native/README.md): the next N
+  // adoptions of a CONNECT_REQUEST's id fail, to drive CmChannel::Drain's failure path.
+  uint32_t faultAdopt = 0;
   void ReleaseAll();
 };
+
+// ibv access flags for register()'s remoteAccess argument: true (READ and WRITE), 'read', false.
+int AccessFlags(Napi::Value remote);
 
 // Sets a pending JS Error: code NEXIO_ERR_RDMA_<what>, errno, syscall, message
 // "<call> failed: <strerror> (<detail>)". Returns env.Undefined() for `return Throw(...)`.
@@ -72,6 +78,7 @@ bool ParseAddress(const std::string& host, int port, sockaddr_storage* ss);
 
 class QueuePair;
 class Device;
+class CmId;
 
 class CmChannel : public Napi::ObjectWrap<CmChannel>, public Tracked {
  public:
@@ -80,12 +87,17 @@ class CmChannel : public Napi::ObjectWrap<CmChannel>, public Tracked {
   ~CmChannel() override;
   void Release() override;
   rdma_event_channel* channel() const { return ch_; }
+  // The ids on this channel: librdmacm's rdma_destroy_id writes to the channel's fd, so the
+  // channel is never destroyed under an id (Release releases them first).
+  std::list<CmId*>::iterator Attach(CmId* id) { return ids_.insert(ids_.end(), id); }
+  void Detach(std::list<CmId*>::iterator it) { ids_.erase(it); }
 
  private:
   Napi::Value Close(const Napi::CallbackInfo& info);
   static void OnPoll(uv_poll_t* h, int status, int events);
   void Drain();
 
+  std::list<CmId*> ids_;
   rdma_event_channel* ch_ = nullptr;
   uv_poll_t* poll_ = nullptr;
   Napi::FunctionReference onEvent_;
@@ -120,6 +132,8 @@ class CmId : public Napi::ObjectWrap<CmId>, public Tracked {
   rdma_cm_id* id_ = nullptr;
   QueuePair* qp_ = nullptr;
   Napi::ObjectReference channel_;
+  CmChannel* ch_ = nullptr;  // while id_ is open
+  std::list<CmId*>::iterator chPos_;
   std::vector<uint8_t> pdata_;
 };
 
@@ -129,12 +143,13 @@ class Device : public Napi::ObjectWrap<Device>, public Tracked {
   explicit Device(const Napi::CallbackInfo& info);
   ~Device() override;
   void Release() override;
-  ibv_pd* pd() const { return pd_; }
+  ibv_pd* pd() const { return closeDeferred_ ? nullptr : pd_; }
   ibv_context* verbs() const { return verbs_; }
   const ibv_device_attr& attr() const { return attr_; }
 
  private:
   Napi::Value Register(const Napi::CallbackInfo& info);
+  Napi::Value RegisterAsync(const Napi::CallbackInfo& info);
   Napi::Value Query(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Watch(const Napi::CallbackInfo& info);
@@ -143,11 +158,20 @@ class Device : public Napi::ObjectWrap<Device>, public Tracked {
  public:
   /** An asynchronous event of this device's verbs context (AsyncWatch). */
   void Dispatch(int type, const char* name, uint32_t qpNum, uint32_t port);
+  /** A registration on the thread pool (RegisterJob) finished: a deferred close may proceed. */
+  void RegistrationDone();
+  /** The PD for a registration job: null when closed or closing. */
+  ibv_pd* jobPd() const { return pd(); }
 
  private:
 
   ibv_context* verbs_ = nullptr;  // owned by librdmacm
   ibv_pd* pd_ = nullptr;
+  // Registrations running on the libuv thread pool use pd_: it is deallocated only once they
+  // are all done (a close meanwhile is deferred: closeDeferred_, pd() reads as closed).
+  uint32_t pendingRegs_ = 0;
+  bool closeDeferred_ = false;
+  void DeallocPd();
   ibv_device_attr attr_{};
   // Asynchronous events (port down, QP fatal, device fatal) from verbs_->async_fd, handed to
   // onAsync_(type, name, qpNum, port); see Watch().

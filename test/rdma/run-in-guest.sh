@@ -6,6 +6,12 @@
 cd "$(dirname "$0")/../.." || exit 125
 role=single
 [ "${NEXIO_LAB_layout:-single}" = pair ] && { [ "$NEXIO_LAB_node" = a ] && role=server || role=client; }
+# In the qemu lab (its job share is /mnt/lab): a suite that dies of a signal leaves a core there,
+# which testbed/test-rdma.sh turns into a backtrace in the crash log (the guests run the host's node).
+if [ -d /mnt/lab ] && [ -w /proc/sys/kernel/core_pattern ]; then
+  ulimit -c unlimited
+  echo '/mnt/lab/core.%e.%p' > /proc/sys/kernel/core_pattern
+fi
 rc=0
 for suite in ${@:-verbs transport}; do
   node "test/rdma/$suite-suite.js" "$role"; r=$?

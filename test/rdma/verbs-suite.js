@@ -416,6 +416,64 @@ function clientTests() {
     assert.equal(matches(seen.copy, patternB), -1);
   });
 
+  // cm.cc's CONNECT_REQUEST failure path (fixed in 7ff9304: it read the request's id from the event
+  // it had just acked, i.e. freed). The addon's test-only fault NEXIO_RDMA_TEST_FAULT=adopt:1 makes
+  // the first adoption fail; MALLOC_PERTURB_ makes freed memory junk, so a read after the ack
+  // rejects (or crashes on) a junk id instead of this request. The child serves on this guest.
+  test('a connection request whose id cannot be adopted is rejected and reported; the next is served (test-only fault, MALLOC_PERTURB_)', async () => {
+    const port = PORT + 3;
+    const child = spawn(process.execPath, [path.join(__dirname, 'adopt-fault-child.js'), ME, String(port)],
+      { env: { ...process.env, NEXIO_RDMA_TEST_FAULT: 'adopt:1', MALLOC_PERTURB_: '165' } });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    let status = 'running';
+    const exited = new Promise((r) => child.on('exit', (c, sig) => { status = `exit ${c} signal ${sig}`; r([c, sig]); }));
+    try {
+      for (let i = 0; i < 400 && !out.includes('listening'); i++) await sleep(50);
+      assert.match(out, /listening/, 'the child listens');
+      const err = await rejectsWithCode(ctx.connect({ host: ME, port, privateData: 'first', timeoutMs: 20000 }), 'NEXIO_ERR_RDMA_REJECTED');
+      assert.equal(err.status, 28, 'rejected by the server (consumer-defined), not timed out or refused');
+      const c = await within(30000, ctx.connect({ host: ME, port, privateData: 'second', timeoutMs: 20000 }), 'the second connect');
+      assert.equal(c.peerPrivateData.toString(), 'welcome', 'the next request is served');
+      await within(10000, c.close(), 'close');
+      const [code, signal] = await within(30000, exited, 'child exit');
+      diag(`adopt fault child: exit ${code} signal ${signal}: ${out.trim().replace(/\n/g, '; ')}`);
+      assert.equal(signal, null, 'the child did not die of a signal');
+      assert.equal(code, 0);
+      assert.match(out, /uncaught NEXIO_ERR_RDMA_TEST_FAULT/, 'the failure reached JS as a typed error');
+    } catch (err) {
+      await Promise.race([exited, sleep(1000)]);
+      err.message += ` (child: ${status}: ${out.trim().replace(/\n/g, '; ')})`;
+      throw err;
+    } finally { child.kill('SIGKILL'); }
+  });
+
+  // Teardown order: a context closed while a connect waits for the server's answer. Before, close()
+  // closed the rdma_cm channel under the attempt's id (rdma_destroy_id then wrote to the freed
+  // channel's fd), could not free the device (the attempt's queue pair was still on its PD:
+  // NEXIO_ERR_RDMA_DEALLOC_PD) and the connect ran on to its timeout.
+  test('a context closed while a connect is in progress ends it at once (NEXIO_ERR_RDMA_CLOSED), its id and queue pair before the device and the channel', async () => {
+    const held = [];
+    const srv = new RdmaContext();
+    srv.listen({ host: ME, port: PORT + 4 }, (req) => held.push(req)); // never answered while the test runs
+    const c2 = new RdmaContext();
+    try {
+      const t0 = Date.now();
+      const p = c2.connect({ host: ME, port: PORT + 4, privateData: 'hold', timeoutMs: 30000 });
+      p.catch(() => {});
+      for (let i = 0; i < 600 && held.length === 0; i++) await sleep(50);
+      assert.equal(held.length, 1, 'the request reached the server (the client has its queue pair and waits)');
+      await within(5000, c2.close(), 'close() during the connect');
+      const err = await within(5000, rejectsWithCode(p, 'NEXIO_ERR_RDMA_CLOSED'), 'the connect to end');
+      diag(`connect ended ${Date.now() - t0} ms after it began: ${err.message}`);
+    } finally {
+      for (const r of held) { try { r.reject(); } catch { /* answered or gone */ } }
+      await c2.close();
+      await within(10000, srv.close(), 'server context close');
+    }
+  });
+
   test('clean teardown: close() is idempotent, the context closes, bye', async () => {
     const closed = new Promise((r) => conn.once('close', r));
     const p1 = conn.close(), p2 = conn.close();
