@@ -244,7 +244,11 @@ async function main(argv: string[]): Promise<number> {
   const unavailable: Record<string, string> = {};
   for (const r of running) if (r.error) { unavailable[r.sys.name] = r.error; process.stderr.write(`${r.sys.name}: unavailable: ${r.error}\n`); }
   const live = running.filter((r) => r.client);
-  if (!live.some((r) => r.sys.name === 'nexio')) throw new Error(`nexio did not start: ${unavailable.nexio}`);
+  if (!live.some((r) => r.sys.name === 'nexio')) {
+    // The other servers are child processes: left running they keep the bench from exiting.
+    await Promise.all(running.map((r) => stopServer(r.child)));
+    throw new Error(`nexio did not start: ${unavailable.nexio}`);
+  }
 
   const samples: Record<string, Partial<Record<Metric, number>>[]> = {};
   const errors: { system: string; workload: string; round: number; error: string }[] = [];
