@@ -245,7 +245,10 @@ async function main(argv: string[]): Promise<number> {
   for (const r of running) if (r.error) { unavailable[r.sys.name] = r.error; process.stderr.write(`${r.sys.name}: unavailable: ${r.error}\n`); }
   const live = running.filter((r) => r.client);
   if (!live.some((r) => r.sys.name === 'nexio')) {
-    // The other servers are child processes: left running they keep the bench from exiting.
+    // The other servers are child processes: left running they keep the bench
+    // from exiting. Their clients close first (a server gone under an open
+    // client is a reset the client has no listener for).
+    await Promise.all(live.map((r) => r.client!.close().catch(() => undefined)));
     await Promise.all(running.map((r) => stopServer(r.child)));
     throw new Error(`nexio did not start: ${unavailable.nexio}`);
   }
